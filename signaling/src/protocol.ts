@@ -1,0 +1,169 @@
+/**
+ * The signaling wire contract, shared by the server (signaling/src) and the browser client (client/src).
+ *
+ * Every client->server event carries one payload object and an ack callback. The server validates the
+ * payload with the schema of the same name below before it touches it, and answers through the ack with
+ * either `{ ok: true, data }` or `{ ok: false, error: { code, message } }` where `code` is one of
+ * `ERROR_CODES`. Nothing here carries a key, the invite secret or a display name: profile data and key
+ * material travel only inside opaque `relay` blobs that the clients encrypt.
+ */
+import { z } from 'zod';
+
+// ---------------------------------------------------------------------------------------------
+// Errors: a closed set of codes.
+// ---------------------------------------------------------------------------------------------
+export const ERROR_CODES = [
+  'BAD_REQUEST', // payload failed its schema
+  'TOO_LARGE', // payload over the size limit
+  'RATE_LIMITED', // per-socket rate limit hit
+  'UNAUTHORIZED', // wrong access token for the room
+  'ROOM_FULL', // room at its member cap
+  'NOT_JOINED', // the socket has not joined a room
+  'ALREADY_JOINED', // the socket already joined a room
+  'NOT_FOUND', // transport/producer/consumer/peer does not exist or is not yours
+  'CANNOT_CONSUME', // router.canConsume() said no
+  'SFU_ERROR', // mediasoup threw
+  'UNAVAILABLE', // the room's worker died; rejoin
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface ProtocolError {
+  code: ErrorCode;
+  message: string;
+}
+export type AckResult<T> = { ok: true; data: T } | { ok: false; error: ProtocolError };
+export type Ack<T> = (res: AckResult<T>) => void;
+
+// ---------------------------------------------------------------------------------------------
+// Schemas for inbound payloads.
+// ---------------------------------------------------------------------------------------------
+/** Room ids: 22 chars base64url (128 random bits), made by the client that creates the meeting. */
+export const RoomId = z.string().regex(/^[A-Za-z0-9_-]{22}$/, 'roomId must be 22 base64url chars');
+/** Server access token: 32 bytes base64url (43 chars), HKDF-derived from the invite secret. */
+export const AccessToken = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'accessToken must be 43 base64url chars');
+export const Id = z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/);
+export const MediaSource = z.enum(['mic', 'camera', 'screen']);
+export type MediaSource = z.infer<typeof MediaSource>;
+
+/** mediasoup parameter objects are passed through to mediasoup, which validates them itself; we bound their shape and size. */
+const Json = z.record(z.string(), z.unknown());
+
+export const schemas = {
+  join: z.strictObject({ roomId: RoomId, accessToken: AccessToken }),
+  leave: z.strictObject({}),
+  createTransport: z.strictObject({ direction: z.enum(['send', 'recv']) }),
+  connectTransport: z.strictObject({ transportId: Id, dtlsParameters: Json }),
+  restartIce: z.strictObject({ transportId: Id }),
+  produce: z.strictObject({
+    transportId: Id,
+    kind: z.enum(['audio', 'video']),
+    rtpParameters: Json,
+    source: MediaSource,
+  }),
+  closeProducer: z.strictObject({ producerId: Id }),
+  pauseProducer: z.strictObject({ producerId: Id }),
+  resumeProducer: z.strictObject({ producerId: Id }),
+  consume: z.strictObject({ transportId: Id, producerId: Id, rtpCapabilities: Json }),
+  resumeConsumer: z.strictObject({ consumerId: Id }),
+  pauseConsumer: z.strictObject({ consumerId: Id }),
+  setPreferredLayers: z.strictObject({
+    consumerId: Id,
+    spatialLayer: z.number().int().min(0).max(2),
+    temporalLayer: z.number().int().min(0).max(2).optional(),
+  }),
+  requestKeyFrame: z.strictObject({ consumerId: Id }),
+  /** Opaque, client-encrypted blob for one member (`to`) or every other member (`to` omitted). */
+  relay: z.strictObject({ to: Id.optional(), blob: z.string().max(65536).regex(/^[A-Za-z0-9_-]*$/) }),
+} as const;
+
+export type Requests = { [K in keyof typeof schemas]: z.infer<(typeof schemas)[K]> };
+
+// ---------------------------------------------------------------------------------------------
+// Responses.
+// ---------------------------------------------------------------------------------------------
+export interface PeerInfo {
+  peerId: string;
+}
+export interface ProducerInfo {
+  peerId: string;
+  producerId: string;
+  kind: 'audio' | 'video';
+  source: MediaSource;
+  paused: boolean;
+}
+export interface JoinResponse {
+  peerId: string;
+  routerRtpCapabilities: Record<string, unknown>;
+  peers: PeerInfo[];
+  producers: ProducerInfo[];
+  /** ICE servers (TURN) the client should use, if configured. */
+  iceServers: { urls: string | string[]; username?: string; credential?: string }[];
+}
+export interface TransportResponse {
+  id: string;
+  iceParameters: Record<string, unknown>;
+  iceCandidates: Record<string, unknown>[];
+  dtlsParameters: Record<string, unknown>;
+}
+export interface ConsumeResponse {
+  consumerId: string;
+  producerId: string;
+  peerId: string;
+  kind: 'audio' | 'video';
+  source: MediaSource;
+  rtpParameters: Record<string, unknown>;
+  type: string;
+  producerPaused: boolean;
+}
+
+export interface Responses {
+  join: JoinResponse;
+  leave: Record<string, never>;
+  createTransport: TransportResponse;
+  connectTransport: Record<string, never>;
+  restartIce: { iceParameters: Record<string, unknown> };
+  produce: { producerId: string };
+  closeProducer: Record<string, never>;
+  pauseProducer: Record<string, never>;
+  resumeProducer: Record<string, never>;
+  consume: ConsumeResponse;
+  resumeConsumer: Record<string, never>;
+  pauseConsumer: Record<string, never>;
+  setPreferredLayers: Record<string, never>;
+  requestKeyFrame: Record<string, never>;
+  relay: Record<string, never>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// socket.io event maps.
+// ---------------------------------------------------------------------------------------------
+export type ClientToServerEvents = {
+  [K in keyof typeof schemas]: (payload: Requests[K], ack: Ack<Responses[K]>) => void;
+};
+
+export interface ServerToClientEvents {
+  peerJoined: (p: { peerId: string }) => void;
+  peerLeft: (p: { peerId: string }) => void;
+  newProducer: (p: ProducerInfo) => void;
+  producerClosed: (p: { peerId: string; producerId: string }) => void;
+  producerPaused: (p: { peerId: string; producerId: string }) => void;
+  producerResumed: (p: { peerId: string; producerId: string }) => void;
+  consumerClosed: (p: { consumerId: string }) => void;
+  consumerPaused: (p: { consumerId: string }) => void;
+  consumerResumed: (p: { consumerId: string }) => void;
+  activeSpeaker: (p: { peerId: string | null }) => void;
+  /** The room's SFU state was lost (worker died): drop all media objects and join again. */
+  rejoin: (p: { reason: 'worker-died' }) => void;
+  relay: (p: { from: string; blob: string }) => void;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface InterServerEvents {}
+
+export interface SocketData {
+  peerId?: string;
+  roomId?: string;
+}
+
+/** Payload size limit for any single inbound event, in bytes of its JSON. */
+export const MAX_PAYLOAD_BYTES = 96 * 1024;
