@@ -1,0 +1,169 @@
+/**
+ * `window.__meet`: a READ-ONLY debug view for tests and troubleshooting. It exposes no keys, no invite
+ * secret and no display names of others — only media plumbing facts:
+ *
+ * - `snapshot()`: plain JSON copy of the call state: status, own peer id, transform API, and per
+ *   producer / consumer: id, kind, source, paused flags, transform API, and the frames/bytes the
+ *   transform worker counted for it (from its last periodic report, every 500 ms).
+ * - `refresh()`: asks the worker for fresh counts first, then returns `snapshot()`.
+ * - `stats(id)`: RTCStats summary for a producer id (`framesEncoded`, `bytesSent`, `packetsSent`) or a
+ *   consumer id (`framesDecoded`, `bytesReceived`, `packetsReceived`, `frameWidth`, `frameHeight`).
+ *
+ * Nothing in it can change the call.
+ */
+import type { AppState } from './app.svelte.ts';
+
+export interface DebugMedia {
+  id: string;
+  kind: 'audio' | 'video';
+  source: string;
+  paused: boolean;
+  transformApi: string;
+  transformKey: string;
+  workerFrames: number;
+  workerBytes: number;
+}
+export interface DebugConsumer extends DebugMedia {
+  peerId: string;
+  producerId: string;
+  producerPaused: boolean;
+  type: string;
+}
+export interface DebugSnapshot {
+  route: string;
+  phase: string;
+  status: string | null;
+  reconnecting: boolean;
+  peerId: string | null;
+  joinCount: number;
+  transformApi: string | null;
+  peers: string[];
+  activeSpeaker: string | null;
+  producers: DebugMedia[];
+  consumers: DebugConsumer[];
+}
+export interface RtpSummary {
+  direction: 'send' | 'recv';
+  kind: 'audio' | 'video';
+  framesEncoded: number;
+  framesDecoded: number;
+  bytesSent: number;
+  bytesReceived: number;
+  packetsSent: number;
+  packetsReceived: number;
+  frameWidth: number;
+  frameHeight: number;
+}
+export interface MeetDebug {
+  readonly version: 1;
+  snapshot(): DebugSnapshot;
+  refresh(): Promise<DebugSnapshot>;
+  stats(id: string): Promise<RtpSummary | null>;
+}
+
+declare global {
+  interface Window {
+    __meet?: MeetDebug;
+  }
+}
+
+function snapshot(app: AppState): DebugSnapshot {
+  const s = app.session;
+  const counts = s?.transformWorker.counts;
+  const count = (key: string) => counts?.get(key);
+  return {
+    route: app.route.name,
+    phase: app.phase,
+    status: s?.status ?? null,
+    reconnecting: s?.reconnecting ?? false,
+    peerId: s?.peerId ?? null,
+    joinCount: s?.joinCount ?? 0,
+    transformApi: app.support.ok ? app.support.api : null,
+    peers: s ? [...s.peers.keys()] : [],
+    activeSpeaker: s?.activeSpeaker ?? null,
+    producers: s
+      ? Object.values(s.producers)
+          .filter((p) => !!p)
+          .map((p) => ({
+            id: p.producer.id,
+            kind: p.producer.kind,
+            source: p.source,
+            paused: p.producer.paused,
+            transformApi: s.transformApi,
+            transformKey: p.transformKey,
+            workerFrames: count(p.transformKey)?.frames ?? 0,
+            workerBytes: count(p.transformKey)?.bytes ?? 0,
+          }))
+      : [],
+    consumers: s
+      ? [...s.consumers.values()].map((m) => ({
+          id: m.consumer.id,
+          kind: m.consumer.kind,
+          source: m.source,
+          paused: m.consumerPaused,
+          producerPaused: m.producerPaused,
+          peerId: m.peerId,
+          producerId: m.consumer.producerId,
+          type: m.type,
+          transformApi: s.transformApi,
+          transformKey: m.transformKey,
+          workerFrames: count(m.transformKey)?.frames ?? 0,
+          workerBytes: count(m.transformKey)?.bytes ?? 0,
+        }))
+      : [],
+  };
+}
+
+function summarize(report: RTCStatsReport, direction: 'send' | 'recv', kind: 'audio' | 'video'): RtpSummary {
+  const out: RtpSummary = {
+    direction,
+    kind,
+    framesEncoded: 0,
+    framesDecoded: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+    packetsSent: 0,
+    packetsReceived: 0,
+    frameWidth: 0,
+    frameHeight: 0,
+  };
+  report.forEach((st: Record<string, unknown>) => {
+    const n = (k: string) => (typeof st[k] === 'number' ? (st[k] as number) : 0);
+    if (st['type'] === 'outbound-rtp' && direction === 'send') {
+      out.framesEncoded += n('framesEncoded');
+      out.bytesSent += n('bytesSent');
+      out.packetsSent += n('packetsSent');
+      out.frameWidth = Math.max(out.frameWidth, n('frameWidth'));
+      out.frameHeight = Math.max(out.frameHeight, n('frameHeight'));
+    } else if (st['type'] === 'inbound-rtp' && direction === 'recv') {
+      out.framesDecoded += n('framesDecoded');
+      out.bytesReceived += n('bytesReceived');
+      out.packetsReceived += n('packetsReceived');
+      out.frameWidth = Math.max(out.frameWidth, n('frameWidth'));
+      out.frameHeight = Math.max(out.frameHeight, n('frameHeight'));
+    }
+  });
+  return out;
+}
+
+export function installDebug(app: AppState): void {
+  const api: MeetDebug = Object.freeze({
+    version: 1 as const,
+    snapshot: () => snapshot(app),
+    async refresh() {
+      await app.session?.transformWorker.requestCounts();
+      return snapshot(app);
+    },
+    async stats(id: string): Promise<RtpSummary | null> {
+      const s = app.session;
+      if (!s) return null;
+      for (const p of Object.values(s.producers)) {
+        if (p && p.producer.id === id && !p.producer.closed) return summarize(await p.producer.getStats(), 'send', p.producer.kind);
+      }
+      const m = s.consumers.get(id);
+      if (m && !m.consumer.closed) return summarize(await m.consumer.getStats(), 'recv', m.consumer.kind);
+      return null;
+    },
+  });
+  Object.defineProperty(window, '__meet', { value: api, writable: false, configurable: false, enumerable: false });
+}
