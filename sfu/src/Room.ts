@@ -1,0 +1,241 @@
+/**
+ * A meeting room: one mediasoup router on one worker, an AudioLevelObserver for the active speaker,
+ * and its peers.
+ *
+ * Access: the first joiner fixes `sha256(accessToken)`; later joiners must present a token with the same
+ * hash (compared in constant time) or get UNAUTHORIZED. Only the hash is kept.
+ * The room closes itself (`closed` with reason `empty`) when its last peer leaves, and with reason
+ * `worker-died` when its worker died (all its mediasoup objects are gone; the peers must rejoin).
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { types as ms } from 'mediasoup';
+import { clientRtpCapabilities, MEDIA_CODECS } from './codecs.ts';
+import { errorMessage, type Logger } from './Logger.ts';
+import { Peer, type MediaSource, type PeerLimits, type ProducerInfo, type TransportOptions } from './Peer.ts';
+import { SfuError } from './SfuError.ts';
+import { TypedEmitter } from './TypedEmitter.ts';
+import type { WorkerPool } from './WorkerPool.ts';
+
+export type RoomCloseReason = 'empty' | 'worker-died' | 'shutdown';
+
+export type RoomEvents = {
+  peerJoined: [info: { peerId: string }];
+  peerLeft: [info: { peerId: string }];
+  newProducer: [info: ProducerInfo];
+  producerClosed: [info: { peerId: string; producerId: string }];
+  producerPaused: [info: { peerId: string; producerId: string }];
+  producerResumed: [info: { peerId: string; producerId: string }];
+  /** The loudest peer, or null on silence. */
+  activeSpeaker: [info: { peerId: string | null }];
+  closed: [info: { roomId: string; reason: RoomCloseReason; peerIds: string[] }];
+};
+
+export interface RoomOptions {
+  roomId: string;
+  /** The creator's access token; only its SHA-256 is kept. */
+  accessToken: string;
+  pool: WorkerPool;
+  cap: number;
+  transportOptions: TransportOptions;
+  audioLevelExt: boolean;
+  logger: Logger;
+  peerLimits?: Partial<PeerLimits>;
+  /** AudioLevelObserver settings. */
+  audioLevel?: { threshold?: number; interval?: number };
+}
+
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest();
+}
+
+export class Room extends TypedEmitter<RoomEvents> {
+  readonly #id: string;
+  readonly #tokenHash: Buffer;
+  readonly #router: ms.Router;
+  readonly #worker: ms.Worker;
+  readonly #audioLevelObserver: ms.AudioLevelObserver | undefined;
+  readonly #cap: number;
+  readonly #transportOptions: TransportOptions;
+  readonly #audioLevelExt: boolean;
+  readonly #logger: Logger;
+  readonly #peerLimits: Partial<PeerLimits> | undefined;
+  readonly #peers = new Map<string, Peer>();
+  readonly #clientCaps: ms.RtpCapabilities;
+  #activeSpeaker: string | null = null;
+  #closed = false;
+
+  private constructor(
+    opts: RoomOptions,
+    router: ms.Router,
+    worker: ms.Worker,
+    audioLevelObserver: ms.AudioLevelObserver | undefined,
+  ) {
+    super();
+    this.#id = opts.roomId;
+    this.#tokenHash = sha256(opts.accessToken);
+    this.#router = router;
+    this.#worker = worker;
+    this.#audioLevelObserver = audioLevelObserver;
+    this.#cap = opts.cap;
+    this.#transportOptions = opts.transportOptions;
+    this.#audioLevelExt = opts.audioLevelExt;
+    this.#logger = opts.logger;
+    this.#peerLimits = opts.peerLimits;
+    this.#clientCaps = clientRtpCapabilities(router.rtpCapabilities, opts.audioLevelExt);
+
+    if (audioLevelObserver) {
+      audioLevelObserver.on('volumes', (volumes: ms.AudioLevelObserverVolume[]) => {
+        const loudest = volumes[0];
+        const peerId = loudest ? (loudest.producer.appData as { peerId: string }).peerId : null;
+        this.#setActiveSpeaker(peerId ?? null);
+      });
+      audioLevelObserver.on('silence', () => this.#setActiveSpeaker(null));
+    }
+  }
+
+  static async create(opts: RoomOptions): Promise<Room> {
+    const { router, worker } = await opts.pool.createRouter(opts.roomId, MEDIA_CODECS);
+    let observer: ms.AudioLevelObserver | undefined;
+    try {
+      if (opts.audioLevelExt) {
+        observer = await router.createAudioLevelObserver({
+          maxEntries: 1,
+          threshold: opts.audioLevel?.threshold ?? -70,
+          interval: opts.audioLevel?.interval ?? 800,
+        });
+      }
+    } catch (error) {
+      router.close();
+      throw error;
+    }
+    if (router.closed) throw new SfuError('UNAVAILABLE', 'worker died while creating the room');
+    return new Room(opts, router, worker, observer);
+  }
+
+  get id(): string {
+    return this.#id;
+  }
+  get closed(): boolean {
+    return this.#closed;
+  }
+  get cap(): number {
+    return this.#cap;
+  }
+  get routerId(): string {
+    return this.#router.id;
+  }
+  /** The router (for tests and diagnostics: dump()). */
+  get router(): ms.Router {
+    return this.#router;
+  }
+  get workerPid(): number {
+    return this.#worker.pid;
+  }
+  get peerCount(): number {
+    return this.#peers.size;
+  }
+  get activeSpeaker(): string | null {
+    return this.#activeSpeaker;
+  }
+  /** Router RTP capabilities as handed to clients. */
+  get rtpCapabilities(): ms.RtpCapabilities {
+    return structuredClone(this.#clientCaps);
+  }
+
+  peers(): Peer[] {
+    return [...this.#peers.values()];
+  }
+
+  getPeer(peerId: string): Peer | undefined {
+    return this.#peers.get(peerId);
+  }
+
+  /** Producers of every peer except `exceptPeerId`. */
+  producerInfos(exceptPeerId?: string): ProducerInfo[] {
+    const out: ProducerInfo[] = [];
+    for (const peer of this.#peers.values()) if (peer.id !== exceptPeerId) out.push(...peer.producerInfos());
+    return out;
+  }
+
+  /** Whether `accessToken` matches the room's token hash (constant time). */
+  checkToken(accessToken: string): boolean {
+    return timingSafeEqual(sha256(accessToken), this.#tokenHash);
+  }
+
+  /** Adds a peer after checking the token and the cap. */
+  join(peerId: string, accessToken: string): Peer {
+    if (this.#closed) throw new SfuError('UNAVAILABLE', 'room closed');
+    if (!this.checkToken(accessToken)) throw new SfuError('UNAUTHORIZED', 'wrong access token');
+    if (this.#peers.size >= this.#cap) throw new SfuError('ROOM_FULL', 'room is full');
+    if (this.#peers.has(peerId)) throw new SfuError('BAD_REQUEST', 'duplicate peer id');
+    const peer = new Peer({
+      id: peerId,
+      roomId: this.#id,
+      router: this.#router,
+      transportOptions: this.#transportOptions,
+      audioLevelExt: this.#audioLevelExt,
+      lookupProducer: (producerId) => this.#lookupProducer(producerId),
+      ...(this.#peerLimits ? { limits: this.#peerLimits } : {}),
+    });
+    this.#peers.set(peerId, peer);
+    peer.on('producerCreated', (info, producer) => {
+      this.emit('newProducer', info);
+      if (producer.kind === 'audio' && this.#audioLevelObserver && !this.#audioLevelObserver.closed) {
+        this.#audioLevelObserver.addProducer({ producerId: producer.id }).catch((error: unknown) => {
+          if (!producer.closed) this.#logger.warn('audio level observer addProducer failed', { roomId: this.#id, error: errorMessage(error) });
+        });
+      }
+    });
+    peer.on('producerClosed', ({ peerId: owner, producerId }) => this.emit('producerClosed', { peerId: owner, producerId }));
+    peer.on('producerPaused', (info) => this.emit('producerPaused', info));
+    peer.on('producerResumed', (info) => this.emit('producerResumed', info));
+    this.#logger.debug('peer joined', { roomId: this.#id, peerId, peers: this.#peers.size });
+    this.emit('peerJoined', { peerId });
+    return peer;
+  }
+
+  /** Removes a peer and frees its objects; closes the room when it was the last one. */
+  leave(peerId: string): void {
+    const peer = this.#peers.get(peerId);
+    if (!peer) return;
+    peer.close('left');
+    this.#peers.delete(peerId);
+    this.#logger.debug('peer left', { roomId: this.#id, peerId, peers: this.#peers.size });
+    if (this.#activeSpeaker === peerId) this.#setActiveSpeaker(null);
+    this.emit('peerLeft', { peerId });
+    if (this.#peers.size === 0) this.close('empty');
+  }
+
+  /** The worker hosting this room died: every mediasoup object is gone already. */
+  workerDied(): void {
+    this.close('worker-died');
+  }
+
+  close(reason: RoomCloseReason = 'shutdown'): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const peerIds = [...this.#peers.keys()];
+    for (const peer of this.#peers.values()) peer.close(reason === 'worker-died' ? 'worker-died' : 'room-closed');
+    this.#peers.clear();
+    this.#audioLevelObserver?.close();
+    this.#router.close();
+    this.#logger.info('room closed', { roomId: this.#id, reason, peers: peerIds.length });
+    this.emit('closed', { roomId: this.#id, reason, peerIds });
+    this.removeAllListeners();
+  }
+
+  #lookupProducer(producerId: string): { producer: ms.Producer; peerId: string; source: MediaSource } | undefined {
+    for (const peer of this.#peers.values()) {
+      const producer = peer.findProducer(producerId);
+      if (producer) return { producer, peerId: peer.id, source: (producer.appData as { source: MediaSource }).source };
+    }
+    return undefined;
+  }
+
+  #setActiveSpeaker(peerId: string | null): void {
+    if (this.#closed || peerId === this.#activeSpeaker) return;
+    if (peerId !== null && !this.#peers.has(peerId)) return;
+    this.#activeSpeaker = peerId;
+    this.emit('activeSpeaker', { peerId });
+  }
+}

@@ -1,0 +1,206 @@
+/**
+ * The SFU facade: a worker pool plus the rooms placed on it. No networking of its own; the signaling
+ * layer drives it. Rooms are created by their first joiner and closed when empty or when their worker
+ * dies (`roomClosed` with reason `worker-died`: every peer of that room has to rejoin).
+ */
+import { randomBytes } from 'node:crypto';
+import type { types as ms } from 'mediasoup';
+import type { Config } from './config.ts';
+import { Logger } from './Logger.ts';
+import type { Peer, PeerLimits, TransportOptions } from './Peer.ts';
+import { Room, type RoomCloseReason } from './Room.ts';
+import { SfuError } from './SfuError.ts';
+import { TypedEmitter } from './TypedEmitter.ts';
+import { WorkerPool } from './WorkerPool.ts';
+
+export type SfuConfig = Pick<
+  Config,
+  'workers' | 'rtcMinPort' | 'rtcMaxPort' | 'listenIp' | 'announcedIp' | 'roomCap' | 'audioLevelExt'
+>;
+
+export interface SfuStats {
+  workers: number;
+  routers: number;
+  transports: number;
+  producers: number;
+  consumers: number;
+  rooms: number;
+  peers: number;
+}
+
+export type SfuEvents = {
+  roomCreated: [room: Room];
+  roomClosed: [info: { roomId: string; reason: RoomCloseReason; peerIds: string[] }];
+  workerDied: [info: { pid: number }];
+  workerAdded: [info: { pid: number }];
+};
+
+export interface SfuOptions {
+  logger?: Logger;
+  peerLimits?: Partial<PeerLimits>;
+  audioLevel?: { threshold?: number; interval?: number };
+}
+
+export class Sfu extends TypedEmitter<SfuEvents> {
+  readonly #config: SfuConfig;
+  readonly #logger: Logger;
+  readonly #pool: WorkerPool;
+  readonly #rooms = new Map<string, Room>();
+  readonly #pending = new Map<string, Promise<Room>>();
+  readonly #transportOptions: TransportOptions;
+  readonly #opts: SfuOptions;
+  #closed = false;
+
+  private constructor(config: SfuConfig, pool: WorkerPool, logger: Logger, opts: SfuOptions) {
+    super();
+    this.#config = config;
+    this.#pool = pool;
+    this.#logger = logger;
+    this.#opts = opts;
+    const listenIp: ms.TransportListenIp =
+      config.announcedIp && config.announcedIp !== config.listenIp
+        ? { ip: config.listenIp, announcedIp: config.announcedIp }
+        : { ip: config.listenIp };
+    this.#transportOptions = {
+      listenIps: [listenIp],
+      enableUdp: true,
+      enableTcp: true,
+      preferUdp: true,
+      initialAvailableOutgoingBitrate: 1_000_000,
+    };
+    pool.on('roomLost', ({ roomId, pid }) => {
+      const room = this.#rooms.get(roomId);
+      if (room && room.workerPid === pid) room.workerDied();
+    });
+    pool.on('workerDied', ({ pid }) => this.emit('workerDied', { pid }));
+    pool.on('workerAdded', ({ pid }) => this.emit('workerAdded', { pid }));
+  }
+
+  static async create(config: SfuConfig, opts: SfuOptions = {}): Promise<Sfu> {
+    const logger = opts.logger ?? new Logger('info');
+    const pool = await WorkerPool.create({
+      size: config.workers,
+      rtcMinPort: config.rtcMinPort,
+      rtcMaxPort: config.rtcMaxPort,
+      logger,
+    });
+    return new Sfu(config, pool, logger.child('sfu'), opts);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+  get pool(): WorkerPool {
+    return this.#pool;
+  }
+  get roomCap(): number {
+    return this.#config.roomCap;
+  }
+  get audioLevelExt(): boolean {
+    return this.#config.audioLevelExt;
+  }
+
+  getRoom(roomId: string): Room | undefined {
+    return this.#rooms.get(roomId);
+  }
+
+  rooms(): Room[] {
+    return [...this.#rooms.values()];
+  }
+
+  getPeer(roomId: string, peerId: string): Peer | undefined {
+    return this.#rooms.get(roomId)?.getPeer(peerId);
+  }
+
+  /** Joins (creating the room for its first joiner). Throws SfuError UNAUTHORIZED / ROOM_FULL / UNAVAILABLE. */
+  async join(roomId: string, accessToken: string): Promise<{ room: Room; peer: Peer }> {
+    if (this.#closed) throw new SfuError('UNAVAILABLE', 'server shutting down');
+    const room = await this.#getOrCreateRoom(roomId, accessToken);
+    const peer = room.join(randomBytes(12).toString('base64url'), accessToken);
+    return { room, peer };
+  }
+
+  /** Frees every object of a peer; closes its room when it was the last one. */
+  leave(roomId: string, peerId: string): void {
+    this.#rooms.get(roomId)?.leave(peerId);
+  }
+
+  stats(): SfuStats {
+    let transports = 0;
+    let producers = 0;
+    let consumers = 0;
+    let peers = 0;
+    for (const room of this.#rooms.values()) {
+      for (const peer of room.peers()) {
+        peers++;
+        transports += peer.transportCount;
+        producers += peer.producerCount;
+        consumers += peer.consumerCount;
+      }
+    }
+    return {
+      workers: this.#pool.size,
+      routers: this.#pool.routerCount,
+      transports,
+      producers,
+      consumers,
+      rooms: this.#rooms.size,
+      peers,
+    };
+  }
+
+  /** `worker.dump()` of every live worker (diagnostics, tests). */
+  async dumpWorkers(): Promise<{ pid: number; routerIds: string[] }[]> {
+    return Promise.all(this.#pool.workers.map((w) => w.dump() as Promise<{ pid: number; routerIds: string[] }>));
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const room of [...this.#rooms.values()]) room.close('shutdown');
+    this.#rooms.clear();
+    this.#pool.close();
+    this.removeAllListeners();
+  }
+
+  async #getOrCreateRoom(roomId: string, accessToken: string): Promise<Room> {
+    const existing = this.#rooms.get(roomId);
+    if (existing) return existing;
+    let pending = this.#pending.get(roomId);
+    if (!pending) {
+      pending = Room.create({
+        roomId,
+        accessToken,
+        pool: this.#pool,
+        cap: this.#config.roomCap,
+        transportOptions: this.#transportOptions,
+        audioLevelExt: this.#config.audioLevelExt,
+        logger: this.#logger,
+        ...(this.#opts.peerLimits ? { peerLimits: this.#opts.peerLimits } : {}),
+        ...(this.#opts.audioLevel ? { audioLevel: this.#opts.audioLevel } : {}),
+      }).then(
+        (room) => {
+          this.#pending.delete(roomId);
+          if (this.#closed) {
+            room.close('shutdown');
+            throw new SfuError('UNAVAILABLE', 'server shutting down');
+          }
+          this.#rooms.set(roomId, room);
+          room.on('closed', (info) => {
+            if (this.#rooms.get(roomId) === room) this.#rooms.delete(roomId);
+            this.emit('roomClosed', info);
+          });
+          this.#logger.info('room created', { roomId, workerPid: room.workerPid, rooms: this.#rooms.size });
+          this.emit('roomCreated', room);
+          return room;
+        },
+        (error: unknown) => {
+          this.#pending.delete(roomId);
+          throw error;
+        },
+      );
+      this.#pending.set(roomId, pending);
+    }
+    return pending;
+  }
+}

@@ -1,0 +1,236 @@
+/**
+ * Server configuration: read from the environment (`loadConfig(process.env)`) or given as an object
+ * (`resolveConfig({ port: 0, ... })` for tests), validated with zod. Invalid configuration throws a
+ * `ConfigError` that lists every problem; `main.ts` prints it and exits with status 1.
+ *
+ * | env | default | meaning |
+ * | --- | --- | --- |
+ * | PORT | 3000 | HTTP(S) port (0 = random) |
+ * | HOST | localhost | bind host; localhost is bound as 127.0.0.1. Off localhost the server speaks HTTPS |
+ * | LISTEN_IP | 127.0.0.1 local, else 0.0.0.0 | IP the mediasoup transports bind |
+ * | ANNOUNCED_IP | 127.0.0.1 local, else first non-internal IPv4 (required if none) | IP in the ICE candidates |
+ * | RTC_MIN_PORT / RTC_MAX_PORT | 40000 / 49999 | mediasoup RTC port range |
+ * | TLS_CERT / TLS_KEY | - | PEM files; both or neither. Off localhost without them a self-signed cert is made |
+ * | WORKERS | CPU count | mediasoup workers |
+ * | ROOM_CAP | 50 | max peers per room |
+ * | LOG_LEVEL | info | debug, info, warn, error, silent |
+ * | TURN_URLS / TURN_USERNAME / TURN_CREDENTIAL | - | comma-separated turn:/turns:/stun: URLs handed to clients |
+ * | AUDIO_LEVEL_EXT | on | off: the ssrc-audio-level RTP header extension is not negotiated (no speaker metadata in clear; no active-speaker events) |
+ * | RATE_LIMIT_PER_SEC / RATE_LIMIT_BURST | 50 / 100 | per-socket token bucket for signaling events |
+ * | CLIENT_DIR | client/dist | static client files |
+ */
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { LOG_LEVELS, type LogLevel } from './Logger.ts';
+
+export class ConfigError extends Error {
+  readonly issues: string[];
+  constructor(issues: string[]) {
+    super(`invalid configuration:\n  - ${issues.join('\n  - ')}`);
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+export interface IceServer {
+  urls: string | string[];
+  username?: string;
+  credential?: string;
+}
+
+export interface Config {
+  port: number;
+  /** The HOST as given. */
+  host: string;
+  /** The address the HTTP server binds (localhost → 127.0.0.1). */
+  bindHost: string;
+  /** HOST is localhost/127.0.0.1/::1: plain HTTP, loopback media. */
+  isLocal: boolean;
+  listenIp: string;
+  announcedIp: string;
+  rtcMinPort: number;
+  rtcMaxPort: number;
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+  workers: number;
+  roomCap: number;
+  logLevel: LogLevel;
+  turnUrls: string[];
+  turnUsername: string | undefined;
+  turnCredential: string | undefined;
+  audioLevelExt: boolean;
+  rateLimitPerSec: number;
+  rateLimitBurst: number;
+  clientDir: string;
+}
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
+
+function cpuCount(): number {
+  return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length || 1;
+}
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const bool = z.union([
+  z.boolean(),
+  z
+    .string()
+    .toLowerCase()
+    .pipe(z.enum(['on', 'off', 'true', 'false', '1', '0', 'yes', 'no']))
+    .transform((s) => s === 'on' || s === 'true' || s === '1' || s === 'yes'),
+]);
+const ip = z.string().refine((s) => net.isIP(s) !== 0, 'must be an IP address');
+const list = z.union([
+  z.array(z.string()),
+  z.string().transform((s) =>
+    s
+      .split(',')
+      .map((u) => u.trim())
+      .filter(Boolean),
+  ),
+]);
+
+const Input = z.object({
+  port: int(0, 65535).default(3000),
+  host: z.string().min(1).default('localhost'),
+  listenIp: ip.optional(),
+  announcedIp: ip.optional(),
+  rtcMinPort: int(1024, 65535).default(40000),
+  rtcMaxPort: int(1024, 65535).default(49999),
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
+  workers: int(1, 64).optional(),
+  roomCap: int(1, 1000).default(50),
+  logLevel: z.enum(LOG_LEVELS).default('info'),
+  turnUrls: list.default([]),
+  turnUsername: z.string().min(1).max(512).optional(),
+  turnCredential: z.string().min(1).max(512).optional(),
+  audioLevelExt: bool.default(true),
+  rateLimitPerSec: int(1, 100_000).default(50),
+  rateLimitBurst: int(1, 100_000).default(100),
+  clientDir: z.string().min(1).optional(),
+});
+export type ConfigInput = z.input<typeof Input>;
+
+/** env var → config key. */
+const ENV_KEYS: Record<string, keyof ConfigInput> = {
+  PORT: 'port',
+  HOST: 'host',
+  LISTEN_IP: 'listenIp',
+  ANNOUNCED_IP: 'announcedIp',
+  RTC_MIN_PORT: 'rtcMinPort',
+  RTC_MAX_PORT: 'rtcMaxPort',
+  TLS_CERT: 'tlsCert',
+  TLS_KEY: 'tlsKey',
+  WORKERS: 'workers',
+  ROOM_CAP: 'roomCap',
+  LOG_LEVEL: 'logLevel',
+  TURN_URLS: 'turnUrls',
+  TURN_USERNAME: 'turnUsername',
+  TURN_CREDENTIAL: 'turnCredential',
+  AUDIO_LEVEL_EXT: 'audioLevelExt',
+  RATE_LIMIT_PER_SEC: 'rateLimitPerSec',
+  RATE_LIMIT_BURST: 'rateLimitBurst',
+  CLIENT_DIR: 'clientDir',
+};
+
+export function isLocalHost(host: string): boolean {
+  return LOCAL_HOSTS.has(host.toLowerCase());
+}
+
+function firstExternalIPv4(): string | undefined {
+  for (const addrs of Object.values(os.networkInterfaces())) {
+    for (const a of addrs ?? []) {
+      if (a.family === 'IPv4' && !a.internal) return a.address;
+    }
+  }
+  return undefined;
+}
+
+/** Reads the configuration from environment variables (empty values count as unset). */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const input: Record<string, unknown> = {};
+  for (const [envKey, key] of Object.entries(ENV_KEYS)) {
+    const v = env[envKey];
+    if (v !== undefined && v.trim() !== '') input[key] = v.trim();
+  }
+  return resolveConfig(input as ConfigInput, ENV_KEYS);
+}
+
+/** Validates a configuration object (missing keys take their defaults) and derives the rest. */
+export function resolveConfig(input: ConfigInput | Config = {}, names?: Record<string, string>): Config {
+  const envName = (key: string): string => {
+    if (!names) return key;
+    const hit = Object.entries(names).find(([, k]) => k === key);
+    return hit ? hit[0] : key;
+  };
+  const parsed = Input.safeParse(input);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${envName(String(i.path[0] ?? ''))}: ${i.message}`));
+  }
+  const c = parsed.data;
+  const issues: string[] = [];
+  const isLocal = isLocalHost(c.host);
+  const bindHost = c.host.toLowerCase() === 'localhost' ? '127.0.0.1' : c.host.replace(/^\[(.*)\]$/, '$1');
+
+  if (c.rtcMinPort >= c.rtcMaxPort) issues.push(`${envName('rtcMinPort')} must be below ${envName('rtcMaxPort')}`);
+  if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) {
+    issues.push(`${envName('tlsCert')} and ${envName('tlsKey')} must be given together`);
+  }
+  for (const url of c.turnUrls) {
+    if (!/^(turns?|stuns?):[^\s]+$/.test(url)) issues.push(`${envName('turnUrls')}: "${url}" is not a turn:/turns:/stun: URL`);
+  }
+  const needsCreds = c.turnUrls.some((u) => u.startsWith('turn'));
+  if (needsCreds && (c.turnUsername === undefined || c.turnCredential === undefined)) {
+    issues.push(`${envName('turnUsername')} and ${envName('turnCredential')} are required with turn: URLs`);
+  }
+
+  const listenIp = c.listenIp ?? (isLocal ? '127.0.0.1' : '0.0.0.0');
+  let announcedIp = c.announcedIp;
+  if (announcedIp === undefined) {
+    if (isLocal || (listenIp !== '0.0.0.0' && listenIp !== '::')) announcedIp = isLocal ? '127.0.0.1' : listenIp;
+    else announcedIp = firstExternalIPv4();
+  }
+  if (announcedIp === undefined) {
+    issues.push(`${envName('announcedIp')} is required: no non-internal IPv4 address was found to announce`);
+  } else if (announcedIp === '0.0.0.0' || announcedIp === '::') {
+    issues.push(`${envName('announcedIp')} must be a routable address, not ${announcedIp}`);
+  }
+  if (issues.length > 0) throw new ConfigError(issues);
+
+  return {
+    port: c.port,
+    host: c.host,
+    bindHost,
+    isLocal,
+    listenIp,
+    announcedIp: announcedIp as string,
+    rtcMinPort: c.rtcMinPort,
+    rtcMaxPort: c.rtcMaxPort,
+    tlsCert: c.tlsCert,
+    tlsKey: c.tlsKey,
+    workers: c.workers ?? cpuCount(),
+    roomCap: c.roomCap,
+    logLevel: c.logLevel,
+    turnUrls: c.turnUrls,
+    turnUsername: c.turnUsername,
+    turnCredential: c.turnCredential,
+    audioLevelExt: c.audioLevelExt,
+    rateLimitPerSec: c.rateLimitPerSec,
+    rateLimitBurst: c.rateLimitBurst,
+    clientDir: c.clientDir ?? path.join(REPO_ROOT, 'client', 'dist'),
+  };
+}
+
+/** ICE servers handed to clients in the join response. */
+export function iceServersOf(config: Pick<Config, 'turnUrls' | 'turnUsername' | 'turnCredential'>): IceServer[] {
+  if (config.turnUrls.length === 0) return [];
+  const server: IceServer = { urls: config.turnUrls };
+  if (config.turnUsername !== undefined) server.username = config.turnUsername;
+  if (config.turnCredential !== undefined) server.credential = config.turnCredential;
+  return [server];
+}

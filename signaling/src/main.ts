@@ -1,0 +1,150 @@
+/**
+ * One process: HTTP(S) server (static client + security headers) + socket.io signaling + mediasoup SFU.
+ *
+ *   node --import tsx signaling/src/main.ts        (configuration from the environment, see sfu/src/config.ts)
+ *
+ * Tests and the e2e suite start it in-process: `await startServer({ port: 0, workers: 1 })`.
+ */
+import * as http from 'node:http';
+import * as https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, iceServersOf, loadConfig, resolveConfig, type Config, type ConfigInput } from '../../sfu/src/config.ts';
+import { Logger, type LogSink } from '../../sfu/src/Logger.ts';
+import { Sfu } from '../../sfu/src/Sfu.ts';
+import { createSignalingServer, type SignalingIo, type SignalingOptions } from './server.ts';
+import { createStaticHandler } from './static.ts';
+import { loadTls } from './tls.ts';
+
+export interface StartedServer {
+  url: string;
+  port: number;
+  config: Config;
+  sfu: Sfu;
+  io: SignalingIo;
+  httpServer: http.Server | https.Server;
+  /** Graceful, idempotent shutdown: sockets, rooms, workers, HTTP server. */
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Where log lines go (default stdout). */
+  logSink?: LogSink;
+  /** Extra signaling options (e.g. a smaller maxPayloadBytes in tests). */
+  signaling?: Omit<SignalingOptions, 'logger' | 'iceServers' | 'rateLimit'>;
+  /** Directory for the generated self-signed certificate (default .cache/tls). */
+  tlsCacheDir?: string;
+}
+
+export async function startServer(input: ConfigInput | Config = {}, opts: StartOptions = {}): Promise<StartedServer> {
+  const config = resolveConfig(input);
+  const logger = new Logger(config.logLevel, opts.logSink);
+  const sfu = await Sfu.create(config, { logger });
+
+  const handler = createStaticHandler(config.clientDir);
+  let httpServer: http.Server | https.Server;
+  let secure = false;
+  if (config.isLocal && !config.tlsCert) {
+    httpServer = http.createServer(handler);
+  } else {
+    const tls = loadTls({
+      tlsCert: config.tlsCert,
+      tlsKey: config.tlsKey,
+      host: config.host,
+      announcedIp: config.announcedIp,
+      ...(opts.tlsCacheDir ? { cacheDir: opts.tlsCacheDir } : {}),
+    });
+    if (tls.selfSigned) {
+      const bar = '!'.repeat(78);
+      process.stderr.write(
+        `${bar}\n!! WARNING: no TLS_CERT/TLS_KEY given; serving HTTPS with a SELF-SIGNED certificate\n` +
+          `!!   ${tls.certPath}\n!! Browsers will warn. Use a real certificate for anything but testing.\n${bar}\n`,
+      );
+    }
+    httpServer = https.createServer({ cert: tls.cert, key: tls.key }, handler);
+    secure = true;
+  }
+  httpServer.headersTimeout = 20_000;
+  httpServer.requestTimeout = 30_000;
+
+  const signaling = createSignalingServer(httpServer, sfu, {
+    ...opts.signaling,
+    logger,
+    iceServers: iceServersOf(config),
+    rateLimit: { perSec: config.rateLimitPerSec, burst: config.rateLimitBurst },
+  });
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      httpServer.once('error', reject);
+      httpServer.listen(config.port, config.bindHost, () => {
+        httpServer.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (error) {
+    await signaling.close();
+    sfu.close();
+    throw error;
+  }
+  const port = (httpServer.address() as AddressInfo).port;
+  const urlHost = config.host.toLowerCase() === 'localhost' ? 'localhost' : config.bindHost.includes(':') ? `[${config.bindHost}]` : config.bindHost;
+  const url = `${secure ? 'https' : 'http'}://${urlHost}:${port}`;
+  logger.info('listening', { url, workers: sfu.pool.size });
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      await signaling.close();
+      sfu.close();
+      await new Promise<void>((resolve) => {
+        httpServer.close(() => resolve());
+        httpServer.closeAllConnections();
+      });
+      logger.info('stopped');
+    })();
+    return closing;
+  };
+
+  return { url, port, config, sfu, io: signaling.io, httpServer, close };
+}
+
+async function cli(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`sealed-meet: ${error.message}\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
+  const server = await startServer(config);
+  process.stdout.write(`\n  sealed-meet is running at ${server.url}\n\n`);
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) {
+      process.stderr.write(`sealed-meet: ${signal} again, exiting now\n`);
+      process.exit(1);
+    }
+    stopping = true;
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    server.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+const invokedDirectly = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
+if (invokedDirectly) {
+  cli().catch((error: unknown) => {
+    process.stderr.write(`sealed-meet: failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  });
+}
