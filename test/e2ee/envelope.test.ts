@@ -26,7 +26,7 @@ const bob = member('bob');
 const carol = member('carol');
 
 function upd(gen: number, fill = gen): KeyUpdate {
-  return { reason: 'fresh', senderIndex: 3, generation: gen, kid: (3n << 16n) | BigInt(gen), baseKey: new Uint8Array(32).fill(fill) };
+  return { reason: 'fresh', senderIndex: 3, generation: gen, step: 0, kid: (3n << 16n) | BigInt(gen), baseKey: new Uint8Array(32).fill(fill) };
 }
 
 async function code(p: Promise<unknown>): Promise<string | undefined> {
@@ -70,11 +70,12 @@ describe('payload', () => {
         fc.constantFrom('initial' as const, 'ratchet' as const, 'fresh' as const),
         fc.integer({ min: 0, max: 0xffff }),
         fc.integer({ min: 0, max: 0xffffffff }),
+        fc.integer({ min: 0, max: 0xffffffff }),
         fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
         fc.uint8Array({ minLength: 16, maxLength: 64 }),
-        (reason, senderIndex, generation, kid, baseKey) => {
-          const d = decodePayload(encodePayload({ reason, senderIndex, generation, kid, baseKey }));
-          expect(d).toEqual({ reason, senderIndex, generation, kid, baseKey });
+        (reason, senderIndex, generation, step, kid, baseKey) => {
+          const d = decodePayload(encodePayload({ reason, senderIndex, generation, step, kid, baseKey }));
+          expect(d).toEqual({ reason, senderIndex, generation, step, kid, baseKey });
         },
       ),
     );

@@ -24,9 +24,10 @@
  *   AEAD aad  = T
  *   signature = Ed25519(sender identity, T || u32(ctLen) || ct)
  *
- * Payload (plaintext, 17 + keyLen bytes):
- *   u8 version = 0x01 | u8 reason (0 initial, 1 ratchet, 2 fresh) | u16 senderIndex | u32 generation | u64 kid
- *   | u8 keyLen (16..64) | baseKey
+ * Payload (plaintext, 21 + keyLen bytes):
+ *   u8 version = 0x01 | u8 reason (0 initial, 1 ratchet, 2 fresh) | u16 senderIndex | u32 generation | u32 step
+ *   | u64 kid | u8 keyLen (16..64) | baseKey
+ * (generation/step/kid as in keyring.ts `KeyAnnouncement` / `makeKid`.)
  *
  * Acceptance (recipient, in this order, each failure a typed KeyError):
  *   parse (malformed) -> room & sender match the relay's claimed sender (wrong-context) -> find own entry (none: not
@@ -68,8 +69,10 @@ export interface KeyUpdate {
   reason: KeyReason;
   /** 16-bit sender index (membership.ts) used in the KID. */
   senderIndex: number;
-  /** u32 key generation of this sender. */
+  /** u32 key generation of this sender (keyring.ts: +1 per fresh key). */
   generation: number;
+  /** u32 ratchet step within the generation (keyring.ts: +1 per ratchet). */
+  step: number;
   /** SFrame KID (u64) under which the sender uses this key. */
   kid: bigint;
   /** Secret: the SFrame base key (16..64 bytes). */
@@ -147,7 +150,7 @@ export function encodePayload(u: KeyUpdate): Uint8Array {
   if (u.baseKey.length < 16 || u.baseKey.length > 64) throw new KeyError('bad-key', 'base key must be 16..64 bytes');
   const r = REASONS.indexOf(u.reason);
   if (r < 0) throw new KeyError('malformed', 'unknown key reason');
-  return concat(Uint8Array.of(PAYLOAD_VERSION, r), u16be(u.senderIndex), u32be(u.generation), u64be(u.kid), Uint8Array.of(u.baseKey.length), u.baseKey);
+  return concat(Uint8Array.of(PAYLOAD_VERSION, r), u16be(u.senderIndex), u32be(u.generation), u32be(u.step), u64be(u.kid), Uint8Array.of(u.baseKey.length), u.baseKey);
 }
 
 export function decodePayload(b: Uint8Array): KeyUpdate {
@@ -158,12 +161,13 @@ export function decodePayload(b: Uint8Array): KeyUpdate {
   if (reason === undefined) throw new KeyError('malformed', 'unknown key reason');
   const senderIndex = r.u16('sender index');
   const generation = r.u32('generation');
+  const step = r.u32('step');
   const kid = r.u64('kid');
   const len = r.u8('key length');
   if (len < 16 || len > 64) throw new KeyError('malformed', 'base key length must be 16..64');
   const baseKey = r.bytes(len, 'base key');
   r.end('payload');
-  return { reason, senderIndex, generation, kid, baseKey };
+  return { reason, senderIndex, generation, step, kid, baseKey };
 }
 
 // ------------------------------------------------------------------------------------------------
