@@ -1,0 +1,179 @@
+/**
+ * Media frame codec: codec-aware clear prefix, authenticated as SFrame metadata.
+ *
+ * Protected frame on the wire (the payload WebRTC packetizes in place of the encoded frame):
+ *
+ *     clearPrefix || SFrame header || AEAD ciphertext (+ tag)
+ *     AAD = SFrame header || clearPrefix            (RFC 9605 §4.4.3: aad = header + metadata, metadata = clearPrefix)
+ *
+ * The prefix stays readable so the SFU (mediasoup reads the VP8 key-frame bit) and the receiving browser's RTP
+ * depacketizer (VP8 key-frame bit and dimensions) keep working, and it cannot be altered without the frame failing
+ * authentication. Prefix lengths: VP8 10 bytes on key frames / 3 on delta frames (RFC 6386 §9.1: frame tag, plus
+ * start code and dimensions on key frames), Opus 1 (TOC byte, RFC 6716 §3.1), VP9 0.
+ *
+ * The receiver computes the prefix length from the received bytes before decryption (VP8: byte 0, bit 0). That is
+ * the one permitted use of not-yet-authenticated metadata (RFC 9605 §9.4: "to prepare an SFrame ciphertext for
+ * SFrame decryption"); a tampered key-frame bit changes the AAD and the frame fails authentication.
+ *
+ * H.264 and AV1 are refused (`assertProtectableCodec`): see REFUSED_CODECS.
+ *
+ * @module
+ */
+import { SFrameError } from './errors.ts';
+import { openWithKey, sealWithKey } from './sframe.ts';
+import type { SFrameKey } from './sframe.ts';
+import type { OpenResult, ReceiveKeyRing, ReceiveKeyRings, SendKeyRing } from './keyring.ts';
+
+export type MediaCodec = 'vp8' | 'vp9' | 'opus';
+
+/** Codecs we protect, by RTP/WebRTC mime type (compared case-insensitively). */
+export const SUPPORTED_CODECS: Readonly<Record<string, MediaCodec>> = {
+  'video/vp8': 'vp8',
+  'video/vp9': 'vp9',
+  'audio/opus': 'opus',
+};
+
+/** Codecs we refuse, with the reason (shown to the user / logged by the caller). */
+export const REFUSED_CODECS: Readonly<Record<string, string>> = {
+  'video/h264':
+    'H.264 is not supported with end-to-end encryption: its frames are Annex B NAL unit streams whose NAL headers ' +
+    '(and SPS/PPS) the RTP packetizer and the SFU must parse (RFC 6184 FU-A/STAP-A, key-frame detection), so every ' +
+    'NAL unit would need its own clear header and SFrame protection with start-code emulation prevention ' +
+    '(codec-specific SFrame packetization), which we do not implement.',
+  'video/h265':
+    'H.265 is not supported with end-to-end encryption: same NAL unit structure problem as H.264 (RFC 7798).',
+  'video/av1':
+    'AV1 is not supported with end-to-end encryption: its frames are sequences of OBUs whose headers the RTP ' +
+    'packetizer parses to build aggregation headers and the dependency descriptor (AV1 RTP spec); encrypting the ' +
+    'frame as one blob breaks packetization, and per-OBU protection would need codec-specific SFrame ' +
+    'packetization, which we do not implement.',
+};
+
+/** Codec for a mime type, or undefined when not protectable. */
+export function codecFromMimeType(mimeType: string): MediaCodec | undefined {
+  return SUPPORTED_CODECS[mimeType.toLowerCase()];
+}
+
+/** Returns the codec for `mimeType` or throws `SFrameError('unsupported-codec')` with the reason (fail closed). */
+export function assertProtectableCodec(mimeType: string): MediaCodec {
+  const c = codecFromMimeType(mimeType);
+  if (c !== undefined) return c;
+  const why = REFUSED_CODECS[mimeType.toLowerCase()];
+  throw new SFrameError('unsupported-codec', why ?? `codec ${JSON.stringify(mimeType)} is not supported with end-to-end encryption (only VP8, VP9, Opus)`);
+}
+
+export const VP8_KEY_FRAME_PREFIX = 10;
+export const VP8_DELTA_FRAME_PREFIX = 3;
+
+/** RFC 6386 §9.1: bit 0 of the frame tag is 0 on key frames. */
+export function isVp8KeyFrame(frame: Uint8Array): boolean {
+  return frame.length > 0 && ((frame[0] as number) & 1) === 0;
+}
+
+/**
+ * Number of leading bytes left in clear for `codec`, computed from byte 0 only, so the sender (plain frame) and the
+ * receiver (protected frame) get the same answer. Does not check that the frame is that long.
+ */
+export function clearPrefixLength(codec: MediaCodec, frame: Uint8Array): number {
+  switch (codec) {
+    case 'vp8':
+      if (frame.length === 0) return 0;
+      return isVp8KeyFrame(frame) ? VP8_KEY_FRAME_PREFIX : VP8_DELTA_FRAME_PREFIX;
+    case 'opus':
+      return 1;
+    case 'vp9':
+      return 0;
+  }
+}
+
+function splitPlain(codec: MediaCodec, frame: Uint8Array): { prefix: Uint8Array; body: Uint8Array } {
+  if (!(frame instanceof Uint8Array) || frame.length === 0) throw new SFrameError('malformed', 'empty frame');
+  const n = clearPrefixLength(codec, frame);
+  if (frame.length < n) throw new SFrameError('malformed', `${codec} frame shorter than its ${n}-byte clear prefix`);
+  return { prefix: frame.subarray(0, n), body: frame.subarray(n) };
+}
+
+/** Split a received protected frame into (clear prefix, SFrame). Throws `malformed` if too short. */
+export function splitProtected(codec: MediaCodec, data: Uint8Array): { prefix: Uint8Array; sframe: Uint8Array } {
+  if (!(data instanceof Uint8Array) || data.length === 0) throw new SFrameError('malformed', 'empty frame');
+  const n = clearPrefixLength(codec, data);
+  if (data.length < n + 1) throw new SFrameError('malformed', 'protected frame shorter than prefix + SFrame header');
+  return { prefix: data.subarray(0, n), sframe: data.subarray(n) };
+}
+
+/** Protect one encoded frame with the sender's ring (fresh CTR). Output: `prefix || header || ciphertext`. */
+export async function protectFrame(ring: SendKeyRing, codec: MediaCodec, frame: Uint8Array): Promise<Uint8Array> {
+  const { prefix, body } = splitPlain(codec, frame);
+  return ring.seal(prefix, body, { leading: prefix });
+}
+
+/** Same with an explicit imported key and CTR (the caller guarantees CTR uniqueness). */
+export async function protectFrameWithKey(key: SFrameKey, codec: MediaCodec, ctr: bigint, frame: Uint8Array): Promise<Uint8Array> {
+  const { prefix, body } = splitPlain(codec, frame);
+  return sealWithKey(key, ctr, prefix, body, { leading: prefix });
+}
+
+/** Decrypt with an explicit key. Returns the original frame (`prefix || plaintext`); throws SFrameError. */
+export async function unprotectFrameWithKey(key: SFrameKey, codec: MediaCodec, data: Uint8Array): Promise<Uint8Array> {
+  const { prefix, sframe } = splitProtected(codec, data);
+  const pt = await openWithKey(key, prefix, sframe);
+  return joinFrame(prefix, pt);
+}
+
+/** `prefix || plaintext` in one new buffer (the original encoded frame). */
+export function joinFrame(prefix: Uint8Array, plaintext: Uint8Array): Uint8Array {
+  if (prefix.length === 0) return plaintext;
+  const out = new Uint8Array(prefix.length + plaintext.length);
+  out.set(prefix, 0);
+  out.set(plaintext, prefix.length);
+  return out;
+}
+
+/** The original frame for an `ok` result of a key ring (released buffered frames included), else undefined. */
+export function frameFromResult<T>(r: OpenResult<T>): Uint8Array | undefined {
+  return r.status === 'ok' ? joinFrame(r.metadata, r.plaintext) : undefined;
+}
+
+/**
+ * Receive side through a key ring (or the per-room set of rings): never throws for bad input; a frame that cannot
+ * be split is a counted `malformed` drop. On `ok`, use `frameFromResult(r)` to get the original frame.
+ */
+export async function unprotectFrame<T>(
+  rings: ReceiveKeyRing<T> | ReceiveKeyRings<T>,
+  codec: MediaCodec,
+  data: Uint8Array,
+  now: number,
+  token?: T,
+): Promise<OpenResult<T>> {
+  let parts: { prefix: Uint8Array; sframe: Uint8Array };
+  try {
+    parts = splitProtected(codec, data);
+  } catch {
+    // let the ring count it: an empty SFrame is malformed for it too
+    return rings.open(new Uint8Array(0), new Uint8Array(0), now, token);
+  }
+  return rings.open(parts.sframe, parts.prefix, now, token);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// VP8 header reading (what the SFU and the receiving depacketizer see)
+// ---------------------------------------------------------------------------------------------------------------
+
+export interface Vp8FrameInfo {
+  readonly keyFrame: boolean;
+  /** 14-bit width/height and 2-bit scale, only on key frames with a valid start code (RFC 6386 §9.1). */
+  readonly width?: number;
+  readonly height?: number;
+  readonly horizontalScale?: number;
+  readonly verticalScale?: number;
+}
+
+/** Reads the VP8 frame tag (and key-frame dimensions) from the first bytes of a plain or protected frame. */
+export function readVp8FrameInfo(frame: Uint8Array): Vp8FrameInfo {
+  if (frame.length < 3) throw new SFrameError('malformed', 'VP8 frame tag is 3 bytes');
+  if (!isVp8KeyFrame(frame)) return { keyFrame: false };
+  if (frame.length < 10 || frame[3] !== 0x9d || frame[4] !== 0x01 || frame[5] !== 0x2a) return { keyFrame: true };
+  const w = (frame[6] as number) | ((frame[7] as number) << 8);
+  const h = (frame[8] as number) | ((frame[9] as number) << 8);
+  return { keyFrame: true, width: w & 0x3fff, horizontalScale: w >> 14, height: h & 0x3fff, verticalScale: h >> 14 };
+}
