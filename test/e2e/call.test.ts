@@ -1,0 +1,144 @@
+/**
+ * Three-way call over the real server with RTCRtpScriptTransform forced: everyone sees and hears the other
+ * two, the transform worker counts frames in step with the encoder/decoder, a screen share arrives as its
+ * own tile, and leaving removes the tiles everywhere. Saves test-results/three-way-call.png.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  Harness,
+  createMeeting,
+  dumpLogs,
+  expectMediaFlowing,
+  joinByLink,
+  joinFromLobby,
+  refresh,
+  remoteVideos,
+  resultsPath,
+  rtpStats,
+  sleep,
+  snapshot,
+  waitUntil,
+  type Participant,
+} from './harness.ts';
+
+const API = 'script' as const;
+
+describe('three-way call (RTCRtpScriptTransform)', () => {
+  let h: Harness;
+  let alice: Participant;
+  let bob: Participant;
+  let carol: Participant;
+  const ids = new Map<Participant, string>();
+
+  beforeAll(async () => {
+    h = await Harness.start();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('three participants join by link and each sees and hears the other two', async () => {
+    try {
+      alice = await h.participant('Alice');
+      bob = await h.participant('Bob');
+      carol = await h.participant('Carol');
+      const link = await createMeeting(alice, h.url, API);
+      // The creator goes through the lobby from the home page (secret stays in memory).
+      await alice.page.getByTestId('join-created').click();
+      expect(new URL(alice.page.url()).hash).toBe('');
+      await joinFromLobby(alice);
+      await joinByLink(bob, link, API);
+      // The fragment is removed from the address bar once read.
+      expect(new URL(bob.page.url()).hash).toBe('');
+      await joinByLink(carol, link, API);
+      for (const p of [alice, bob, carol]) ids.set(p, (await snapshot(p)).peerId!);
+
+      for (const p of [alice, bob, carol]) {
+        const others = [alice, bob, carol].filter((o) => o !== p).map((o) => ids.get(o)!);
+        await expectMediaFlowing(p, others);
+        const snap = await snapshot(p);
+        expect(snap.transformApi).toBe(API);
+        expect(snap.producers.map((x) => x.source).sort()).toEqual(['camera', 'mic']);
+      }
+
+      // Display names arrive through sealed relay blobs.
+      await waitUntil(
+        async () => {
+          const names = await alice.page.getByTestId('tile-name').allTextContents();
+          return names.includes('Bob') && names.includes('Carol');
+        },
+        15_000,
+        'Alice sees the names Bob and Carol',
+      );
+      await sleep(1000);
+      await alice.page.screenshot({ path: resultsPath('three-way-call.png') });
+    } catch (err) {
+      console.error(dumpLogs(h));
+      throw err;
+    }
+  });
+
+  it('worker frame counts rise in step with framesEncoded / framesDecoded', async () => {
+    const p = bob;
+    const a = await refresh(p);
+    const statsBefore = new Map<string, { enc: number; dec: number }>();
+    for (const x of [...a.producers, ...a.consumers]) {
+      const s = await rtpStats(p, x.id);
+      statsBefore.set(x.id, { enc: s?.framesEncoded ?? 0, dec: s?.framesDecoded ?? 0 });
+    }
+    await sleep(3000);
+    const b = await refresh(p);
+    for (const x of [...b.producers, ...b.consumers]) {
+      expect(x.transformApi).toBe(API);
+      const before = [...a.producers, ...a.consumers].find((y) => y.id === x.id)!;
+      const dFrames = x.workerFrames - before.workerFrames;
+      expect(dFrames, `${x.kind}/${x.source} ${x.id} worker frames`).toBeGreaterThan(0);
+      expect(x.workerBytes).toBeGreaterThan(before.workerBytes);
+      if (x.kind === 'video') {
+        const s = await rtpStats(p, x.id);
+        const sb = statsBefore.get(x.id)!;
+        const dStats = 'producerId' in x ? (s?.framesDecoded ?? 0) - sb.dec : (s?.framesEncoded ?? 0) - sb.enc;
+        expect(dStats, `${x.source} ${x.id} rtc frames`).toBeGreaterThan(0);
+        // Sender: one transform frame per encoded frame of each simulcast layer; receiver: one per
+        // received frame (decoded ≈ received). Allow slack for the sampling windows.
+        expect(dFrames).toBeGreaterThan(dStats * 0.5);
+        expect(dFrames).toBeLessThan(dStats * 2.5 + 30);
+      }
+    }
+  });
+
+  it('a screen share reaches the others as its own tile', async () => {
+    await alice.page.getByTestId('toggle-screen').click();
+    const aliceId = ids.get(alice)!;
+    for (const p of [bob, carol]) {
+      await waitUntil(
+        async () => (await remoteVideos(p)).some((v) => v.peerId === aliceId && v.source === 'screen' && v.videoWidth > 0),
+        30_000,
+        `${p.name} sees Alice's screen`,
+      );
+    }
+    const snap = await snapshot(bob);
+    const screen = snap.consumers.find((c) => c.peerId === aliceId && c.source === 'screen')!;
+    const s1 = await rtpStats(bob, screen.id);
+    await sleep(1500);
+    const s2 = await rtpStats(bob, screen.id);
+    expect(s2!.framesDecoded).toBeGreaterThan(s1!.framesDecoded);
+    await carol.page.screenshot({ path: resultsPath('screen-share.png') });
+    // Stop sharing: the tile goes away everywhere.
+    await alice.page.getByTestId('toggle-screen').click();
+    for (const p of [bob, carol]) {
+      await waitUntil(async () => !(await remoteVideos(p)).some((v) => v.source === 'screen'), 15_000, `${p.name}: screen tile gone`);
+    }
+  });
+
+  it('leaving removes the tile everywhere', async () => {
+    const carolId = ids.get(carol)!;
+    await carol.page.getByTestId('leave').click();
+    await carol.page.getByTestId('left').waitFor({ timeout: 10_000 });
+    for (const p of [alice, bob]) {
+      await waitUntil(async () => !(await remoteVideos(p)).some((v) => v.peerId === carolId), 15_000, `${p.name}: Carol's tile gone`);
+      expect((await snapshot(p)).peers).not.toContain(carolId);
+    }
+    await expectMediaFlowing(alice, [ids.get(bob)!]);
+  });
+});

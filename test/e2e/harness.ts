@@ -1,0 +1,320 @@
+/**
+ * End-to-end harness: the real server in-process (`startServer` from signaling/src/main.ts: static client,
+ * socket.io signaling, mediasoup SFU with a real worker) and Debian Chromium driven by playwright-core,
+ * one persistent context (own profile dir, own HOME/XDG/TMPDIR) per participant, with fake camera/mic.
+ *
+ * Playback is judged by decoded frames (RTCStats framesDecoded via `window.__meet.stats`) and video
+ * dimensions, never by `currentTime`.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { StartedServer } from '../../signaling/src/main.ts';
+import type { DebugSnapshot, RtpSummary } from '../../client/src/lib/debug.ts';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
+export const RESULTS_DIR = path.join(REPO_ROOT, 'test-results');
+
+export type TransformApi = 'script' | 'streams';
+
+/** Builds client/dist if it is missing or older than the client sources. */
+export function ensureClientBuilt(): void {
+  const dist = path.join(REPO_ROOT, 'client', 'dist', 'index.html');
+  if (existsSync(dist) && process.env['E2E_SKIP_BUILD'] === '1') return;
+  const newest = newestMtime(path.join(REPO_ROOT, 'client', 'src'));
+  if (existsSync(dist) && statSync(dist).mtimeMs >= newest) return;
+  execFileSync(process.execPath, [path.join(REPO_ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--config', 'client/vite.config.ts', '--logLevel', 'warn'], {
+    cwd: REPO_ROOT,
+    stdio: 'inherit',
+  });
+}
+
+function newestMtime(dir: string): number {
+  let newest = 0;
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d)) {
+      const p = path.join(d, name);
+      const st = statSync(p);
+      if (st.isDirectory()) walk(p);
+      else newest = Math.max(newest, st.mtimeMs);
+    }
+  };
+  walk(dir);
+  for (const f of ['index.html', 'vite.config.ts']) newest = Math.max(newest, statSync(path.join(REPO_ROOT, 'client', f)).mtimeMs);
+  return newest;
+}
+
+export function ensureChromium(): void {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} is missing: run \`apt-get install -y chromium\` (infra/setup.sh --for-test does this)`);
+  }
+}
+
+export interface Participant {
+  name: string;
+  context: BrowserContext;
+  page: Page;
+  dir: string;
+  logs: string[];
+  close(): Promise<void>;
+}
+
+export class Harness {
+  readonly server: StartedServer;
+  readonly participants: Participant[] = [];
+  readonly serverLog: string[];
+
+  private constructor(server: StartedServer, serverLog: string[]) {
+    this.server = server;
+    this.serverLog = serverLog;
+  }
+
+  get url(): string {
+    return this.server.url;
+  }
+
+  static async start(): Promise<Harness> {
+    ensureChromium();
+    ensureClientBuilt();
+    const log: string[] = [];
+    // Imported lazily: main.ts pulls in the SFU, which must load mediasoup after MEDIASOUP_WORKER_BIN is set.
+    const { startServer } = await import('../../signaling/src/main.ts');
+    const server = await startServer(
+      { port: 0, host: 'localhost', workers: 1, logLevel: (process.env['E2E_LOG_LEVEL'] as 'info' | undefined) ?? 'warn' },
+      { logSink: (line) => log.push(line) },
+    );
+    return new Harness(server, log);
+  }
+
+  /** A fresh Chromium profile (persistent context in a temp dir) with fake media devices. */
+  async participant(name: string, extraArgs: string[] = []): Promise<Participant> {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sealed-meet-e2e-'));
+    const home = path.join(dir, 'home');
+    const profile = path.join(dir, 'profile');
+    for (const d of [home, profile, path.join(dir, 'tmp'), path.join(dir, 'cache'), path.join(dir, 'config'), path.join(dir, 'data')]) mkdirSync(d, { recursive: true });
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1280, height: 720 },
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--use-fake-ui-for-media-stream',
+        '--use-fake-device-for-media-stream',
+        '--autoplay-policy=no-user-gesture-required',
+        // getDisplayMedia without a picker: capture a fake screen.
+        '--auto-select-desktop-capture-source=Entire screen',
+        '--enable-usermedia-screen-capturing',
+        ...extraArgs,
+      ],
+      env: {
+        ...process.env,
+        HOME: home,
+        XDG_CONFIG_HOME: path.join(dir, 'config'),
+        XDG_CACHE_HOME: path.join(dir, 'cache'),
+        XDG_DATA_HOME: path.join(dir, 'data'),
+        XDG_RUNTIME_DIR: path.join(dir, 'tmp'),
+        TMPDIR: path.join(dir, 'tmp'),
+      },
+    });
+    const page = context.pages()[0] ?? (await context.newPage());
+    const logs: string[] = [];
+    page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
+    page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
+    let closed = false;
+    const p: Participant = {
+      name,
+      context,
+      page,
+      dir,
+      logs,
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        await context.close().catch(() => undefined);
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+    this.participants.push(p);
+    return p;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.participants.map((p) => p.close()));
+    await this.server.close();
+  }
+
+  /** pid of the mediasoup worker hosting `roomId`. */
+  roomWorkerPid(roomId: string): number {
+    const room = this.server.sfu.getRoom(roomId);
+    if (!room) throw new Error(`room ${roomId} not found on the server`);
+    return room.workerPid;
+  }
+}
+
+// -------------------------------------------------------------------------------------------------
+// Page helpers
+// -------------------------------------------------------------------------------------------------
+
+/** Adds `?transform=<api>` to an invite link (before the fragment). */
+export function withTransform(link: string, api: TransformApi | undefined): string {
+  if (!api) return link;
+  const u = new URL(link);
+  u.searchParams.set('transform', api);
+  return u.toString();
+}
+
+export function roomIdOf(link: string): string {
+  const m = /\/m\/([A-Za-z0-9_-]{22})/.exec(link);
+  if (!m?.[1]) throw new Error(`not an invite link: ${link}`);
+  return m[1];
+}
+
+/** Home page → "New meeting" → returns the invite link shown (the creator stays on the home page). */
+export async function createMeeting(p: Participant, baseUrl: string, api?: TransformApi): Promise<string> {
+  await p.page.goto(withTransform(`${baseUrl}/`, api));
+  await p.page.getByTestId('new-meeting').click();
+  const link = await p.page.getByTestId('invite-link').inputValue();
+  if (!/\/m\/[A-Za-z0-9_-]{22}#v1\./.test(link)) throw new Error(`unexpected invite link ${link}`);
+  return link;
+}
+
+/** Fill the lobby and press Join; waits until the call is joined. */
+export async function joinFromLobby(p: Participant): Promise<void> {
+  const { page } = p;
+  await page.getByTestId('lobby').waitFor({ timeout: 20_000 });
+  await page.getByTestId('display-name').fill(p.name);
+  const join = page.getByTestId('join');
+  await waitUntil(() => join.isEnabled(), 20_000, 'join button enabled');
+  await join.click();
+  await waitUntil(async () => (await snapshot(p)).status === 'joined', 30_000, `${p.name} joined`);
+}
+
+/** Open an invite link in this participant's browser and join. */
+export async function joinByLink(p: Participant, link: string, api?: TransformApi): Promise<void> {
+  await p.page.goto(withTransform(link, api));
+  await joinFromLobby(p);
+}
+
+export async function snapshot(p: Participant): Promise<DebugSnapshot> {
+  return p.page.evaluate(() => window.__meet!.snapshot());
+}
+
+export async function refresh(p: Participant): Promise<DebugSnapshot> {
+  return p.page.evaluate(() => window.__meet!.refresh());
+}
+
+export async function rtpStats(p: Participant, id: string): Promise<RtpSummary | null> {
+  return p.page.evaluate((i) => window.__meet!.stats(i), id);
+}
+
+export async function waitUntil(fn: () => Promise<boolean> | boolean, timeoutMs: number, what: string, intervalMs = 250): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  while (Date.now() < deadline) {
+    try {
+      if (await fn()) return;
+    } catch (err) {
+      lastErr = err;
+    }
+    await sleep(intervalMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}${lastErr ? ` (last error: ${String(lastErr)})` : ''}`);
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export interface RemoteVideoState {
+  peerId: string;
+  source: string;
+  consumerId: string;
+  videoWidth: number;
+  videoHeight: number;
+}
+
+/** Remote video tiles as rendered in the DOM. */
+export async function remoteVideos(p: Participant): Promise<RemoteVideoState[]> {
+  return p.page.evaluate(() =>
+    [...document.querySelectorAll<HTMLElement>('[data-testid="tile"][data-local="false"]')].map((tile) => {
+      const v = tile.querySelector('video');
+      return {
+        peerId: tile.dataset['peerId'] ?? '',
+        source: tile.dataset['source'] ?? '',
+        consumerId: tile.dataset['consumerId'] ?? '',
+        videoWidth: v?.videoWidth ?? 0,
+        videoHeight: v?.videoHeight ?? 0,
+      };
+    }),
+  );
+}
+
+/** Sums of frames decoded / bytes received per consumer, sampled twice `ms` apart. */
+export async function consumerProgress(p: Participant, ms = 1500): Promise<Map<string, { before: RtpSummary; after: RtpSummary }>> {
+  const snap = await snapshot(p);
+  const ids = snap.consumers.map((c) => c.id);
+  const before = new Map<string, RtpSummary>();
+  for (const id of ids) {
+    const s = await rtpStats(p, id);
+    if (s) before.set(id, s);
+  }
+  await sleep(ms);
+  const out = new Map<string, { before: RtpSummary; after: RtpSummary }>();
+  for (const id of ids) {
+    const a = await rtpStats(p, id);
+    const b = before.get(id);
+    if (a && b) out.set(id, { before: b, after: a });
+  }
+  return out;
+}
+
+/**
+ * Every remote peer in `expectedPeers` has a camera tile with real video (videoWidth > 0) whose decoder is
+ * advancing, and an audio consumer whose bytes/packets are rising.
+ */
+export async function expectMediaFlowing(p: Participant, expectedPeers: string[], timeoutMs = 30_000): Promise<void> {
+  await waitUntil(
+    async () => {
+      const snap = await snapshot(p);
+      const vids = await remoteVideos(p);
+      for (const peer of expectedPeers) {
+        const cam = vids.find((v) => v.peerId === peer && v.source === 'camera');
+        if (!cam || cam.videoWidth === 0) return false;
+        if (!snap.consumers.some((c) => c.peerId === peer && c.kind === 'audio')) return false;
+      }
+      const progress = await consumerProgress(p, 1200);
+      for (const peer of expectedPeers) {
+        const video = snap.consumers.find((c) => c.peerId === peer && c.kind === 'video' && c.source === 'camera');
+        const audio = snap.consumers.find((c) => c.peerId === peer && c.kind === 'audio');
+        const pv = video && progress.get(video.id);
+        const pa = audio && progress.get(audio.id);
+        if (!pv || pv.after.framesDecoded <= pv.before.framesDecoded) return false;
+        if (!pa || pa.after.bytesReceived <= pa.before.bytesReceived || pa.after.packetsReceived <= pa.before.packetsReceived) return false;
+      }
+      return true;
+    },
+    timeoutMs,
+    `${p.name} receives video+audio from ${expectedPeers.join(', ')}`,
+    500,
+  );
+}
+
+export function dumpLogs(h: Harness): string {
+  return [
+    ...h.participants.map((p) => `--- ${p.name} console ---\n${p.logs.slice(-60).join('\n')}`),
+    `--- server ---\n${h.serverLog.slice(-60).join('\n')}`,
+  ].join('\n');
+}
+
+export function resultsPath(name: string): string {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  return path.join(RESULTS_DIR, name);
+}
