@@ -1,0 +1,9 @@
+/** `npm run bench` / `node --import tsx bench/run.ts`: runs every benchmark and prints its lines. */
+import { benchSframe } from './sframe.ts';
+
+const benches: Array<[string, () => Promise<string[]>]> = [['sframe', benchSframe]];
+
+for (const [name, run] of benches) {
+  console.log(`== ${name}`);
+  for (const line of await run()) console.log(line);
+}
