@@ -1,0 +1,115 @@
+/** Configuration from env: defaults, derivations and clear errors. */
+import { describe, expect, it } from 'vitest';
+import { ConfigError, iceServersOf, loadConfig, resolveConfig } from '../../sfu/src/config.ts';
+
+describe('config', () => {
+  it('defaults for localhost', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      port: 3000,
+      host: 'localhost',
+      bindHost: '127.0.0.1',
+      isLocal: true,
+      listenIp: '127.0.0.1',
+      announcedIp: '127.0.0.1',
+      rtcMinPort: 40000,
+      rtcMaxPort: 49999,
+      roomCap: 50,
+      logLevel: 'info',
+      audioLevelExt: true,
+      turnUrls: [],
+      rateLimitPerSec: 50,
+      rateLimitBurst: 100,
+    });
+    expect(c.workers).toBeGreaterThanOrEqual(1);
+    expect(c.clientDir).toMatch(/client[/\\]dist$/);
+    expect(iceServersOf(c)).toEqual([]);
+  });
+
+  it('reads every variable', () => {
+    const c = loadConfig({
+      PORT: '8443',
+      HOST: '0.0.0.0',
+      LISTEN_IP: '0.0.0.0',
+      ANNOUNCED_IP: '203.0.113.7',
+      RTC_MIN_PORT: '41000',
+      RTC_MAX_PORT: '41100',
+      WORKERS: '3',
+      ROOM_CAP: '8',
+      LOG_LEVEL: 'warn',
+      TURN_URLS: 'turn:turn.example.org:3478?transport=udp, turns:turn.example.org:5349',
+      TURN_USERNAME: 'u',
+      TURN_CREDENTIAL: 'p',
+      AUDIO_LEVEL_EXT: 'off',
+      RATE_LIMIT_PER_SEC: '20',
+      RATE_LIMIT_BURST: '40',
+    });
+    expect(c).toMatchObject({
+      port: 8443,
+      isLocal: false,
+      bindHost: '0.0.0.0',
+      listenIp: '0.0.0.0',
+      announcedIp: '203.0.113.7',
+      rtcMinPort: 41000,
+      rtcMaxPort: 41100,
+      workers: 3,
+      roomCap: 8,
+      logLevel: 'warn',
+      audioLevelExt: false,
+      rateLimitPerSec: 20,
+      rateLimitBurst: 40,
+    });
+    expect(iceServersOf(c)).toEqual([
+      { urls: ['turn:turn.example.org:3478?transport=udp', 'turns:turn.example.org:5349'], username: 'u', credential: 'p' },
+    ]);
+  });
+
+  it('AUDIO_LEVEL_EXT accepts on/off/true/false/1/0', () => {
+    for (const [v, want] of [['on', true], ['OFF', false], ['true', true], ['0', false], ['1', true], ['no', false]] as const) {
+      expect(loadConfig({ AUDIO_LEVEL_EXT: v }).audioLevelExt).toBe(want);
+    }
+  });
+
+  it('HOST=::1 and 127.0.0.1 count as local', () => {
+    expect(loadConfig({ HOST: '::1' })).toMatchObject({ isLocal: true, bindHost: '::1', announcedIp: '127.0.0.1' });
+    expect(loadConfig({ HOST: '127.0.0.1' })).toMatchObject({ isLocal: true, bindHost: '127.0.0.1' });
+  });
+
+  it('a specific LISTEN_IP off localhost is announced as itself', () => {
+    expect(loadConfig({ HOST: '10.1.2.3', LISTEN_IP: '10.1.2.3' })).toMatchObject({ listenIp: '10.1.2.3', announcedIp: '10.1.2.3' });
+  });
+
+  const bad: [Record<string, string>, RegExp][] = [
+    [{ PORT: 'eighty' }, /PORT/],
+    [{ PORT: '70000' }, /PORT/],
+    [{ WORKERS: '0' }, /WORKERS/],
+    [{ ROOM_CAP: '-1' }, /ROOM_CAP/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
+    [{ RTC_MIN_PORT: '45000', RTC_MAX_PORT: '44000' }, /RTC_MIN_PORT must be below RTC_MAX_PORT/],
+    [{ RTC_MIN_PORT: '80' }, /RTC_MIN_PORT/],
+    [{ TLS_CERT: '/tmp/cert.pem' }, /TLS_CERT and TLS_KEY must be given together/],
+    [{ LISTEN_IP: 'not-an-ip' }, /LISTEN_IP: must be an IP address/],
+    [{ ANNOUNCED_IP: '0.0.0.0' }, /ANNOUNCED_IP must be a routable address/],
+    [{ TURN_URLS: 'http://x' }, /TURN_URLS/],
+    [{ TURN_URLS: 'turn:x:3478' }, /TURN_USERNAME and TURN_CREDENTIAL are required/],
+    [{ AUDIO_LEVEL_EXT: 'maybe' }, /AUDIO_LEVEL_EXT/],
+  ];
+  for (const [env, re] of bad) {
+    it(`rejects ${JSON.stringify(env)}`, () => {
+      let err: unknown;
+      try {
+        loadConfig(env);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).message).toMatch(re);
+    });
+  }
+
+  it('resolveConfig takes objects (tests) and re-resolves a full Config', () => {
+    const c = resolveConfig({ port: 0, workers: 1, roomCap: 2 });
+    expect(c).toMatchObject({ port: 0, workers: 1, roomCap: 2 });
+    expect(resolveConfig(c)).toEqual(c);
+  });
+});
