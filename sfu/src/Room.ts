@@ -84,6 +84,17 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.#clientCaps = clientRtpCapabilities(router.rtpCapabilities, opts.audioLevelExt);
 
     if (audioLevelObserver) {
+      // Every audio producer on this router feeds the observer (whatever transport it came in on).
+      router.observer.on('newtransport', (transport: ms.Transport) => {
+        transport.observer.on('newproducer', (producer: ms.Producer) => {
+          if (producer.kind !== 'audio' || audioLevelObserver.closed) return;
+          audioLevelObserver.addProducer({ producerId: producer.id }).catch((error: unknown) => {
+            if (!producer.closed && !audioLevelObserver.closed) {
+              this.#logger.warn('audio level observer addProducer failed', { roomId: this.#id, error: errorMessage(error) });
+            }
+          });
+        });
+      });
       audioLevelObserver.on('volumes', (volumes: ms.AudioLevelObserverVolume[]) => {
         const loudest = volumes[0];
         const peerId = loudest ? (loudest.producer.appData as { peerId: string }).peerId : null;
@@ -178,14 +189,7 @@ export class Room extends TypedEmitter<RoomEvents> {
       ...(this.#peerLimits ? { limits: this.#peerLimits } : {}),
     });
     this.#peers.set(peerId, peer);
-    peer.on('producerCreated', (info, producer) => {
-      this.emit('newProducer', info);
-      if (producer.kind === 'audio' && this.#audioLevelObserver && !this.#audioLevelObserver.closed) {
-        this.#audioLevelObserver.addProducer({ producerId: producer.id }).catch((error: unknown) => {
-          if (!producer.closed) this.#logger.warn('audio level observer addProducer failed', { roomId: this.#id, error: errorMessage(error) });
-        });
-      }
-    });
+    peer.on('producerCreated', (info) => this.emit('newProducer', info));
     peer.on('producerClosed', ({ peerId: owner, producerId }) => this.emit('producerClosed', { peerId: owner, producerId }));
     peer.on('producerPaused', (info) => this.emit('producerPaused', info));
     peer.on('producerResumed', (info) => this.emit('producerResumed', info));
