@@ -109,7 +109,8 @@ export class Harness {
         '--disable-component-update',
         '--disable-sync',
         '--use-fake-ui-for-media-stream',
-        '--use-fake-device-for-media-stream',
+        // 15 fps fake camera: three encoders + six decoders share 2 cores in CI.
+        '--use-fake-device-for-media-stream=fps=15',
         '--autoplay-policy=no-user-gesture-required',
         // getDisplayMedia without a picker: capture a fake screen.
         '--auto-select-desktop-capture-source=Entire screen',
@@ -215,6 +216,38 @@ export async function refresh(p: Participant): Promise<DebugSnapshot> {
 
 export async function rtpStats(p: Participant, id: string): Promise<RtpSummary | null> {
   return p.page.evaluate((i) => window.__meet!.stats(i), id);
+}
+
+export interface FrameSample {
+  id: string;
+  kind: string;
+  source: string;
+  direction: 'send' | 'recv';
+  workerFrames: number;
+  workerBytes: number;
+  /** framesEncoded (send) or framesDecoded (recv). */
+  rtcFrames: number;
+  /** framesReceived (recv only): frames assembled before decoding, i.e. what the receive transform sees. */
+  rtcReceived: number;
+}
+
+/** Worker counts and RTCStats frame counters for every producer/consumer, taken together inside the page. */
+export async function sampleFrames(p: Participant): Promise<Map<string, FrameSample>> {
+  const list = await p.page.evaluate(async () => {
+    const m = window.__meet!;
+    const snap = await m.refresh();
+    const out: FrameSample[] = [];
+    for (const x of snap.producers) {
+      const st = await m.stats(x.id);
+      out.push({ id: x.id, kind: x.kind, source: x.source, direction: 'send', workerFrames: x.workerFrames, workerBytes: x.workerBytes, rtcFrames: st?.framesEncoded ?? 0, rtcReceived: 0 });
+    }
+    for (const x of snap.consumers) {
+      const st = await m.stats(x.id);
+      out.push({ id: x.id, kind: x.kind, source: x.source, direction: 'recv', workerFrames: x.workerFrames, workerBytes: x.workerBytes, rtcFrames: st?.framesDecoded ?? 0, rtcReceived: st?.framesReceived ?? 0 });
+    }
+    return out;
+  });
+  return new Map(list.map((x) => [x.id, x]));
 }
 
 export async function waitUntil(fn: () => Promise<boolean> | boolean, timeoutMs: number, what: string, intervalMs = 250): Promise<void> {

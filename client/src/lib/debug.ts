@@ -7,7 +7,7 @@
  *   transform worker counted for it (from its last periodic report, every 500 ms).
  * - `refresh()`: asks the worker for fresh counts first, then returns `snapshot()`.
  * - `stats(id)`: RTCStats summary for a producer id (`framesEncoded`, `bytesSent`, `packetsSent`) or a
- *   consumer id (`framesDecoded`, `bytesReceived`, `packetsReceived`, `frameWidth`, `frameHeight`).
+ *   consumer id (`framesDecoded`, `framesReceived`, `bytesReceived`, `packetsReceived`, `frameWidth`, `frameHeight`).
  *
  * Nothing in it can change the call.
  */
@@ -47,6 +47,8 @@ export interface RtpSummary {
   kind: 'audio' | 'video';
   framesEncoded: number;
   framesDecoded: number;
+  /** Frames assembled from RTP (before decode): what a receive transform sees. */
+  framesReceived: number;
   bytesSent: number;
   bytesReceived: number;
   packetsSent: number;
@@ -120,6 +122,7 @@ function summarize(report: RTCStatsReport, direction: 'send' | 'recv', kind: 'au
     kind,
     framesEncoded: 0,
     framesDecoded: 0,
+    framesReceived: 0,
     bytesSent: 0,
     bytesReceived: 0,
     packetsSent: 0,
@@ -137,6 +140,7 @@ function summarize(report: RTCStatsReport, direction: 'send' | 'recv', kind: 'au
       out.frameHeight = Math.max(out.frameHeight, n('frameHeight'));
     } else if (st['type'] === 'inbound-rtp' && direction === 'recv') {
       out.framesDecoded += n('framesDecoded');
+      out.framesReceived += n('framesReceived');
       out.bytesReceived += n('bytesReceived');
       out.packetsReceived += n('packetsReceived');
       out.frameWidth = Math.max(out.frameWidth, n('frameWidth'));

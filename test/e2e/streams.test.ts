@@ -1,0 +1,59 @@
+/**
+ * The createEncodedStreams path (forced with ?transform=streams): media flows both ways through the worker,
+ * and the worker counts frames. Also the lobby's error pages for broken links.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Harness, createMeeting, dumpLogs, expectMediaFlowing, joinByLink, joinFromLobby, sampleFrames, sleep, snapshot, type Participant } from './harness.ts';
+
+describe('encoded streams transform API', () => {
+  let h: Harness;
+  let alice: Participant;
+  let bob: Participant;
+  let link: string;
+
+  beforeAll(async () => {
+    h = await Harness.start();
+    alice = await h.participant('Alice');
+    bob = await h.participant('Bob');
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('two participants exchange media through createEncodedStreams transforms', async () => {
+    try {
+      link = await createMeeting(alice, h.url, 'streams');
+      await alice.page.getByTestId('join-created').click();
+      await joinFromLobby(alice);
+      await joinByLink(bob, link, 'streams');
+      const [a, b] = await Promise.all([snapshot(alice), snapshot(bob)]);
+      expect(a.transformApi).toBe('streams');
+      expect(b.transformApi).toBe('streams');
+      await expectMediaFlowing(alice, [b.peerId!]);
+      await expectMediaFlowing(bob, [a.peerId!]);
+      const s1 = await sampleFrames(bob);
+      await sleep(2000);
+      const s2 = await sampleFrames(bob);
+      for (const x of s2.values()) {
+        const y = s1.get(x.id)!;
+        expect(x.workerFrames, `${x.direction} ${x.source}`).toBeGreaterThan(y.workerFrames);
+        if (x.kind === 'video') expect(x.rtcFrames).toBeGreaterThan(y.rtcFrames);
+      }
+    } catch (err) {
+      console.error(dumpLogs(h));
+      throw err;
+    }
+  });
+
+  it('a malformed or missing invite fragment shows a clear error page', async () => {
+    const page = bob.page;
+    const base = link.slice(0, link.indexOf('#'));
+    await page.goto(`${base}#v1.not-a-secret`);
+    await page.getByTestId('bad-link').waitFor({ timeout: 10_000 });
+    expect(await page.getByTestId('bad-link').textContent()).toMatch(/secret/i);
+    expect(new URL(page.url()).hash).toBe('');
+    await page.goto(base);
+    await page.getByTestId('bad-link').waitFor({ timeout: 10_000 });
+    expect(await page.getByTestId('bad-link').textContent()).toMatch(/no meeting key/i);
+  });
+});
