@@ -110,6 +110,8 @@ export interface SendKeyRingOptions {
 interface SendEntry {
   readonly kid: bigint;
   readonly key: Promise<SFrameKey>;
+  /** Set once the import resolved: the hot path then calls sealWithKey synchronously (no extra await). */
+  ready: SFrameKey | undefined;
   pending: number;
   retired: boolean;
 }
@@ -162,8 +164,14 @@ export class SendKeyRing {
   #newEntry(): SendEntry {
     const kid = makeKid(this.sender, this.#generation, this.#step);
     const key = importSFrameKey(this.suite, this.#base, kid, 'seal');
-    key.catch(() => undefined); // surfaced on use
-    return { kid, key, pending: 0, retired: false };
+    const e: SendEntry = { kid, key, ready: undefined, pending: 0, retired: false };
+    key.then(
+      (k) => {
+        e.ready = k;
+      },
+      () => undefined, // surfaced on use
+    );
+    return e;
   }
 
   #switch(): void {
@@ -209,9 +217,21 @@ export class SendKeyRing {
   }
 
   /** Seal one frame under the current key with a fresh CTR. Returns `header || ciphertext` (or `leading || ...`). */
-  async seal(metadata: Uint8Array, plaintext: Uint8Array, opts?: SealOptions): Promise<Uint8Array> {
-    const { ctr } = this.allocate();
+  seal(metadata: Uint8Array, plaintext: Uint8Array, opts?: SealOptions): Promise<Uint8Array> {
+    let ctr: bigint;
+    try {
+      ctr = this.allocate().ctr;
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const e = this.#entry;
+    // Fast path: key imported. sealWithKey reads the salt and builds the nonce synchronously, before its first await,
+    // so wiping this key after a later switch cannot affect the call in flight.
+    if (e.ready !== undefined) return sealWithKey(e.ready, ctr, metadata, plaintext, opts);
+    return this.#sealSlow(e, ctr, metadata, plaintext, opts);
+  }
+
+  async #sealSlow(e: SendEntry, ctr: bigint, metadata: Uint8Array, plaintext: Uint8Array, opts?: SealOptions): Promise<Uint8Array> {
     e.pending++;
     try {
       return await sealWithKey(await e.key, ctr, metadata, plaintext, opts);

@@ -463,26 +463,25 @@ export async function sealWithKey(
   checkU64('ctr', ctr);
   const lead = opts?.leading;
   const leadLen = lead === undefined ? 0 : lead.length;
-  // Header goes into a small scratch first (it is needed for the AAD before the ciphertext exists).
-  const hdr = new Uint8Array(MAX_HEADER_LENGTH);
-  const hlen = writeHeader(hdr, 0, k.kid, ctr);
-  const aad = buildAad(hdr, hlen, metadata);
-  const nonce = sframeNonce(k.salt, ctr);
   const p = k.suite;
-  let ct: Uint8Array;
+  // One output allocation: leading || header || ciphertext (its length is known before encrypting). The header is
+  // written in place and, when there is no metadata, the AAD is a view of it (no copy).
+  const hlen = 1 + (k.kid < 8n ? 0 : byteLength(k.kid)) + (ctr < 8n ? 0 : byteLength(ctr));
+  const out = new Uint8Array(leadLen + hlen + plaintext.length + p.nt);
+  if (lead !== undefined) out.set(lead, 0);
+  writeHeader(out, leadLen, k.kid, ctr);
+  const hdr = out.subarray(leadLen, leadLen + hlen);
+  const aad = metadata.length === 0 ? hdr : buildAad(hdr, hlen, metadata);
+  const nonce = sframeNonce(k.salt, ctr);
   if (p.kind === 'gcm') {
-    ct = new Uint8Array(await subtle().encrypt({ name: 'AES-GCM', iv: bs(nonce), additionalData: bs(aad), tagLength: 128 }, k.aes, bs(plaintext)));
+    const ct = await subtle().encrypt({ name: 'AES-GCM', iv: bs(nonce), additionalData: bs(aad), tagLength: 128 }, k.aes, bs(plaintext));
+    out.set(new Uint8Array(ct), leadLen + hlen);
   } else {
     const inner = new Uint8Array(await subtle().encrypt(ctrParams(nonce), k.aes, bs(plaintext)));
     const tag = await ctrHmacTag(k.mac as CryptoKey, p.nt, nonce, aad, inner);
-    ct = new Uint8Array(inner.length + p.nt);
-    ct.set(inner, 0);
-    ct.set(tag, inner.length);
+    out.set(inner, leadLen + hlen);
+    out.set(tag, leadLen + hlen + inner.length);
   }
-  const out = new Uint8Array(leadLen + hlen + ct.length);
-  if (lead !== undefined) out.set(lead, 0);
-  out.set(hdr.subarray(0, hlen), leadLen);
-  out.set(ct, leadLen + hlen);
   return out;
 }
 
