@@ -1,0 +1,258 @@
+/**
+ * Async driver around the pure membership reducer (membership.ts): runs the crypto the reducer asks for
+ * (HPKE channels, key batches, send-key ratchet/rekey) and feeds the results back. No I/O of its own: outgoing
+ * relay messages go to the injected `send` callback, keys to the injected hooks; time comes in with every call.
+ *
+ * Events are processed one at a time in arrival order (an internal promise chain), so the reducer sees a
+ * linear history even though effects are async.
+ *
+ * Secrets held: the invite keys (PSK, MAC key), the identity and session secret keys (owned by the caller),
+ * the channel roots (wiped on `forget-member` and `destroy`).
+ *
+ * @module
+ */
+import { randomBytes, toBase64url } from './bytes.ts';
+import { openKeyBatch, sealKeyBatch, type KeyReason, type KeyUpdate } from './envelope.ts';
+import { closeChannel, type HpkePsk, type RecipientChannel, type SenderChannel } from './hpke.ts';
+import type { Identity, Session } from './identity.ts';
+import type { InviteKeys } from './invite.ts';
+import { isKeyError } from './key-errors.ts';
+import {
+  encodeRelay,
+  encodeSignedAnnouncement,
+  initialMembershipState,
+  reduce,
+  type MembershipConfig,
+  type MembershipEffect,
+  type MembershipEvent,
+  type MembershipState,
+} from './membership.ts';
+
+/** The send key as the key ring reports it (structurally keyring.ts `KeyAnnouncement`). */
+export interface SendKeyInfo {
+  readonly kid: bigint;
+  readonly baseKey: Uint8Array;
+  readonly generation: number;
+  readonly step: number;
+}
+
+/** The local send key ring (structurally keyring.ts `SendKeyRing`). */
+export interface SendKeyControl {
+  ratchet(): SendKeyInfo;
+  rekey(freshKey: Uint8Array, now: number): SendKeyInfo;
+  currentKey(): SendKeyInfo;
+  destroy(): void;
+}
+
+export interface KeyAgentHooks {
+  /** Relay out: `to` omitted = every other member. */
+  send(msg: { to?: string; blob: string }): void;
+  /** Create the send key ring for `senderIndex` (first key, or after our sender index changed). */
+  createSendRing(senderIndex: number, generation: number, baseKey: Uint8Array, now: number): SendKeyControl;
+  /** A member's key arrived (keyring.ts `ReceiveKeyRings.addKey(update.kid, update.baseKey, now)`); wipe baseKey after. */
+  installReceiveKey(memberId: string, senderIndex: number, update: KeyUpdate, now: number): void | Promise<void>;
+  /** Our send key changed (tell the encoder worker; request a keyframe). */
+  sendKeyChanged?(key: SendKeyInfo, senderIndex: number): void;
+  /** Every other effect (alerts, roster-changed, metadata, forget-member, sender-index-changed, request-keyframe). */
+  onEffect?(effect: MembershipEffect, state: MembershipState): void;
+}
+
+export interface KeyAgentOptions {
+  roomId: string;
+  memberId: string;
+  inviteKeys: InviteKeys;
+  identity: Identity;
+  session: Session;
+  rotationMs?: number;
+  /** Base key length for fresh send keys (default 16 = AES-128). */
+  baseKeyLength?: number;
+}
+
+export class KeyAgent {
+  #state: MembershipState = initialMembershipState();
+  #config: MembershipConfig;
+  #psk: HpkePsk;
+  #sendChannels = new Map<string, SenderChannel>();
+  #recvChannels = new Map<string, RecipientChannel>();
+  #ring: SendKeyControl | undefined;
+  #senderIndex = -1;
+  #reason: KeyReason = 'initial';
+  #queue: Promise<void> = Promise.resolve();
+  #announcement: Uint8Array;
+  #destroyed = false;
+
+  constructor(
+    private readonly opts: KeyAgentOptions,
+    private readonly hooks: KeyAgentHooks,
+  ) {
+    this.#config = { roomId: opts.roomId, membershipMacKey: opts.inviteKeys.membershipMacKey, ...(opts.rotationMs !== undefined ? { rotationMs: opts.rotationMs } : {}) };
+    this.#psk = { key: opts.inviteKeys.psk, id: opts.inviteKeys.pskId };
+    this.#announcement = encodeSignedAnnouncement(opts.session, opts.inviteKeys.membershipMacKey);
+  }
+
+  get state(): MembershipState {
+    return this.#state;
+  }
+
+  /** Start: call once after the server's join response. */
+  join(now: number, existingMemberIds: readonly string[]): Promise<void> {
+    const a = this.opts.session.announcement;
+    return this.dispatch({
+      type: 'local-join',
+      now,
+      existingMemberIds,
+      self: { memberId: this.opts.memberId, identityPublicKey: a.identityPublicKey, sessionPublicKey: a.sessionPublicKey, joinNonce: a.joinNonce },
+    });
+  }
+  relay(now: number, from: string, blob: string): Promise<void> {
+    return this.dispatch({ type: 'relay', now, from, blob });
+  }
+  memberLeft(now: number, memberId: string): Promise<void> {
+    return this.dispatch({ type: 'member-left', now, memberId });
+  }
+  tick(now: number): Promise<void> {
+    return this.dispatch({ type: 'tick', now });
+  }
+
+  /** Feeds one event (serialised after all earlier ones). */
+  dispatch(event: MembershipEvent): Promise<void> {
+    const run = this.#queue.then(() => this.#handle(event));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #handle(event: MembershipEvent): Promise<void> {
+    if (this.#destroyed) return;
+    const pending: MembershipEvent[] = [event];
+    while (pending.length) {
+      const ev = pending.shift()!;
+      const { state, effects } = reduce(this.#config, this.#state, ev);
+      this.#state = state;
+      for (const eff of effects) {
+        const back = await this.#run(eff, ev.now);
+        if (back) pending.push(back);
+      }
+    }
+  }
+
+  async #run(eff: MembershipEffect, now: number): Promise<MembershipEvent | undefined> {
+    switch (eff.kind) {
+      case 'announce':
+        this.hooks.send({ ...(eff.to !== undefined ? { to: eff.to } : {}), blob: encodeRelay('announcement', this.#announcement) });
+        return undefined;
+      case 'switch-send-key': {
+        let key: SendKeyInfo;
+        if (this.#ring === undefined || eff.senderIndex !== this.#senderIndex) {
+          const gen = this.#ring ? this.#ring.currentKey().generation + 1 : 0;
+          this.#ring?.destroy();
+          const fresh = randomBytes(this.opts.baseKeyLength ?? 16);
+          this.#ring = this.hooks.createSendRing(eff.senderIndex, gen, fresh, now);
+          fresh.fill(0);
+          this.#senderIndex = eff.senderIndex;
+          key = this.#ring.currentKey();
+        } else if (eff.mode === 'ratchet') {
+          key = this.#ring.ratchet();
+        } else {
+          const fresh = randomBytes(this.opts.baseKeyLength ?? 16);
+          key = this.#ring.rekey(fresh, now);
+          fresh.fill(0);
+        }
+        this.#reason = eff.mode;
+        this.hooks.sendKeyChanged?.(key, eff.senderIndex);
+        key.baseKey.fill(0);
+        return undefined;
+      }
+      case 'send-envelopes': {
+        if (this.#ring === undefined) return undefined;
+        const key = this.#ring.currentKey();
+        try {
+          const recipients = eff.to.flatMap((id) => {
+            const m = this.#state.members.get(id);
+            if (m === undefined) return [];
+            const ch = this.#sendChannels.get(id);
+            return [ch ? { memberId: id, sessionPublicKey: m.sessionPublicKey, channel: ch } : { memberId: id, sessionPublicKey: m.sessionPublicKey }];
+          });
+          if (recipients.length === 0) return undefined;
+          const res = await sealKeyBatch({
+            roomId: this.opts.roomId,
+            epoch: eff.epoch,
+            sender: { memberId: this.opts.memberId, identity: this.opts.identity, sessionPublicKey: this.opts.session.keyPair.publicKey },
+            psk: this.#psk,
+            recipients,
+            update: { reason: this.#reason, senderIndex: this.#senderIndex, generation: key.generation, step: key.step, kid: key.kid, baseKey: key.baseKey },
+          });
+          for (const [id, ch] of res.channels) this.#sendChannels.set(id, ch);
+          const single = recipients.length === 1 ? recipients[0]!.memberId : undefined;
+          for (const b of res.batches) this.hooks.send({ ...(single !== undefined ? { to: single } : {}), blob: encodeRelay('key-batch', b) });
+        } finally {
+          key.baseKey.fill(0);
+        }
+        return undefined;
+      }
+      case 'open-key-batch': {
+        const ch = this.#recvChannels.get(eff.from);
+        try {
+          const r = await openKeyBatch(eff.bytes, {
+            roomId: this.opts.roomId,
+            fromMemberId: eff.from,
+            me: { memberId: this.opts.memberId, sessionSecretKey: this.opts.session.keyPair.secretKey, sessionPublicKey: this.opts.session.keyPair.publicKey },
+            sender: { identityPublicKey: eff.identityPublicKey, sessionPublicKey: eff.sessionPublicKey },
+            psk: this.#psk,
+            ...(ch ? { channel: ch } : {}),
+            ...(eff.lastEpoch !== undefined ? { lastEpoch: eff.lastEpoch } : {}),
+          });
+          if (r === null) return undefined;
+          if (ch && ch.root !== r.channel.root) closeChannel(ch);
+          this.#recvChannels.set(eff.from, r.channel);
+          return { type: 'envelope-opened', now, from: eff.from, epoch: r.epoch, update: r.update };
+        } catch (e) {
+          return { type: 'envelope-failed', now, from: eff.from, code: isKeyError(e) ? e.code : 'malformed' };
+        }
+      }
+      case 'install-key':
+        try {
+          await this.hooks.installReceiveKey(eff.memberId, eff.senderIndex, eff.update, now);
+        } finally {
+          eff.update.baseKey.fill(0);
+        }
+        return undefined;
+      case 'forget-member': {
+        const s = this.#sendChannels.get(eff.memberId);
+        const r = this.#recvChannels.get(eff.memberId);
+        if (s) closeChannel(s);
+        if (r) closeChannel(r);
+        this.#sendChannels.delete(eff.memberId);
+        this.#recvChannels.delete(eff.memberId);
+        this.hooks.onEffect?.(eff, this.#state);
+        return undefined;
+      }
+      default:
+        this.hooks.onEffect?.(eff, this.#state);
+        return undefined;
+    }
+  }
+
+  /** Wipes channel roots and the send ring. The caller wipes invite keys, identity and session. */
+  destroy(): void {
+    this.#destroyed = true;
+    for (const c of this.#sendChannels.values()) closeChannel(c);
+    for (const c of this.#recvChannels.values()) closeChannel(c);
+    this.#sendChannels.clear();
+    this.#recvChannels.clear();
+    this.#ring?.destroy();
+  }
+}
+
+/** Debug helper for tests/logs: never prints key material, only ids. */
+export function describeEffect(e: MembershipEffect): string {
+  switch (e.kind) {
+    case 'install-key':
+      return `install-key ${e.memberId} idx=${e.senderIndex} kid=${e.update.kid}`;
+    case 'open-key-batch':
+      return `open-key-batch from ${e.from} (${e.bytes.length} B)`;
+    case 'metadata':
+      return `metadata from ${e.from} (${e.bytes.length} B)`;
+    default:
+      return JSON.stringify(e, (_, v) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? toBase64url(v).slice(0, 8) : v));
+  }
+}

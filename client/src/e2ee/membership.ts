@@ -1,0 +1,441 @@
+/**
+ * Membership: who is in the meeting (as far as cryptography can tell), who gets which send key, and when keys
+ * change. A pure, synchronous reducer `reduce(config, state, event) -> { state, effects }`:
+ *
+ * - no I/O, no timers (time arrives in events), no randomness, no async;
+ * - the sync crypto it needs is deterministic and done inside (HMAC-SHA256 of announcements, Ed25519 verification);
+ * - async crypto (HPKE open/seal, key ring changes) is done by a driver (key-agent.ts) that executes the effects and
+ *   feeds results back as events (`envelope-opened` / `envelope-failed`).
+ * - the state holds no secrets (the membership MAC key lives in the config; base keys only pass through effects).
+ *
+ * Rules (design brief, properties 2, 3, 6):
+ * - An announcement must carry a valid membership MAC (invite key) and a valid identity signature for this room and
+ *   for the member id the server says sent it; otherwise it is ignored and an `alert` is raised: an injected member
+ *   gets no keys, and its key batches are dropped.
+ * - Local join: fresh initial send key (epoch 1), broadcast own announcement.
+ * - A member who joins after us (announces, and was not in the join response's member list): we ratchet our send
+ *   key (RFC 9605 §5.1), send the ratcheted key only to the joiner, and announce ourselves to it. Existing members
+ *   derive the ratcheted key themselves from the KID.
+ * - A member that was already there when we joined (listed in `existingMemberIds`) gets our current key, no
+ *   ratchet (it is entitled to everything we sent since we joined).
+ * - A member leaves, or `rotationMs` (default 10 min) passes since our last fresh key: new random send key to every
+ *   remaining member.
+ * - Sender index (16 bits, used in SFrame KIDs, see keyring.ts `makeKid`): see `assignSenderIndices`.
+ *
+ * Relay framing (the `blob` of the signaling `relay` event is base64url of): 1 kind byte || body.
+ *   0x41 'A' announcement:  body = announcementBody || signature(64) || mac(32)
+ *   0x4B 'K' key batch:     body = envelope.ts batch
+ *   0x4D 'M' metadata:      body = metadata.ts sealed blob (opaque here; delivered only from verified members)
+ *   mac = HMAC-SHA256(membershipMacKey, UTF-8("sealed-meet v1 membership mac") || announcementBody || signature)
+ *
+ * @module
+ */
+import { hmac } from '@noble/hashes/hmac.js';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { concat, equalBytes, fromBase64url, toBase64url, utf8 } from './bytes.ts';
+import type { KeyUpdate } from './envelope.ts';
+import { fingerprint, SIGNATURE_LEN, verifyAnnouncement, type Announcement, type Session } from './identity.ts';
+import { KeyError, isKeyError, type KeyErrorCode } from './key-errors.ts';
+import { splitKid } from './keyring.ts';
+
+/** Sender index encoded in a KID (keyring.ts layout), or -1 if the KID is outside the layout. */
+function kidSender(kid: bigint): number {
+  try {
+    return splitKid(kid).sender;
+  } catch {
+    return -1;
+  }
+}
+
+export const MEMBERSHIP_MAC_LABEL = 'sealed-meet v1 membership mac';
+export const SENDER_INDEX_LABEL = 'sealed-meet v1 sender index';
+export const MAC_LEN = 32;
+export const DEFAULT_ROTATION_MS = 10 * 60 * 1000;
+
+// ------------------------------------------------------------------------------------------------
+// Relay framing
+// ------------------------------------------------------------------------------------------------
+
+export const RELAY_KIND = { announcement: 0x41, 'key-batch': 0x4b, metadata: 0x4d } as const;
+export type RelayKind = keyof typeof RELAY_KIND;
+
+export function encodeRelay(kind: RelayKind, body: Uint8Array): string {
+  return toBase64url(concat(Uint8Array.of(RELAY_KIND[kind]), body));
+}
+
+/** @throws KeyError('malformed') */
+export function decodeRelay(blob: string): { kind: RelayKind; body: Uint8Array } {
+  const b = fromBase64url(blob);
+  if (b.length < 1) throw new KeyError('malformed', 'empty relay blob');
+  const k = (Object.keys(RELAY_KIND) as RelayKind[]).find((x) => RELAY_KIND[x] === b[0]);
+  if (k === undefined) throw new KeyError('malformed', `unknown relay kind 0x${b[0]!.toString(16)}`);
+  return { kind: k, body: b.subarray(1) };
+}
+
+// ------------------------------------------------------------------------------------------------
+// Announcements with membership MAC
+// ------------------------------------------------------------------------------------------------
+
+export function announcementMac(macKey: Uint8Array, body: Uint8Array, signature: Uint8Array): Uint8Array {
+  if (macKey.length !== 32) throw new KeyError('bad-key', 'membership MAC key must be 32 bytes');
+  return hmac(sha256, macKey, concat(utf8(MEMBERSHIP_MAC_LABEL), body, signature));
+}
+
+/** body || signature || mac: the relay body of our own announcement. */
+export function encodeSignedAnnouncement(session: Pick<Session, 'body' | 'signature'>, macKey: Uint8Array): Uint8Array {
+  return concat(session.body, session.signature, announcementMac(macKey, session.body, session.signature));
+}
+
+/**
+ * Checks MAC (first: proves the invite), then signature and room.
+ * @throws KeyError('malformed' | 'bad-mac' | 'bad-signature' | 'wrong-context' | 'unsupported-version')
+ */
+export function openSignedAnnouncement(bytes: Uint8Array, macKey: Uint8Array, roomId: string): Announcement {
+  if (bytes.length < 1 + SIGNATURE_LEN + MAC_LEN) throw new KeyError('malformed', 'announcement too short');
+  const body = bytes.subarray(0, bytes.length - SIGNATURE_LEN - MAC_LEN);
+  const sig = bytes.subarray(bytes.length - SIGNATURE_LEN - MAC_LEN, bytes.length - MAC_LEN);
+  const mac = bytes.subarray(bytes.length - MAC_LEN);
+  if (!equalBytes(mac, announcementMac(macKey, body, sig))) throw new KeyError('bad-mac', 'announcement MAC is invalid (sender does not hold the invite)');
+  return verifyAnnouncement(body, sig, roomId);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Sender indices
+// ------------------------------------------------------------------------------------------------
+
+function indexHash(memberId: string): number {
+  const h = sha256(concat(utf8(SENDER_INDEX_LABEL), utf8(memberId)));
+  return (h[0]! << 8) | h[1]!;
+}
+
+/**
+ * Deterministic 16-bit sender index per member, the same on every member that sees the same roster:
+ *   h(m) = first 2 bytes (big-endian) of SHA-256(UTF-8("sealed-meet v1 sender index") || UTF-8(memberId));
+ * members are taken in order of (h(m), memberId) and each gets the first free index starting at h(m) (linear
+ * probing mod 2^16). Unlike "position in the sorted roster", a member's index does not move when others join or
+ * leave, except in the rare case of a collision chain (about n/65536 per join), which the reducer reports
+ * (`sender-index-changed`, or a fresh send key if it is our own index).
+ */
+export function assignSenderIndices(memberIds: Iterable<string>): Map<string, number> {
+  const list = [...new Set(memberIds)].map((id) => ({ id, h: indexHash(id) }));
+  if (list.length > 0x10000) throw new KeyError('state', 'more than 65536 members');
+  list.sort((a, b) => a.h - b.h || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const used = new Set<number>();
+  const out = new Map<string, number>();
+  for (const { id, h } of list) {
+    let i = h;
+    while (used.has(i)) i = (i + 1) & 0xffff;
+    used.add(i);
+    out.set(id, i);
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// State, events, effects
+// ------------------------------------------------------------------------------------------------
+
+export interface MembershipConfig {
+  roomId: string;
+  /** Invite-derived membership MAC key (secret; kept out of the state). */
+  membershipMacKey: Uint8Array;
+  /** Fresh send key after this long (default 10 min). */
+  rotationMs?: number;
+}
+
+export interface SelfInfo {
+  memberId: string;
+  identityPublicKey: Uint8Array;
+  sessionPublicKey: Uint8Array;
+  joinNonce: Uint8Array;
+}
+
+export interface MemberRecord {
+  memberId: string;
+  identityPublicKey: Uint8Array;
+  sessionPublicKey: Uint8Array;
+  joinNonce: Uint8Array;
+  /** identity.ts `fingerprint(identityPublicKey)`. */
+  fingerprint: Uint8Array;
+  /** When we verified its announcement. */
+  verifiedAt: number;
+  /** True if it was already in the room when we joined. */
+  preexisting: boolean;
+}
+
+export interface MembershipState {
+  readonly self: SelfInfo | undefined;
+  /** Verified members, excluding self. */
+  readonly members: ReadonlyMap<string, MemberRecord>;
+  /** Member ids from the join response that have not announced yet. */
+  readonly preexisting: ReadonlySet<string>;
+  /** Sender indices of self + verified members. */
+  readonly senderIndices: ReadonlyMap<string, number>;
+  /** Our send key epoch: +1 per new send key (initial, ratchet, fresh). 0 before joining. */
+  readonly sendEpoch: number;
+  /** When our last fresh (random) send key was made. */
+  readonly lastFreshAt: number;
+  /** Highest epoch accepted per sender. */
+  readonly recvEpochs: ReadonlyMap<string, number>;
+}
+
+export type MembershipEvent =
+  | { type: 'local-join'; now: number; self: SelfInfo; existingMemberIds: readonly string[] }
+  /** A relay blob from the server (`from` is the server-asserted sender). */
+  | { type: 'relay'; now: number; from: string; blob: string }
+  /** Driver result of an `open-key-batch` effect. */
+  | { type: 'envelope-opened'; now: number; from: string; epoch: number; update: KeyUpdate }
+  | { type: 'envelope-failed'; now: number; from: string; code: KeyErrorCode }
+  /** The server says this member left (or its socket closed). */
+  | { type: 'member-left'; now: number; memberId: string }
+  | { type: 'tick'; now: number };
+
+export type AlertReason =
+  | 'malformed' // undecodable relay blob / announcement
+  | 'bad-mac' // announcement without the invite's MAC: injected member, gets no keys
+  | 'bad-signature' // announcement signature invalid
+  | 'wrong-room' // announcement for another room
+  | 'member-id-mismatch' // announcement's member id is not the relay sender
+  | 'session-changed' // a known member id announced a different identity/session key
+  | 'impersonation' // someone announced our own member id
+  | 'unknown-sender' // key batch / metadata from a member that has not been verified
+  | 'envelope-rejected' // a key batch for us failed (code in detail)
+  | 'sender-index-mismatch' // envelope's sender index differs from the one we computed
+  | 'stale-epoch' // envelope epoch not newer than the last one
+  | 'not-joined'; // event before local-join
+
+export type MembershipEffect =
+  /** Send our signed + MACed announcement (`encodeSignedAnnouncement`) to `to`, or to everyone if omitted. */
+  | { kind: 'announce'; to?: string }
+  /** Change our send key: 'initial'/'fresh' = new random key (new generation), 'ratchet' = RFC 9605 ratchet. */
+  | { kind: 'switch-send-key'; mode: 'initial' | 'ratchet' | 'fresh'; epoch: number; senderIndex: number }
+  /** Seal our current send key for these members (envelope.ts `sealKeyBatch`) and relay the batch(es). */
+  | { kind: 'send-envelopes'; to: string[]; epoch: number }
+  /** Open a key batch from a verified member; feed back `envelope-opened` / `envelope-failed`. */
+  | { kind: 'open-key-batch'; from: string; bytes: Uint8Array; identityPublicKey: Uint8Array; sessionPublicKey: Uint8Array; lastEpoch: number | undefined }
+  /** Install a receive key for a member's sender index (keyring.ts `ReceiveKeyRings.addKey`). */
+  | { kind: 'install-key'; memberId: string; senderIndex: number; update: KeyUpdate }
+  /** Drop everything about this member (channels, receive ring). */
+  | { kind: 'forget-member'; memberId: string; senderIndex: number | undefined }
+  | { kind: 'sender-index-changed'; memberId: string; from: number; to: number }
+  /** Make our encoder send a keyframe (after a send-key switch). */
+  | { kind: 'request-keyframe' }
+  /** Verified roster changed (recompute the room code, update UI). */
+  | { kind: 'roster-changed' }
+  /** Metadata blob from a verified member: open it with metadata.ts. */
+  | { kind: 'metadata'; from: string; bytes: Uint8Array }
+  | { kind: 'alert'; reason: AlertReason; memberId?: string; detail?: string };
+
+export interface ReduceResult {
+  state: MembershipState;
+  effects: MembershipEffect[];
+}
+
+export function initialMembershipState(): MembershipState {
+  return {
+    self: undefined,
+    members: new Map(),
+    preexisting: new Set(),
+    senderIndices: new Map(),
+    sendEpoch: 0,
+    lastFreshAt: 0,
+    recvEpochs: new Map(),
+  };
+}
+
+/** Roster (self + verified members) for the room code (codes.ts `roomCode`). */
+export function roster(state: MembershipState): { memberId: string; identityPublicKey: Uint8Array; sessionPublicKey: Uint8Array }[] {
+  const out = [...state.members.values()].map((m) => ({ memberId: m.memberId, identityPublicKey: m.identityPublicKey, sessionPublicKey: m.sessionPublicKey }));
+  if (state.self) out.push({ memberId: state.self.memberId, identityPublicKey: state.self.identityPublicKey, sessionPublicKey: state.self.sessionPublicKey });
+  return out;
+}
+
+function alertFor(code: KeyErrorCode): AlertReason {
+  switch (code) {
+    case 'bad-mac':
+      return 'bad-mac';
+    case 'bad-signature':
+      return 'bad-signature';
+    case 'wrong-context':
+      return 'wrong-room';
+    default:
+      return 'malformed';
+  }
+}
+
+function indexEffects(prev: ReadonlyMap<string, number>, next: ReadonlyMap<string, number>, selfId: string): MembershipEffect[] {
+  const out: MembershipEffect[] = [];
+  for (const [id, to] of next) {
+    const from = prev.get(id);
+    if (from !== undefined && from !== to && id !== selfId) out.push({ kind: 'sender-index-changed', memberId: id, from, to });
+  }
+  return out;
+}
+
+function freshRekey(state: MembershipState, now: number, indices: ReadonlyMap<string, number>): { state: MembershipState; effects: MembershipEffect[] } {
+  const self = state.self!;
+  const epoch = state.sendEpoch + 1;
+  const to = [...state.members.keys()].sort();
+  const effects: MembershipEffect[] = [{ kind: 'switch-send-key', mode: 'fresh', epoch, senderIndex: indices.get(self.memberId)! }];
+  if (to.length) effects.push({ kind: 'send-envelopes', to, epoch });
+  effects.push({ kind: 'request-keyframe' });
+  return { state: { ...state, sendEpoch: epoch, lastFreshAt: now, senderIndices: indices }, effects };
+}
+
+/** The reducer. Never throws for bad input from the network: it raises `alert` effects instead. */
+export function reduce(config: MembershipConfig, state: MembershipState, event: MembershipEvent): ReduceResult {
+  if (event.type !== 'local-join' && state.self === undefined) {
+    return { state, effects: [{ kind: 'alert', reason: 'not-joined', detail: event.type }] };
+  }
+  switch (event.type) {
+    case 'local-join': {
+      if (state.self !== undefined) return { state, effects: [] };
+      const self = event.self;
+      const indices = assignSenderIndices([self.memberId]);
+      const preexisting = new Set(event.existingMemberIds.filter((id) => id !== self.memberId));
+      return {
+        state: { ...state, self, preexisting, senderIndices: indices, sendEpoch: 1, lastFreshAt: event.now },
+        effects: [
+          { kind: 'switch-send-key', mode: 'initial', epoch: 1, senderIndex: indices.get(self.memberId)! },
+          { kind: 'announce' },
+          { kind: 'roster-changed' },
+        ],
+      };
+    }
+
+    case 'relay': {
+      let kind: RelayKind;
+      let body: Uint8Array;
+      try {
+        ({ kind, body } = decodeRelay(event.blob));
+      } catch {
+        return { state, effects: [{ kind: 'alert', reason: 'malformed', memberId: event.from, detail: 'relay blob' }] };
+      }
+      if (kind === 'announcement') return onAnnouncement(config, state, event.now, event.from, body);
+      const m = state.members.get(event.from);
+      if (m === undefined) return { state, effects: [{ kind: 'alert', reason: 'unknown-sender', memberId: event.from, detail: kind }] };
+      if (kind === 'metadata') return { state, effects: [{ kind: 'metadata', from: event.from, bytes: body }] };
+      return {
+        state,
+        effects: [
+          {
+            kind: 'open-key-batch',
+            from: event.from,
+            bytes: body,
+            identityPublicKey: m.identityPublicKey,
+            sessionPublicKey: m.sessionPublicKey,
+            lastEpoch: state.recvEpochs.get(event.from),
+          },
+        ],
+      };
+    }
+
+    case 'envelope-opened': {
+      const m = state.members.get(event.from);
+      if (m === undefined) return { state, effects: [{ kind: 'alert', reason: 'unknown-sender', memberId: event.from, detail: 'envelope' }] };
+      const last = state.recvEpochs.get(event.from);
+      if (last !== undefined && event.epoch <= last) return { state, effects: [{ kind: 'alert', reason: 'stale-epoch', memberId: event.from }] };
+      const idx = state.senderIndices.get(event.from);
+      // The KID's sender bits must be the sender's own index too, or an invited member could install a key under
+      // another member's index and have its frames attributed to that member.
+      if (idx === undefined || event.update.senderIndex !== idx || kidSender(event.update.kid) !== idx) {
+        return { state, effects: [{ kind: 'alert', reason: 'sender-index-mismatch', memberId: event.from, detail: `${event.update.senderIndex} != ${idx}` }] };
+      }
+      const recvEpochs = new Map(state.recvEpochs);
+      recvEpochs.set(event.from, event.epoch);
+      return { state: { ...state, recvEpochs }, effects: [{ kind: 'install-key', memberId: event.from, senderIndex: idx, update: event.update }] };
+    }
+
+    case 'envelope-failed':
+      return { state, effects: [{ kind: 'alert', reason: 'envelope-rejected', memberId: event.from, detail: event.code }] };
+
+    case 'member-left': {
+      const self = state.self!;
+      const had = state.members.has(event.memberId);
+      const preexisting = new Set(state.preexisting);
+      preexisting.delete(event.memberId);
+      if (!had) return { state: { ...state, preexisting }, effects: [] };
+      const members = new Map(state.members);
+      members.delete(event.memberId);
+      const recvEpochs = new Map(state.recvEpochs);
+      recvEpochs.delete(event.memberId);
+      const indices = assignSenderIndices([self.memberId, ...members.keys()]);
+      const base: MembershipState = { ...state, members, preexisting, recvEpochs };
+      const r = freshRekey(base, event.now, indices);
+      return {
+        state: r.state,
+        effects: [
+          { kind: 'forget-member', memberId: event.memberId, senderIndex: state.senderIndices.get(event.memberId) },
+          ...indexEffects(state.senderIndices, indices, self.memberId),
+          ...r.effects,
+          { kind: 'roster-changed' },
+        ],
+      };
+    }
+
+    case 'tick': {
+      const rotation = config.rotationMs ?? DEFAULT_ROTATION_MS;
+      if (event.now - state.lastFreshAt < rotation) return { state, effects: [] };
+      return freshRekey(state, event.now, state.senderIndices);
+    }
+  }
+}
+
+function onAnnouncement(config: MembershipConfig, state: MembershipState, now: number, from: string, body: Uint8Array): ReduceResult {
+  const self = state.self!;
+  let a: Announcement;
+  try {
+    a = openSignedAnnouncement(body, config.membershipMacKey, config.roomId);
+  } catch (e) {
+    const code: KeyErrorCode = isKeyError(e) ? e.code : 'malformed';
+    return { state, effects: [{ kind: 'alert', reason: alertFor(code), memberId: from }] };
+  }
+  if (a.memberId !== from) return { state, effects: [{ kind: 'alert', reason: 'member-id-mismatch', memberId: from, detail: a.memberId }] };
+  if (a.memberId === self.memberId) {
+    if (equalBytes(a.sessionPublicKey, self.sessionPublicKey) && equalBytes(a.identityPublicKey, self.identityPublicKey)) return { state, effects: [] };
+    return { state, effects: [{ kind: 'alert', reason: 'impersonation', memberId: from }] };
+  }
+  const known = state.members.get(a.memberId);
+  if (known !== undefined) {
+    if (equalBytes(known.sessionPublicKey, a.sessionPublicKey) && equalBytes(known.identityPublicKey, a.identityPublicKey) && equalBytes(known.joinNonce, a.joinNonce)) {
+      return { state, effects: [] }; // duplicate
+    }
+    return { state, effects: [{ kind: 'alert', reason: 'session-changed', memberId: from }] };
+  }
+  const preexisting = state.preexisting.has(a.memberId);
+  const rec: MemberRecord = {
+    memberId: a.memberId,
+    identityPublicKey: a.identityPublicKey,
+    sessionPublicKey: a.sessionPublicKey,
+    joinNonce: a.joinNonce,
+    fingerprint: fingerprint(a.identityPublicKey),
+    verifiedAt: now,
+    preexisting,
+  };
+  const members = new Map(state.members);
+  members.set(a.memberId, rec);
+  const pre = new Set(state.preexisting);
+  pre.delete(a.memberId);
+  const indices = assignSenderIndices([self.memberId, ...members.keys()]);
+  const myIdxChanged = indices.get(self.memberId) !== state.senderIndices.get(self.memberId);
+  const base: MembershipState = { ...state, members, preexisting: pre, senderIndices: indices };
+  const effects: MembershipEffect[] = [...indexEffects(state.senderIndices, indices, self.memberId)];
+  if (!preexisting) effects.push({ kind: 'announce', to: a.memberId });
+  if (myIdxChanged) {
+    // Our KID sender index moved (collision chain): everyone needs a new key under the new index.
+    const r = freshRekey(base, now, indices);
+    return { state: r.state, effects: [...effects, ...r.effects, { kind: 'roster-changed' }] };
+  }
+  if (preexisting) {
+    effects.push({ kind: 'send-envelopes', to: [a.memberId], epoch: state.sendEpoch });
+    return { state: base, effects: [...effects, { kind: 'roster-changed' }] };
+  }
+  const epoch = state.sendEpoch + 1;
+  effects.push(
+    { kind: 'switch-send-key', mode: 'ratchet', epoch, senderIndex: indices.get(self.memberId)! },
+    { kind: 'send-envelopes', to: [a.memberId], epoch },
+    { kind: 'request-keyframe' },
+    { kind: 'roster-changed' },
+  );
+  return { state: { ...base, sendEpoch: epoch }, effects };
+}

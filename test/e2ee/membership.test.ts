@@ -1,0 +1,358 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import {
+  assignSenderIndices,
+  decodeRelay,
+  encodeRelay,
+  encodeSignedAnnouncement,
+  initialMembershipState,
+  openSignedAnnouncement,
+  reduce,
+  roster,
+  type MembershipConfig,
+  type MembershipEffect,
+  type MembershipState,
+} from '../../client/src/e2ee/membership.ts';
+import { KeyAgent } from '../../client/src/e2ee/key-agent.ts';
+import { generateIdentity, newSession, type Identity, type Session } from '../../client/src/e2ee/identity.ts';
+import { deriveInviteKeysSync, type InviteKeys } from '../../client/src/e2ee/invite.ts';
+import { SendKeyRing, ReceiveKeyRings, makeKid } from '../../client/src/e2ee/keyring.ts';
+import { isKeyError } from '../../client/src/e2ee/key-errors.ts';
+import { decodeKeyBatch } from '../../client/src/e2ee/envelope.ts';
+
+const ROOM = 'AAAAAAAAAAAAAAAAAAAAAA';
+const SECRET = new Uint8Array(32).fill(42);
+const KEYS = deriveInviteKeysSync(SECRET, ROOM);
+const CONFIG: MembershipConfig = { roomId: ROOM, membershipMacKey: KEYS.membershipMacKey };
+
+function person(memberId: string, room = ROOM) {
+  const identity = generateIdentity();
+  const session = newSession(identity, room, memberId);
+  return { memberId, identity, session };
+}
+const kinds = (effects: MembershipEffect[]) => effects.map((e) => e.kind);
+function joined(p: ReturnType<typeof person>, existing: string[] = [], now = 0): MembershipState {
+  return reduce(CONFIG, initialMembershipState(), {
+    type: 'local-join',
+    now,
+    existingMemberIds: existing,
+    self: { memberId: p.memberId, identityPublicKey: p.identity.publicKey, sessionPublicKey: p.session.keyPair.publicKey, joinNonce: p.session.announcement.joinNonce },
+  }).state;
+}
+const annBlob = (p: ReturnType<typeof person>, macKey = KEYS.membershipMacKey) => encodeRelay('announcement', encodeSignedAnnouncement(p.session, macKey));
+
+describe('announcements', () => {
+  it('MAC + signature round trip; wrong MAC key -> bad-mac; wrong room -> wrong-context', () => {
+    const a = person('alice');
+    const bytes = encodeSignedAnnouncement(a.session, KEYS.membershipMacKey);
+    expect(openSignedAnnouncement(bytes, KEYS.membershipMacKey, ROOM).memberId).toBe('alice');
+    expect(() => openSignedAnnouncement(bytes, new Uint8Array(32), ROOM)).toThrow(/bad-mac/);
+    const other = deriveInviteKeysSync(SECRET, 'AAAAAAAAAAAAAAAAAAAAAB');
+    const b = person('bob', 'AAAAAAAAAAAAAAAAAAAAAB');
+    expect(() => openSignedAnnouncement(encodeSignedAnnouncement(b.session, KEYS.membershipMacKey), KEYS.membershipMacKey, ROOM)).toThrow(/wrong-context/);
+    void other;
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 1500 }), (g) => {
+        try {
+          openSignedAnnouncement(g, KEYS.membershipMacKey, ROOM);
+          expect.unreachable();
+        } catch (e) {
+          expect(isKeyError(e)).toBe(true);
+        }
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('relay framing', () => {
+    expect(decodeRelay(encodeRelay('key-batch', new Uint8Array([1, 2]))).kind).toBe('key-batch');
+    expect(() => decodeRelay('')).toThrow(/malformed/);
+    expect(() => decodeRelay('AA')).toThrow(/malformed/);
+    expect(() => decodeRelay('!!')).toThrow(/malformed/);
+  });
+});
+
+describe('sender indices', () => {
+  it('deterministic, order independent, unique, stable when others join/leave (no collision)', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.stringMatching(/^[A-Za-z0-9_-]{1,20}$/), { minLength: 1, maxLength: 40 }), (ids) => {
+        const a = assignSenderIndices(ids);
+        const b = assignSenderIndices([...ids].reverse());
+        expect([...a.entries()].sort()).toEqual([...b.entries()].sort());
+        expect(new Set(a.values()).size).toBe(ids.length);
+        const sub = assignSenderIndices(ids.slice(1));
+        // without collisions in the set, indices do not move when a member leaves
+        const hashes = new Set([...a.values()]);
+        if (hashes.size === ids.length) for (const [id, i] of sub) if (a.get(id) !== i) expect([...a.values()]).toContain(i);
+      }),
+      { numRuns: 50 },
+    );
+  });
+  it('resolves collisions by linear probing', () => {
+    // brute force two ids whose hashes collide
+    const seen = new Map<number, string>();
+    let pair: [string, string] | undefined;
+    for (let i = 0; !pair; i++) {
+      const id = `m${i}`;
+      const idx = assignSenderIndices([id]).get(id)!;
+      const prev = seen.get(idx);
+      if (prev !== undefined) pair = [prev, id];
+      else seen.set(idx, id);
+    }
+    const m = assignSenderIndices(pair);
+    const [x, y] = [m.get(pair[0])!, m.get(pair[1])!];
+    expect(Math.abs(x - y) === 1 || Math.abs(x - y) === 65535).toBe(true);
+  });
+});
+
+describe('membership reducer', () => {
+  it('local join: initial key, broadcast announce', () => {
+    const a = person('alice');
+    const r = reduce(CONFIG, initialMembershipState(), {
+      type: 'local-join',
+      now: 0,
+      existingMemberIds: [],
+      self: { memberId: 'alice', identityPublicKey: a.identity.publicKey, sessionPublicKey: a.session.keyPair.publicKey, joinNonce: a.session.announcement.joinNonce },
+    });
+    expect(kinds(r.effects)).toEqual(['switch-send-key', 'announce', 'roster-changed']);
+    expect(r.state.sendEpoch).toBe(1);
+  });
+
+  it('joiner after us: announce back, ratchet, envelope only to the joiner, keyframe', () => {
+    const a = person('alice');
+    const b = person('bob');
+    const s = joined(a);
+    const r = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', blob: annBlob(b) });
+    expect(r.effects).toContainEqual({ kind: 'announce', to: 'bob' });
+    expect(r.effects).toContainEqual(expect.objectContaining({ kind: 'switch-send-key', mode: 'ratchet', epoch: 2 }));
+    expect(r.effects).toContainEqual({ kind: 'send-envelopes', to: ['bob'], epoch: 2 });
+    expect(kinds(r.effects)).toContain('request-keyframe');
+    expect(roster(r.state).map((m) => m.memberId).sort()).toEqual(['alice', 'bob']);
+    // duplicate announcement: nothing
+    expect(reduce(CONFIG, r.state, { type: 'relay', now: 2, from: 'bob', blob: annBlob(b) }).effects).toEqual([]);
+  });
+
+  it('pre-existing member: current key, no ratchet, no announce back', () => {
+    const a = person('alice');
+    const b = person('bob');
+    const s = joined(b, ['alice']);
+    const r = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'alice', blob: annBlob(a) });
+    expect(kinds(r.effects)).toEqual(['send-envelopes', 'roster-changed']);
+    expect(r.effects[0]).toEqual({ kind: 'send-envelopes', to: ['alice'], epoch: 1 });
+  });
+
+  it('injected / forged announcements are ignored with alerts and never get keys', () => {
+    const a = person('alice');
+    const s = joined(a);
+    const m = person('mallory');
+    const cases: [string, string, string][] = [
+      ['mallory', annBlob(m, new Uint8Array(32).fill(7)), 'bad-mac'], // no invite secret
+      ['eve', annBlob(m), 'member-id-mismatch'], // server re-attributes
+      ['mallory', 'AAAA', 'malformed'],
+      ['alice', annBlob(person('alice')), 'impersonation'],
+    ];
+    for (const [from, blob, reason] of cases) {
+      const r = reduce(CONFIG, s, { type: 'relay', now: 1, from, blob });
+      expect(r.effects).toEqual([expect.objectContaining({ kind: 'alert', reason })]);
+      expect(r.state).toBe(s);
+    }
+    // forged signature (MAC valid over a body whose signature is wrong: an insider re-signing someone else's body)
+    const body = m.session.body;
+    const badSig = new Uint8Array(64);
+    const mac = encodeSignedAnnouncement({ body, signature: badSig }, KEYS.membershipMacKey);
+    expect(reduce(CONFIG, s, { type: 'relay', now: 1, from: 'mallory', blob: encodeRelay('announcement', mac) }).effects).toEqual([
+      expect.objectContaining({ kind: 'alert', reason: 'bad-signature' }),
+    ]);
+    // key batch / metadata from an unverified member
+    expect(reduce(CONFIG, s, { type: 'relay', now: 1, from: 'mallory', blob: encodeRelay('key-batch', new Uint8Array(3)) }).effects).toEqual([
+      expect.objectContaining({ kind: 'alert', reason: 'unknown-sender' }),
+    ]);
+    // session change for a known member id
+    const b = person('bob');
+    const s2 = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', blob: annBlob(b) }).state;
+    expect(reduce(CONFIG, s2, { type: 'relay', now: 2, from: 'bob', blob: annBlob(person('bob')) }).effects).toEqual([
+      expect.objectContaining({ kind: 'alert', reason: 'session-changed' }),
+    ]);
+  });
+
+  it('leave: forget, fresh key to all remaining; unknown leaver: nothing; timer rotation', () => {
+    const a = person('alice');
+    let s = joined(a);
+    for (const p of [person('bob'), person('carol')]) s = reduce(CONFIG, s, { type: 'relay', now: 1, from: p.memberId, blob: annBlob(p) }).state;
+    expect(s.sendEpoch).toBe(3);
+    const r = reduce(CONFIG, s, { type: 'member-left', now: 5, memberId: 'bob' });
+    expect(kinds(r.effects)).toEqual(expect.arrayContaining(['forget-member', 'switch-send-key', 'send-envelopes', 'request-keyframe', 'roster-changed']));
+    expect(r.effects).toContainEqual(expect.objectContaining({ kind: 'switch-send-key', mode: 'fresh', epoch: 4 }));
+    expect(r.effects).toContainEqual({ kind: 'send-envelopes', to: ['carol'], epoch: 4 });
+    expect(reduce(CONFIG, r.state, { type: 'member-left', now: 6, memberId: 'nobody' }).effects).toEqual([]);
+    expect(reduce(CONFIG, r.state, { type: 'tick', now: 5 + 599_999 }).effects).toEqual([]);
+    const t = reduce(CONFIG, r.state, { type: 'tick', now: 5 + 600_000 });
+    expect(t.effects).toContainEqual(expect.objectContaining({ kind: 'switch-send-key', mode: 'fresh', epoch: 5 }));
+    expect(t.effects).toContainEqual({ kind: 'send-envelopes', to: ['carol'], epoch: 5 });
+  });
+
+  it('envelope results: installs with the right index; mismatched index / KID / stale epoch alert', () => {
+    const a = person('alice');
+    const b = person('bob');
+    let s = joined(a);
+    s = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', blob: annBlob(b) }).state;
+    const idx = s.senderIndices.get('bob')!;
+    const upd = (senderIndex: number, kid = makeKid(senderIndex, 0)) => ({ reason: 'initial' as const, senderIndex, generation: 0, step: 0, kid, baseKey: new Uint8Array(16) });
+    const ok = reduce(CONFIG, s, { type: 'envelope-opened', now: 2, from: 'bob', epoch: 1, update: upd(idx) });
+    expect(ok.effects).toEqual([expect.objectContaining({ kind: 'install-key', memberId: 'bob', senderIndex: idx })]);
+    expect(reduce(CONFIG, ok.state, { type: 'envelope-opened', now: 3, from: 'bob', epoch: 1, update: upd(idx) }).effects[0]).toMatchObject({ reason: 'stale-epoch' });
+    expect(reduce(CONFIG, s, { type: 'envelope-opened', now: 2, from: 'bob', epoch: 1, update: upd((idx + 1) & 0xffff) }).effects[0]).toMatchObject({ reason: 'sender-index-mismatch' });
+    const aliceIdx = s.senderIndices.get('alice')!;
+    expect(reduce(CONFIG, s, { type: 'envelope-opened', now: 2, from: 'bob', epoch: 1, update: upd(idx, makeKid(aliceIdx, 0)) }).effects[0]).toMatchObject({ reason: 'sender-index-mismatch' });
+    expect(reduce(CONFIG, s, { type: 'envelope-failed', now: 2, from: 'bob', code: 'replay' }).effects[0]).toMatchObject({ reason: 'envelope-rejected', detail: 'replay' });
+  });
+
+  it('events before local join only alert', () => {
+    const r = reduce(CONFIG, initialMembershipState(), { type: 'tick', now: 0 });
+    expect(r.effects).toEqual([{ kind: 'alert', reason: 'not-joined', detail: 'tick' }]);
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+// Integration: KeyAgent x N over a fake relay, real SendKeyRing / ReceiveKeyRings (keyring.ts) and SFrame.
+// ------------------------------------------------------------------------------------------------
+
+interface Node {
+  memberId: string;
+  identity: Identity;
+  session: Session;
+  agent: KeyAgent;
+  ring?: SendKeyRing;
+  recv: ReceiveKeyRings;
+  alerts: string[];
+}
+
+function network(keysFor: (id: string) => InviteKeys = () => KEYS) {
+  const nodes = new Map<string, Node>();
+  const queue: { from: string; to?: string; blob: string }[] = [];
+  const tap: string[] = [];
+  let now = 1000;
+  function add(memberId: string): Node {
+    const identity = generateIdentity();
+    const session = newSession(identity, ROOM, memberId);
+    const node: Node = { memberId, identity, session, recv: new ReceiveKeyRings(), alerts: [], agent: undefined as unknown as KeyAgent };
+    node.agent = new KeyAgent(
+      { roomId: ROOM, memberId, inviteKeys: keysFor(memberId), identity, session },
+      {
+        send: (m) => queue.push({ from: memberId, ...m }),
+        createSendRing: (sender, generation, baseKey, t) => (node.ring = new SendKeyRing({ sender, now: t, generation }, baseKey)),
+        installReceiveKey: async (_m, _i, u, t) => {
+          await node.recv.addKey(u.kid, u.baseKey, t);
+        },
+        onEffect: (e) => {
+          if (e.kind === 'alert') node.alerts.push(`${e.reason}:${e.memberId ?? ''}`);
+        },
+      },
+    );
+    nodes.set(memberId, node);
+    return node;
+  }
+  async function pump(): Promise<void> {
+    while (queue.length) {
+      const m = queue.shift()!;
+      tap.push(m.blob);
+      const targets = m.to !== undefined ? [m.to] : [...nodes.keys()].filter((k) => k !== m.from);
+      for (const t of targets) await nodes.get(t)?.agent.relay(now, m.from, m.blob);
+    }
+  }
+  async function join(memberId: string): Promise<Node> {
+    const existing = [...nodes.keys()];
+    const n = add(memberId);
+    await n.agent.join(now, existing);
+    await pump();
+    return n;
+  }
+  async function leave(memberId: string): Promise<void> {
+    const n = nodes.get(memberId)!;
+    nodes.delete(memberId);
+    for (const o of nodes.values()) await o.agent.memberLeft(now, memberId);
+    await pump();
+    void n;
+  }
+  return { nodes, join, leave, pump, tap, add, advance: (ms: number) => (now += ms), get now() { return now; } };
+}
+
+async function frame(from: Node, text: string): Promise<Uint8Array> {
+  return from.ring!.seal(new Uint8Array(0), new TextEncoder().encode(text));
+}
+async function canRead(to: Node, sf: Uint8Array, now: number): Promise<boolean> {
+  const r = await to.recv.open(sf, new Uint8Array(0), now);
+  return r.status === 'ok';
+}
+
+describe('KeyAgent integration (3-5 members, real key rings and SFrame)', () => {
+  it('everyone reads everyone; joiner cannot read earlier frames; leaver cannot read later frames; injected member gets nothing', async () => {
+    const net = network();
+    const alice = await net.join('alice');
+    const bob = await net.join('bob');
+    const oldFrame = await frame(alice, 'before carol');
+    expect(await canRead(bob, oldFrame, net.now)).toBe(true);
+    const carol = await net.join('carol');
+    for (const s of [alice, bob, carol]) for (const r of [alice, bob, carol]) if (s !== r) expect(await canRead(r, await frame(s, `${s.memberId}->${r.memberId}`), net.now), `${s.memberId}->${r.memberId}`).toBe(true);
+    // property 6: no back-reading on join
+    expect(await canRead(carol, oldFrame, net.now + 5000)).toBe(false);
+    // rosters agree
+    for (const n of [alice, bob, carol]) expect(roster(n.agent.state).map((m) => m.memberId).sort()).toEqual(['alice', 'bob', 'carol']);
+
+    // property 2: an injected member (server adds it; it does not hold the invite) gets no keys and is flagged
+    const wrong = deriveInviteKeysSync(new Uint8Array(32).fill(1), ROOM);
+    const netKeys = new Map<string, InviteKeys>([['mallory', wrong]]);
+    void netKeys;
+    const mallory = net.add('mallory');
+    (mallory as unknown as { agent: KeyAgent }).agent = new KeyAgent(
+      { roomId: ROOM, memberId: 'mallory', inviteKeys: wrong, identity: mallory.identity, session: mallory.session },
+      { send: (m) => void m, createSendRing: (sender, generation, k, t) => (mallory.ring = new SendKeyRing({ sender, now: t, generation }, k)), installReceiveKey: () => expect.unreachable() },
+    );
+    const tapBefore = net.tap.length;
+    await mallory.agent.join(net.now, ['alice', 'bob', 'carol']);
+    // deliver mallory's announcement to everyone by hand (its agent's send was muted above)
+    const { encodeSignedAnnouncement: enc } = await import('../../client/src/e2ee/membership.ts');
+    const blob = encodeRelay('announcement', enc(mallory.session, wrong.membershipMacKey));
+    for (const n of [alice, bob, carol]) await n.agent.relay(net.now, 'mallory', blob);
+    await net.pump();
+    for (const n of [alice, bob, carol]) expect(n.alerts).toContain('bad-mac:mallory');
+    const batchesToMallory = net.tap.slice(tapBefore).filter((b) => {
+      const r = decodeRelay(b);
+      return r.kind === 'key-batch' && decodeKeyBatch(r.body).entries.some((e) => e.recipientMemberId === 'mallory');
+    });
+    expect(batchesToMallory).toEqual([]);
+    net.nodes.delete('mallory');
+
+    // property 6: forward secrecy on leave
+    const bobRecv = bob.recv;
+    await net.leave('bob');
+    net.advance(3000);
+    const afterLeave = await frame(alice, 'after bob left');
+    expect(await canRead(carol, afterLeave, net.now)).toBe(true);
+    expect(await canRead({ ...bob, recv: bobRecv }, afterLeave, net.now)).toBe(false);
+
+    // timer rotation
+    net.advance(600_000);
+    for (const n of [alice, carol]) await n.agent.tick(net.now);
+    await net.pump();
+    expect(await canRead(carol, await frame(alice, 'rotated'), net.now)).toBe(true);
+    expect(await canRead(alice, await frame(carol, 'rotated'), net.now)).toBe(true);
+    expect(alice.alerts).toEqual(['bad-mac:mallory']);
+    expect(carol.alerts).toEqual(['bad-mac:mallory']);
+  });
+
+  it('server replaying every key batch again is rejected (alerts), keys still work', async () => {
+    const net = network();
+    const alice = await net.join('alice');
+    const bob = await net.join('bob');
+    const replays = net.tap.filter((b) => decodeRelay(b).kind === 'key-batch');
+    expect(replays.length).toBeGreaterThan(0);
+    for (const b of replays) {
+      await bob.agent.relay(net.now, 'alice', b);
+      await alice.agent.relay(net.now, 'bob', b);
+    }
+    expect([...bob.alerts, ...alice.alerts].every((a) => a.startsWith('envelope-rejected'))).toBe(true);
+    expect(bob.alerts.length + alice.alerts.length).toBeGreaterThan(0);
+    expect(await canRead(bob, await frame(alice, 'x'), net.now)).toBe(true);
+  });
+});
