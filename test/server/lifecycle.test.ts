@@ -278,3 +278,32 @@ describe('AUDIO_LEVEL_EXT=off', () => {
     }
   });
 });
+
+describe('shutdown', () => {
+  it('close() disconnects clients, frees every object, kills the workers, and is idempotent', async () => {
+    const s = await startTestServer({ workers: 2 });
+    const pids = s.sfu.pool.workers.map((w) => w.pid);
+    const a = await joinWithTransports(s.url, newRoomId(), newToken());
+    await ok(a.socket, 'produce', { transportId: a.sendTransportId, kind: 'audio', rtpParameters: opusRtpParameters(), source: 'mic' });
+    const disconnected = new Promise<void>((resolve) => a.socket.once('disconnect', () => resolve()));
+    await s.close();
+    await disconnected;
+    expect(s.sfu.closed).toBe(true);
+    expect(s.sfu.stats()).toEqual({ workers: 0, routers: 0, transports: 0, producers: 0, consumers: 0, rooms: 0, peers: 0 });
+    await waitFor(
+      () =>
+        pids.every((pid) => {
+          try {
+            process.kill(pid, 0);
+            return false;
+          } catch {
+            return true;
+          }
+        }),
+      5000,
+      'worker processes gone',
+    );
+    await s.close();
+    expect(s.httpServer.listening).toBe(false);
+  });
+});
