@@ -262,8 +262,38 @@ describe('ReceiveKeyRing', () => {
     expect(rx.stats.dropped.retired).toBe(1);
   });
 
-  it('a key that arrives before the sender switches does not retire the old key early', async () => {
+  it('retireOn arrival (default): a newer key retires the old one when it is installed; grace counts from there', async () => {
     const { tx, rx } = await pair(3);
+    const old = await tx.seal(MD, pt(1));
+    const late = await tx.seal(MD, pt(2));
+    const a = tx.rekey(key(2), 0);
+    await rx.addKey(a.kid, a.baseKey, 500);
+    expect(okText(await rx.open(old, MD, 2499))).toBe('frame 1');
+    expect(reason(await rx.open(late, MD, 2500))).toBe('retired');
+  });
+
+  it('RFC 9605 §5.2-style KID reuse: a different key under a held KID replaces it; the same key again changes nothing', async () => {
+    const { tx, rx } = await pair(3);
+    const f1 = await tx.seal(MD, pt(1));
+    expect(okText(await rx.open(f1, MD, 0))).toBe('frame 1');
+    const again = tx.currentKey();
+    await rx.addKey(again.kid, again.baseKey, 0); // same key re-sent: replay window kept
+    expect(reason(await rx.open(f1, MD, 0))).toBe('replay');
+    // 256 rekeys later the generation bits wrap: same KID, new key
+    const wrapped = new SendKeyRing({ sender: 3, now: 0, generation: 256 }, key(77));
+    expect(wrapped.kid).toBe(tx.kid);
+    const w = wrapped.currentKey();
+    await rx.addKey(w.kid, w.baseKey, 0);
+    expect(rx.kids).toEqual([w.kid]);
+    expect(okText(await rx.open(await wrapped.seal(MD, pt(2)), MD, 0))).toBe('frame 2');
+    expect(reason(await rx.open(await tx.seal(MD, pt(3)), MD, 0))).toBe('auth'); // the replaced key is gone
+  });
+
+  it('retireOn activation: a key that arrives before the sender switches does not retire the old key early', async () => {
+    const tx = new SendKeyRing({ sender: 3, now: 0 }, key(1));
+    const rx = new ReceiveKeyRing<number>({ sender: 3, retireOn: 'activation' });
+    const cur = tx.currentKey();
+    await rx.addKey(cur.kid, cur.baseKey, 0);
     const next = new SendKeyRing({ sender: 3, now: 0, generation: 1 }, key(8));
     const a = next.currentKey();
     await rx.addKey(a.kid, a.baseKey, 0);

@@ -19,6 +19,7 @@ import {
   MAX_U64,
   constantTimeEqual,
   decodeHeader,
+  deriveKeySalt,
   importSFrameKey,
   openWithKey,
   ratchetBaseKey,
@@ -395,6 +396,15 @@ export interface ReceiveKeyRingOptions {
   readonly maxRatchetAhead?: number;
   /** How many wiped KIDs are remembered to classify late frames as `retired` (default 64). */
   readonly maxTombstones?: number;
+  /**
+   * When keys installed earlier start their grace period:
+   * - `'arrival'` (default): as soon as a newer key is installed by `addKey` (our senders switch before they announce
+   *   a key, so in-flight frames need only `graceMs`), or earlier on the first frame under a newer key;
+   * - `'activation'`: only on the first authenticated frame under a newer key (for senders that announce a key
+   *   ahead of using it).
+   * Local ratchets always retire on activation (the derived key is kept only once a frame authenticated under it).
+   */
+  readonly retireOn?: 'arrival' | 'activation';
 }
 
 interface RecvEntry {
@@ -457,6 +467,7 @@ export class ReceiveKeyRing<T = undefined> {
   readonly replayWindow: number;
   readonly maxRatchetAhead: number;
   readonly maxTombstones: number;
+  readonly retireOn: 'arrival' | 'activation';
   readonly stats: ReceiveStats = emptyStats();
   #keys = new Map<bigint, RecvEntry>();
   #head: RecvEntry | undefined;
@@ -476,6 +487,7 @@ export class ReceiveKeyRing<T = undefined> {
     this.replayWindow = opts.replayWindow ?? 1024;
     this.maxRatchetAhead = opts.maxRatchetAhead ?? 4;
     this.maxTombstones = opts.maxTombstones ?? 64;
+    this.retireOn = opts.retireOn ?? 'arrival';
     if (this.maxRatchetAhead < 0 || this.maxRatchetAhead >= STEP_MOD) throw new SFrameError('range', 'maxRatchetAhead must be 0..15');
   }
 
@@ -556,12 +568,36 @@ export class ReceiveKeyRing<T = undefined> {
     this.tick(now);
     const existing = this.#keys.get(kid);
     if (existing !== undefined) {
+      // The same key again (e.g. re-sent by the key protocol, or already derived by a local ratchet): keep the
+      // entry and its replay window. Compared through the derived salt, since the base key may be wiped already.
+      if (await this.#sameKey(existing, kid, baseKey)) return this.#release(now);
       this.#keys.delete(kid);
       this.#wipeEntry(existing);
     }
     this.#tombstones.delete(kid);
-    this.#install(kid, parts, baseKey.slice(), undefined);
+    const e = this.#install(kid, parts, baseKey.slice(), undefined);
+    if (this.retireOn === 'arrival') this.#retireOlder(e, now);
     return this.#release(now);
+  }
+
+  async #sameKey(existing: RecvEntry, kid: bigint, baseKey: Uint8Array): Promise<boolean> {
+    let held: SFrameKey;
+    try {
+      held = await existing.key;
+    } catch {
+      return false;
+    }
+    const { key, salt } = deriveKeySalt(this.suite, baseKey, kid);
+    key.fill(0);
+    const same = !held.wiped && constantTimeEqual(salt, held.salt);
+    salt.fill(0);
+    return same && this.#keys.get(kid) === existing;
+  }
+
+  #retireOlder(e: RecvEntry, now: number): void {
+    for (const o of this.#keys.values()) {
+      if (o.order < e.order && o.retiredAt === undefined) o.retiredAt = now;
+    }
   }
 
   #install(kid: bigint, parts: KidParts, base: Uint8Array, key: Promise<SFrameKey> | undefined): RecvEntry {
@@ -656,9 +692,7 @@ export class ReceiveKeyRing<T = undefined> {
   #activate(e: RecvEntry, now: number): void {
     if (e.active) return;
     e.active = true;
-    for (const o of this.#keys.values()) {
-      if (o.order < e.order && o.retiredAt === undefined) o.retiredAt = now;
-    }
+    this.#retireOlder(e, now);
   }
 
   async #process(sframe: Uint8Array, metadata: Uint8Array, header: DecodedHeader, now: number, token: T | undefined, mayBuffer: boolean): Promise<OpenResult<T>> {
