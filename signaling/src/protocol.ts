@@ -72,6 +72,8 @@ export const schemas = {
     temporalLayer: z.number().int().min(0).max(2).optional(),
   }),
   requestKeyFrame: z.strictObject({ consumerId: Id }),
+  /** Added (server engineer): drop one of your consumers you no longer need (e.g. client-side setup failed). */
+  closeConsumer: z.strictObject({ consumerId: Id }),
   /** Opaque, client-encrypted blob for one member (`to`) or every other member (`to` omitted). */
   relay: z.strictObject({ to: Id.optional(), blob: z.string().max(65536).regex(/^[A-Za-z0-9_-]*$/) }),
 } as const;
@@ -131,6 +133,7 @@ export interface Responses {
   pauseConsumer: Record<string, never>;
   setPreferredLayers: Record<string, never>;
   requestKeyFrame: Record<string, never>;
+  closeConsumer: Record<string, never>;
   relay: Record<string, never>;
 }
 

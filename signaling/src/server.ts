@@ -297,6 +297,10 @@ export function createSignalingServer(
         await requireJoined().peer.requestKeyFrame(consumerId);
         return {};
       },
+      closeConsumer: async ({ consumerId }) => {
+        await requireJoined().peer.closeConsumer(consumerId);
+        return {};
+      },
       relay: async ({ to, blob }) => {
         const { room, peer } = requireJoined();
         if (to !== undefined) {

@@ -49,6 +49,7 @@ describe('authorisation', () => {
       request(b.socket, 'pauseConsumer', { consumerId: consumer.consumerId }),
       request(b.socket, 'setPreferredLayers', { consumerId: consumer.consumerId, spatialLayer: 0 }),
       request(b.socket, 'requestKeyFrame', { consumerId: consumer.consumerId }),
+      request(b.socket, 'closeConsumer', { consumerId: consumer.consumerId }),
       request(b.socket, 'consume', { transportId: b.recvTransportId, producerId: 'no-such-producer', rtpCapabilities: clientRtpCapabilities() }),
     ]);
     expect(attempts.map(code)).toEqual(Array(attempts.length).fill('NOT_FOUND'));

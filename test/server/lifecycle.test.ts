@@ -116,6 +116,14 @@ describe('room lifecycle', () => {
       expect(typeof r.iceParameters.usernameFragment).toBe('string');
     });
 
+    // A consumer the client no longer wants can be closed (and then consumed again).
+    const extra = await ok(c.socket, 'consume', { transportId: c.recvTransportId, producerId: audio.producerId, rtpCapabilities: caps });
+    expect(server.sfu.stats().consumers).toBe(3);
+    await ok(c.socket, 'closeConsumer', { consumerId: extra.consumerId });
+    expect(server.sfu.stats().consumers).toBe(2);
+    const closedAgain = await request(c.socket, 'closeConsumer', { consumerId: extra.consumerId });
+    expect(closedAgain.ok ? null : closedAgain.error.code).toBe('NOT_FOUND');
+
     // Counts: 3 peers × 2 transports, 2 producers, 2 consumers.
     expect(server.sfu.stats()).toEqual({ workers: 1, routers: 1, transports: 6, producers: 2, consumers: 2, rooms: 1, peers: 3 });
     expect(await dumpCounts(server)).toEqual({ routers: 1, transports: 6, producers: 2, consumers: 2 });

@@ -61,6 +61,7 @@ const valid: Valid = {
   pauseConsumer: () => ({ consumerId }),
   setPreferredLayers: () => ({ consumerId, spatialLayer: 1, temporalLayer: 1 }),
   requestKeyFrame: () => ({ consumerId }),
+  closeConsumer: () => ({ consumerId }),
   relay: () => ({ to: b.peerId, blob: 'aGVsbG8' }),
 };
 
@@ -93,6 +94,7 @@ const badFields: { [K in keyof Requests]: Partial<Record<keyof Requests[K], unkn
     temporalLayer: [3, -1, 0.5, '0', null],
   },
   requestKeyFrame: { consumerId: badIds },
+  closeConsumer: { consumerId: badIds },
   relay: { to: badIds, blob: ['has+plus', 'has/slash', 'pad==', 'x'.repeat(65_537), 1, null] },
 };
 const optional = new Set(['temporalLayer', 'to']);
