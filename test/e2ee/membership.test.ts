@@ -9,6 +9,7 @@ import {
   openSignedAnnouncement,
   reduce,
   roster,
+  currentRoomCode,
   type MembershipConfig,
   type MembershipEffect,
   type MembershipState,
@@ -296,8 +297,10 @@ describe('KeyAgent integration (3-5 members, real key rings and SFrame)', () => 
     for (const s of [alice, bob, carol]) for (const r of [alice, bob, carol]) if (s !== r) expect(await canRead(r, await frame(s, `${s.memberId}->${r.memberId}`), net.now), `${s.memberId}->${r.memberId}`).toBe(true);
     // property 6: no back-reading on join
     expect(await canRead(carol, oldFrame, net.now + 5000)).toBe(false);
-    // rosters agree
+    // rosters agree, and so do room codes (property 4)
     for (const n of [alice, bob, carol]) expect(roster(n.agent.state).map((m) => m.memberId).sort()).toEqual(['alice', 'bob', 'carol']);
+    const codes = [alice, bob, carol].map((n) => currentRoomCode(n.agent.state).digits);
+    expect(new Set(codes).size).toBe(1);
 
     // property 2: an injected member (server adds it; it does not hold the invite) gets no keys and is flagged
     const wrong = deriveInviteKeysSync(new Uint8Array(32).fill(1), ROOM);
@@ -336,6 +339,9 @@ describe('KeyAgent integration (3-5 members, real key rings and SFrame)', () => 
     for (const n of [alice, carol]) await n.agent.tick(net.now);
     await net.pump();
     expect(await canRead(carol, await frame(alice, 'rotated'), net.now)).toBe(true);
+    // a partition (bob still thinks he is in a 3-member room) shows a different code
+    expect(currentRoomCode(bob.agent.state).digits).not.toBe(currentRoomCode(alice.agent.state).digits);
+    expect(currentRoomCode(carol.agent.state).digits).toBe(currentRoomCode(alice.agent.state).digits);
     expect(await canRead(alice, await frame(carol, 'rotated'), net.now)).toBe(true);
     expect(alice.alerts).toEqual(['bad-mac:mallory']);
     expect(carol.alerts).toEqual(['bad-mac:mallory']);

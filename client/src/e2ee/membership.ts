@@ -31,6 +31,7 @@
  * @module
  */
 import { hmac } from '@noble/hashes/hmac.js';
+import { roomCode, type RoomCode } from './codes.ts';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { concat, equalBytes, fromBase64url, toBase64url, utf8 } from './bytes.ts';
 import type { KeyUpdate } from './envelope.ts';
@@ -248,6 +249,18 @@ export function roster(state: MembershipState): { memberId: string; identityPubl
   const out = [...state.members.values()].map((m) => ({ memberId: m.memberId, identityPublicKey: m.identityPublicKey, sessionPublicKey: m.sessionPublicKey }));
   if (state.self) out.push({ memberId: state.self.memberId, identityPublicKey: state.self.identityPublicKey, sessionPublicKey: state.self.sessionPublicKey });
   return out;
+}
+
+/**
+ * Room epoch used in the room code. v1 uses 0: every join creates a fresh session key (and join nonce), so the
+ * roster of (member id, identity key, session key) already changes with every join and leave, and a counter
+ * that late joiners cannot know would make honest members show different codes.
+ */
+export const ROOM_CODE_EPOCH = 0;
+
+/** The room code of the current verified roster (self included). */
+export function currentRoomCode(state: MembershipState): RoomCode {
+  return roomCode(roster(state), ROOM_CODE_EPOCH);
 }
 
 function alertFor(code: KeyErrorCode): AlertReason {
