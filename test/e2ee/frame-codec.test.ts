@@ -209,6 +209,17 @@ describe('frame codec: round trips and failures', () => {
     );
   });
 
+  it('RFC 9605 §9.4 MUST NOT use metadata before it is authenticated: a tampered prefix is never handed out', async () => {
+    const { tx, rx } = await setup();
+    const prot = await protectFrame(tx, 'vp8', vp8KeyFrame());
+    const t = prot.slice();
+    t[6] = 0x00; // width 640 → 512: what an SFU might try
+    const r = await unprotectFrame(rx, 'vp8', t, 0);
+    expect(r.status).toBe('dropped');
+    expect(frameFromResult(r)).toBeUndefined();
+    expect('metadata' in r).toBe(false);
+  });
+
   it('Opus keeps its TOC byte in clear and authenticated', async () => {
     const { tx, rx } = await setup();
     const f = Uint8Array.of(0xfc, 0xff, 0xfe, 1, 2, 3);

@@ -72,6 +72,18 @@ describe('KID layout (RFC 9605 §5.1 sender keys, §9.2 KID assignment)', () => 
     );
   });
 
+  it('RFC 9605 §4.4.1 a base_key MUST NOT be used for encryption by multiple senders: each ring copies its key and seals only under its own sender KIDs', async () => {
+    const shared = key(1);
+    const a = new SendKeyRing({ sender: 1, now: 0 }, shared);
+    const b = new SendKeyRing({ sender: 2, now: 0 }, shared); // even a caller mistake gives distinct (key, nonce)s
+    shared.fill(0); // the rings hold copies
+    const fa = await a.seal(MD, pt(0));
+    const fb = await b.seal(MD, pt(0));
+    expect(splitKid(decodeHeader(fa).kid).sender).toBe(1);
+    expect(splitKid(decodeHeader(fb).kid).sender).toBe(2);
+    expect(Buffer.from(fa.subarray(3)).equals(Buffer.from(fb.subarray(3)))).toBe(false);
+  });
+
   it('out-of-range inputs are refused with typed errors', () => {
     expect(errCode(() => makeKid(65536, 0))).toBe('range');
     expect(errCode(() => makeKid(-1, 0))).toBe('range');
