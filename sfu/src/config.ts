@@ -18,6 +18,7 @@
  * | AUDIO_LEVEL_EXT | on | off: the ssrc-audio-level RTP header extension is not negotiated (no speaker metadata in clear; no active-speaker events) |
  * | RATE_LIMIT_PER_SEC / RATE_LIMIT_BURST | 50 / 100 | per-socket token bucket for signaling events |
  * | CLIENT_DIR | client/dist | static client files |
+ * | ALLOWED_ORIGINS | - | extra browser origins allowed to open the socket (comma-separated, `*` = any); same-origin is always allowed |
  */
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -65,6 +66,7 @@ export interface Config {
   rateLimitPerSec: number;
   rateLimitBurst: number;
   clientDir: string;
+  allowedOrigins: string[];
 }
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -113,6 +115,7 @@ const Input = z.object({
   rateLimitPerSec: int(1, 100_000).default(50),
   rateLimitBurst: int(1, 100_000).default(100),
   clientDir: z.string().min(1).optional(),
+  allowedOrigins: list.default([]),
 });
 export type ConfigInput = z.input<typeof Input>;
 
@@ -136,6 +139,7 @@ const ENV_KEYS: Record<string, keyof ConfigInput> = {
   RATE_LIMIT_PER_SEC: 'rateLimitPerSec',
   RATE_LIMIT_BURST: 'rateLimitBurst',
   CLIENT_DIR: 'clientDir',
+  ALLOWED_ORIGINS: 'allowedOrigins',
 };
 
 export function isLocalHost(host: string): boolean {
@@ -184,6 +188,11 @@ export function resolveConfig(input: ConfigInput | Config = {}, names?: Record<s
   for (const url of c.turnUrls) {
     if (!/^(turns?|stuns?):[^\s]+$/.test(url)) issues.push(`${envName('turnUrls')}: "${url}" is not a turn:/turns:/stun: URL`);
   }
+  for (const origin of c.allowedOrigins) {
+    if (origin !== '*' && !/^https?:\/\/[^/\s]+$/.test(origin)) {
+      issues.push(`${envName('allowedOrigins')}: "${origin}" is not an origin like https://host:port (or *)`);
+    }
+  }
   const needsCreds = c.turnUrls.some((u) => u.startsWith('turn'));
   if (needsCreds && (c.turnUsername === undefined || c.turnCredential === undefined)) {
     issues.push(`${envName('turnUsername')} and ${envName('turnCredential')} are required with turn: URLs`);
@@ -223,6 +232,7 @@ export function resolveConfig(input: ConfigInput | Config = {}, names?: Record<s
     rateLimitPerSec: c.rateLimitPerSec,
     rateLimitBurst: c.rateLimitBurst,
     clientDir: c.clientDir ?? path.join(REPO_ROOT, 'client', 'dist'),
+    allowedOrigins: c.allowedOrigins,
   };
 }
 

@@ -72,6 +72,7 @@ export async function startServer(input: ConfigInput | Config = {}, opts: StartO
     ...opts.signaling,
     logger,
     iceServers: iceServersOf(config),
+    allowedOrigins: config.allowedOrigins,
     rateLimit: { perSec: config.rateLimitPerSec, burst: config.rateLimitBurst },
   });
 

@@ -52,6 +52,11 @@ export interface SignalingOptions {
   logger?: Logger;
   /** socket.io path (default /socket.io). */
   path?: string;
+  /**
+   * Browser origins allowed to connect besides the page's own (same host). `['*']` allows any.
+   * Requests without an Origin header (non-browser clients) are allowed.
+   */
+  allowedOrigins?: string[];
 }
 
 export interface SignalingServer {
@@ -104,6 +109,8 @@ export function createSignalingServer(
   const rate = opts.rateLimit ?? { perSec: 50, burst: 100 };
   const iceServers = opts.iceServers ?? iceServersOf({ turnUrls: [], turnUsername: undefined, turnCredential: undefined });
   const logger = (opts.logger ?? new Logger('info')).child('signaling');
+  const allowAnyOrigin = opts.allowedOrigins?.includes('*') ?? false;
+  const allowedOrigins = new Set(opts.allowedOrigins ?? []);
 
   const io: SignalingIo = new Server(httpServer, {
     path: opts.path ?? '/socket.io',
@@ -111,7 +118,19 @@ export function createSignalingServer(
     // messages make engine.io drop the connection.
     maxHttpBufferSize: maxPayloadBytes + 16 * 1024,
     serveClient: false,
-    cors: undefined,
+    // Cross-site WebSocket connections are refused unless the origin is the server's own or listed.
+    allowRequest: (req, callback) => {
+      const origin = req.headers.origin;
+      if (origin === undefined || allowAnyOrigin || allowedOrigins.has(origin)) return callback(null, true);
+      let same = false;
+      try {
+        same = new URL(origin).host === req.headers.host;
+      } catch {
+        same = false;
+      }
+      if (!same) logger.warn('refused cross-origin connection');
+      callback(same ? null : 'origin not allowed', same);
+    },
   });
 
   /** peerId → socket, for targeted relay. */

@@ -43,6 +43,7 @@ describe('config', () => {
       AUDIO_LEVEL_EXT: 'off',
       RATE_LIMIT_PER_SEC: '20',
       RATE_LIMIT_BURST: '40',
+      ALLOWED_ORIGINS: 'https://meet.example.org, http://localhost:5173',
     });
     expect(c).toMatchObject({
       port: 8443,
@@ -58,6 +59,7 @@ describe('config', () => {
       audioLevelExt: false,
       rateLimitPerSec: 20,
       rateLimitBurst: 40,
+      allowedOrigins: ['https://meet.example.org', 'http://localhost:5173'],
     });
     expect(iceServersOf(c)).toEqual([
       { urls: ['turn:turn.example.org:3478?transport=udp', 'turns:turn.example.org:5349'], username: 'u', credential: 'p' },
@@ -93,6 +95,7 @@ describe('config', () => {
     [{ TURN_URLS: 'http://x' }, /TURN_URLS/],
     [{ TURN_URLS: 'turn:x:3478' }, /TURN_USERNAME and TURN_CREDENTIAL are required/],
     [{ AUDIO_LEVEL_EXT: 'maybe' }, /AUDIO_LEVEL_EXT/],
+    [{ ALLOWED_ORIGINS: 'localhost:5173' }, /ALLOWED_ORIGINS/],
   ];
   for (const [env, re] of bad) {
     it(`rejects ${JSON.stringify(env)}`, () => {

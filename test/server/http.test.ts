@@ -99,3 +99,37 @@ describe('HTTPS off localhost', () => {
     }
   });
 });
+
+describe('socket origin check', () => {
+  const tryConnect = (url: string, origin: string | undefined): Promise<boolean> =>
+    new Promise((resolve) => {
+      const sock: TestSocket = ioClient(url, {
+        transports: ['websocket'],
+        forceNew: true,
+        reconnection: false,
+        ...(origin ? { extraHeaders: { origin } } : {}),
+      });
+      sock.once('connect', () => {
+        sock.disconnect();
+        resolve(true);
+      });
+      sock.once('connect_error', () => {
+        sock.disconnect();
+        resolve(false);
+      });
+    });
+
+  it('accepts same-origin and origin-less clients, refuses other origins unless listed', async () => {
+    const host = new URL(server.url).host;
+    expect(await tryConnect(server.url, undefined)).toBe(true);
+    expect(await tryConnect(server.url, `http://${host}`)).toBe(true);
+    expect(await tryConnect(server.url, 'https://evil.example')).toBe(false);
+    const s = await startTestServer({ workers: 1, clientDir: dir, allowedOrigins: 'http://localhost:5173' });
+    try {
+      expect(await tryConnect(s.url, 'http://localhost:5173')).toBe(true);
+      expect(await tryConnect(s.url, 'https://evil.example')).toBe(false);
+    } finally {
+      await s.close();
+    }
+  });
+});
