@@ -82,7 +82,7 @@ describe('three-way call (RTCRtpScriptTransform)', () => {
   it('worker frame counts rise in step with framesEncoded / framesDecoded', async () => {
     for (const p of [alice, bob]) {
       const a = await sampleFrames(p);
-      await sleep(3000);
+      await sleep(5000);
       const b = await sampleFrames(p);
       expect(b.size).toBe(a.size);
       for (const x of b.values()) {
@@ -97,14 +97,15 @@ describe('three-way call (RTCRtpScriptTransform)', () => {
           const msg = `${label}: worker ${dWorker}, rtc ${dRtc}, received ${x.rtcReceived - before.rtcReceived}`;
           if (x.direction === 'send') {
             // One transform call per encoded frame of every simulcast layer (framesEncoded sums the layers).
-            expect(dWorker, msg).toBeGreaterThanOrEqual(Math.floor(dRtc * 0.7) - 5);
-            expect(dWorker, msg).toBeLessThanOrEqual(Math.ceil(dRtc * 1.4) + 5);
+            expect(dWorker, msg).toBeGreaterThanOrEqual(Math.floor(dRtc * 0.6) - 10);
+            expect(dWorker, msg).toBeLessThanOrEqual(Math.ceil(dRtc * 1.6) + 10);
           } else {
             // Every decoded frame went through the transform; on a loaded machine the decoder may skip some.
             const dRecv = x.rtcReceived - before.rtcReceived;
-            expect(dWorker, msg).toBeGreaterThanOrEqual(Math.floor(dRtc * 0.9) - 5);
-            expect(dWorker, msg).toBeGreaterThanOrEqual(Math.floor(dRecv * 0.7) - 5);
-            expect(dWorker, msg).toBeLessThanOrEqual(Math.ceil(dRecv * 1.4) + 5);
+            // (The two counters are read a few ms apart on a loaded machine, hence the slack.)
+            expect(dWorker, msg).toBeGreaterThanOrEqual(Math.floor(dRtc * 0.75) - 10);
+            expect(dWorker, msg).toBeGreaterThanOrEqual(Math.floor(dRecv * 0.6) - 10);
+            expect(dWorker, msg).toBeLessThanOrEqual(Math.ceil(dRecv * 1.6) + 10);
           }
         }
       }

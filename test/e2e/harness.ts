@@ -235,14 +235,18 @@ export interface FrameSample {
 export async function sampleFrames(p: Participant): Promise<Map<string, FrameSample>> {
   const list = await p.page.evaluate(async () => {
     const m = window.__meet!;
-    const snap = await m.refresh();
+    // Worker counts and RTCStats are requested at the same moment so the two windows line up.
+    const first = m.snapshot();
+    const ids = [...first.producers.map((x) => x.id), ...first.consumers.map((x) => x.id)];
+    const [snap, ...stats] = await Promise.all([m.refresh(), ...ids.map((id) => m.stats(id))]);
+    const byId = new Map(ids.map((id, i) => [id, stats[i] ?? null]));
     const out: FrameSample[] = [];
     for (const x of snap.producers) {
-      const st = await m.stats(x.id);
+      const st = byId.get(x.id);
       out.push({ id: x.id, kind: x.kind, source: x.source, direction: 'send', workerFrames: x.workerFrames, workerBytes: x.workerBytes, rtcFrames: st?.framesEncoded ?? 0, rtcReceived: 0 });
     }
     for (const x of snap.consumers) {
-      const st = await m.stats(x.id);
+      const st = byId.get(x.id);
       out.push({ id: x.id, kind: x.kind, source: x.source, direction: 'recv', workerFrames: x.workerFrames, workerBytes: x.workerBytes, rtcFrames: st?.framesDecoded ?? 0, rtcReceived: st?.framesReceived ?? 0 });
     }
     return out;
