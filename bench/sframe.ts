@@ -42,7 +42,7 @@ function assertOk<T>(r: OpenResult<T>): void {
   if (r.status !== 'ok') throw new Error(`bench: open failed (${r.status})`);
 }
 
-function ivFor(i: number): Uint8Array {
+function ivFor(i: number): Uint8Array<ArrayBuffer> {
   const iv = new Uint8Array(12);
   iv[11] = i & 0xff;
   iv[10] = (i >>> 8) & 0xff;
