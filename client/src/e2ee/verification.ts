@@ -1,0 +1,129 @@
+/**
+ * Verification records (property 5): which identity (fingerprint, identity.ts) a user has verified for a display
+ * name, by comparing safety numbers out of band. Immutable values; the caller stores `exportVerifications(...)`
+ * (JSON) in IndexedDB and re-imports it.
+ *
+ *   check(records, name, fingerprint) ->
+ *     'verified'   the name is known and this is the identity verified for it;
+ *     'changed'    the name is known but comes with a different identity: show a warning (`warning` is set);
+ *     'unverified' the name is not known (`knownAs` is set if this identity was verified under another name).
+ *
+ * Names are compared after normalization: Unicode NFKC, trimmed, inner whitespace collapsed, lower-cased
+ * (so "Alice" and " alice " are the same person for this purpose).
+ *
+ * Storage format: `{"kind":"sealed-meet verifications","v":1,"records":[{"name":..., "fingerprint":
+ * "<base64url 32 bytes>", "verifiedAt": <ms>}, ...]}` (records sorted by normalized name, names unique).
+ *
+ * @module
+ */
+import { equalBytes, fromBase64urlExact, toBase64url } from './bytes.ts';
+import { FINGERPRINT_LEN } from './identity.ts';
+import { KeyError } from './key-errors.ts';
+
+export const VERIFICATIONS_KIND = 'sealed-meet verifications';
+const MAX_NAME = 256;
+const MAX_RECORDS = 10_000;
+
+export interface VerificationRecord {
+  /** The display name as the user saw it when verifying. */
+  readonly name: string;
+  readonly fingerprint: Uint8Array;
+  readonly verifiedAt: number;
+}
+
+export interface Verifications {
+  /** Keyed by normalized name. */
+  readonly byName: ReadonlyMap<string, VerificationRecord>;
+}
+
+export type VerificationStatus = 'verified' | 'unverified' | 'changed';
+
+export interface CheckResult {
+  status: VerificationStatus;
+  /** Set when status is 'changed': the warning to show. */
+  warning?: { kind: 'identity-changed'; name: string; knownFingerprint: Uint8Array; seenFingerprint: Uint8Array; verifiedAt: number };
+  /** Set when status is 'unverified' but this identity is verified under another name. */
+  knownAs?: string;
+}
+
+export function normalizeName(name: string): string {
+  return name.normalize('NFKC').trim().replace(/\s+/gu, ' ').toLowerCase();
+}
+
+function checkFp(fp: Uint8Array): void {
+  if (fp.length !== FINGERPRINT_LEN) throw new KeyError('bad-key', `fingerprint must be ${FINGERPRINT_LEN} bytes`);
+}
+
+function checkName(name: string): string {
+  const n = normalizeName(name);
+  if (n.length === 0 || n.length > MAX_NAME) throw new KeyError('malformed', 'name must be 1..256 characters');
+  return n;
+}
+
+export function emptyVerifications(): Verifications {
+  return { byName: new Map() };
+}
+
+/** Records `fingerprint` as the verified identity of `name` (replacing any earlier one). */
+export function markVerified(v: Verifications, name: string, fingerprint: Uint8Array, now: number): Verifications {
+  checkFp(fingerprint);
+  const key = checkName(name);
+  const byName = new Map(v.byName);
+  byName.set(key, { name, fingerprint: fingerprint.slice(), verifiedAt: now });
+  return { byName };
+}
+
+export function forgetName(v: Verifications, name: string): Verifications {
+  const byName = new Map(v.byName);
+  byName.delete(normalizeName(name));
+  return { byName };
+}
+
+export function check(v: Verifications, name: string, fingerprint: Uint8Array): CheckResult {
+  checkFp(fingerprint);
+  const rec = v.byName.get(normalizeName(name));
+  if (rec !== undefined) {
+    if (equalBytes(rec.fingerprint, fingerprint)) return { status: 'verified' };
+    return {
+      status: 'changed',
+      warning: { kind: 'identity-changed', name: rec.name, knownFingerprint: rec.fingerprint, seenFingerprint: fingerprint.slice(), verifiedAt: rec.verifiedAt },
+    };
+  }
+  for (const r of v.byName.values()) if (equalBytes(r.fingerprint, fingerprint)) return { status: 'unverified', knownAs: r.name };
+  return { status: 'unverified' };
+}
+
+export function exportVerifications(v: Verifications): string {
+  const records = [...v.byName.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([, r]) => ({ name: r.name, fingerprint: toBase64url(r.fingerprint), verifiedAt: r.verifiedAt }));
+  return JSON.stringify({ kind: VERIFICATIONS_KIND, v: 1, records });
+}
+
+/** Strict import. @throws KeyError('malformed' | 'unsupported-version' | 'bad-key') */
+export function importVerifications(json: string): Verifications {
+  let o: unknown;
+  try {
+    o = JSON.parse(json);
+  } catch {
+    throw new KeyError('malformed', 'verifications are not JSON');
+  }
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new KeyError('malformed', 'verifications must be an object');
+  const r = o as Record<string, unknown>;
+  if (r['kind'] !== VERIFICATIONS_KIND) throw new KeyError('malformed', 'not sealed-meet verifications');
+  if (r['v'] !== 1) throw new KeyError('unsupported-version', 'verifications version');
+  if (Object.keys(r).sort().join(',') !== 'kind,records,v') throw new KeyError('malformed', 'unexpected fields');
+  const recs = r['records'];
+  if (!Array.isArray(recs) || recs.length > MAX_RECORDS) throw new KeyError('malformed', 'records must be an array');
+  let v = emptyVerifications();
+  for (const x of recs) {
+    if (typeof x !== 'object' || x === null || Array.isArray(x)) throw new KeyError('malformed', 'record must be an object');
+    const e = x as Record<string, unknown>;
+    if (Object.keys(e).sort().join(',') !== 'fingerprint,name,verifiedAt') throw new KeyError('malformed', 'record fields');
+    if (typeof e['name'] !== 'string' || typeof e['fingerprint'] !== 'string' || typeof e['verifiedAt'] !== 'number' || !Number.isFinite(e['verifiedAt']))
+      throw new KeyError('malformed', 'record field types');
+    if (v.byName.has(normalizeName(e['name']))) throw new KeyError('malformed', 'duplicate name');
+    v = markVerified(v, e['name'], fromBase64urlExact(e['fingerprint'], FINGERPRINT_LEN, 'fingerprint'), e['verifiedAt']);
+  }
+  return v;
+}
