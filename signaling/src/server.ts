@@ -257,7 +257,9 @@ export function createSignalingServer(
         socket.data.peerId = peer.id;
         socket.data.roomId = room.id;
         sockets.set(peer.id, socket);
-        await socket.join(roomKey(room.id));
+        // From here to the response everything is synchronous: events emitted before `attach` are
+        // reflected in the snapshot below, later ones are forwarded.
+        void socket.join(roomKey(room.id));
         attach(room, peer);
         logger.info('joined', { roomId: room.id, peerId: peer.id, peers: room.peerCount });
         return {

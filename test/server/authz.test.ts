@@ -157,3 +157,20 @@ describe('rate limit', () => {
     }
   });
 });
+
+describe('concurrent first joins', () => {
+  it('two simultaneous first joiners with different tokens: exactly one wins', async () => {
+    const roomId = newRoomId();
+    const [s1, s2] = await Promise.all([connect(server.url), connect(server.url)]);
+    const results = await Promise.all([
+      request(s1, 'join', { roomId, accessToken: newToken() }),
+      request(s2, 'join', { roomId, accessToken: newToken() }),
+    ]);
+    expect(results.map(code).sort()).toEqual([null, 'UNAUTHORIZED'].sort());
+    expect(server.sfu.getRoom(roomId)?.peerCount).toBe(1);
+    expect(server.sfu.stats().rooms).toBeGreaterThanOrEqual(1);
+    s1.disconnect();
+    s2.disconnect();
+    await waitFor(() => server.sfu.getRoom(roomId) === undefined, 5000, 'room closed');
+  });
+});
