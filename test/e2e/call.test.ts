@@ -112,6 +112,17 @@ describe('three-way call (RTCRtpScriptTransform)', () => {
     }
   });
 
+  it('each video consumer’s preferred spatial layer follows its tile size', async () => {
+    const layers = async (): Promise<(number | null)[]> =>
+      (await snapshot(bob)).consumers.filter((c) => c.kind === 'video' && c.type === 'simulcast').map((c) => c.preferredSpatialLayer);
+    expect((await snapshot(bob)).consumers.filter((c) => c.kind === 'video').every((c) => c.type === 'simulcast')).toBe(true);
+    await bob.page.setViewportSize({ width: 480, height: 320 });
+    await waitUntil(async () => (await layers()).every((l) => l === 0), 20_000, 'small tiles → layer 0');
+    await bob.page.setViewportSize({ width: 1920, height: 1080 });
+    await waitUntil(async () => (await layers()).every((l) => l === 2), 20_000, 'large tiles → layer 2');
+    await bob.page.setViewportSize({ width: 1280, height: 720 });
+  });
+
   it('a screen share reaches the others as its own tile', async () => {
     await alice.page.getByTestId('toggle-screen').click();
     const aliceId = ids.get(alice)!;

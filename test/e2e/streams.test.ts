@@ -2,6 +2,7 @@
  * The createEncodedStreams path (forced with ?transform=streams): media flows both ways through the worker,
  * and the worker counts frames. Also the lobby's error pages for broken links.
  */
+import { generateInvite } from '../../client/src/e2ee/invite.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Harness, createMeeting, dumpLogs, expectMediaFlowing, joinByLink, joinFromLobby, sampleFrames, sleep, snapshot, type Participant } from './harness.ts';
 
@@ -55,5 +56,13 @@ describe('encoded streams transform API', () => {
     await page.goto(base);
     await page.getByTestId('bad-link').waitFor({ timeout: 10_000 });
     expect(await page.getByTestId('bad-link').textContent()).toMatch(/no meeting key/i);
+  });
+
+  it('a well-formed link with the wrong secret is refused by the server (unauthorized)', async () => {
+    const base = link.slice(0, link.indexOf('#'));
+    await bob.page.goto(`${base}?transform=streams#${generateInvite().fragment}`);
+    await bob.page.getByTestId('lobby').waitFor({ timeout: 10_000 });
+    await bob.page.getByTestId('join').click();
+    await bob.page.getByTestId('fatal-unauthorized').waitFor({ timeout: 20_000 });
   });
 });

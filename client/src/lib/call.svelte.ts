@@ -332,6 +332,11 @@ export class CallSession {
     if (this.#ready) await this.#sendProfile();
   }
 
+  /** The spatial layer last requested for a consumer via setPreferredLayers (null: none yet). */
+  preferredLayer(consumerId: string): number | null {
+    return this.#layerSent.get(consumerId) ?? null;
+  }
+
   /** A tile showing `consumerId` is rendered at width x height CSS pixels. */
   reportTileSize(consumerId: string, width: number, height: number): void {
     const m = this.#consumers.get(consumerId);
@@ -347,8 +352,14 @@ export class CallSession {
         const cur = this.#consumers.get(consumerId);
         if (!cur || cur.consumer.closed || cur.type !== 'simulcast') return;
         if (this.#layerSent.get(consumerId) === layer) return;
-        this.#layerSent.set(consumerId, layer);
-        void this.#try('setPreferredLayers', { consumerId, spatialLayer: layer });
+        const socket = this.#socket;
+        if (!socket) return;
+        request(socket, 'setPreferredLayers', { consumerId, spatialLayer: layer }).then(
+          () => {
+            if (this.#consumers.has(consumerId)) this.#layerSent.set(consumerId, layer);
+          },
+          (err: unknown) => console.warn('[call] setPreferredLayers failed', err),
+        );
       }, LAYER_DEBOUNCE_MS),
     );
   }

@@ -28,6 +28,8 @@ export interface DebugConsumer extends DebugMedia {
   producerId: string;
   producerPaused: boolean;
   type: string;
+  /** Spatial layer last requested with setPreferredLayers (follows the tile size), null if none. */
+  preferredSpatialLayer: number | null;
 }
 export interface DebugSnapshot {
   route: string;
@@ -107,6 +109,7 @@ function snapshot(app: AppState): DebugSnapshot {
           peerId: m.peerId,
           producerId: m.consumer.producerId,
           type: m.type,
+          preferredSpatialLayer: s.preferredLayer(m.consumer.id),
           transformApi: s.transformApi,
           transformKey: m.transformKey,
           workerFrames: count(m.transformKey)?.frames ?? 0,
