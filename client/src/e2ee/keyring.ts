@@ -455,8 +455,9 @@ function emptyStats(): ReceiveStats {
  *    (RFC 9605 §5.1), keep it only if the frame authenticates;
  * 4. otherwise → buffer until the key arrives (`addKey`), drop `expired` after `bufferMs`, `overflow` when full.
  *
- * A key becomes active on its first authenticated frame; that retires every key installed before it (kept `graceMs`,
- * then wiped and remembered as a tombstone).
+ * Installing a newer key (`retireOn: 'arrival'`, default) or the first authenticated frame under a newer key retires
+ * every key installed before it: retired keys still open in-flight frames for `graceMs`, then are wiped and
+ * remembered as tombstones.
  */
 export class ReceiveKeyRing<T = undefined> {
   readonly sender: number;
@@ -755,7 +756,8 @@ export class ReceiveKeyRing<T = undefined> {
 /**
  * All remote senders of a room: routes each frame by the sender index of its KID (the SFU may move any sender onto
  * any stream; the KID, covered by authentication, is what counts). Frames of unknown senders are dropped as
- * `unknown-kid` (counted in `stats`).
+ * `unknown-kid` (counted in `stats`). Call `ring(sender)` when the membership layer admits a member, so that frames
+ * arriving before its key are buffered instead of dropped.
  */
 export class ReceiveKeyRings<T = undefined> {
   readonly stats: ReceiveStats = emptyStats();
