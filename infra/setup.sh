@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# infra/setup.sh — bring a checkout to a runnable state. Idempotent; each step is
+# skipped when already up to date, so it costs well under a second when there is
+# nothing to do. Used by `npm start`, `npm test` (--for-test) and `npm run bench`
+# (--no-client).
+#
+#   1. npm ci           when node_modules is missing or package-lock.json is newer
+#                       than node_modules/.package-lock.json (npm's own record)
+#   2. mediasoup worker infra/build-mediasoup.sh (skips itself when its stamp matches)
+#   3. client bundle    vite build into client/dist, unless --no-client or nothing in
+#                       client/ (or package-lock.json) changed since the last build
+#   4. Chromium         --for-test only: Debian's chromium from apt if /usr/bin/chromium
+#                       is missing (the e2e tests drive it with playwright-core)
+#
+# Usage: bash infra/setup.sh [--for-test] [--no-client]
+set -euo pipefail
+
+log() { printf '[setup] %s\n' "$*"; }
+
+FOR_TEST=0
+CLIENT=1
+for arg in "$@"; do
+  case "$arg" in
+    --for-test) FOR_TEST=1 ;;
+    --no-client) CLIENT=0 ;;
+    *) echo "usage: bash infra/setup.sh [--for-test] [--no-client]" >&2; exit 2 ;;
+  esac
+done
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."   # repo root; .cache/ and client/dist live here
+
+# 1. Dependencies. Install scripts are off (.npmrc); step 2 replaces mediasoup's.
+if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  log "installing npm dependencies (npm ci)"
+  npm ci
+fi
+
+# 2. mediasoup worker binary -> .cache/mediasoup-worker/3.8.4/mediasoup-worker
+bash infra/build-mediasoup.sh
+
+# 3. Client bundle. The stamp is created *before* the build and moved into
+#    client/dist after it succeeds, so edits made during a build trigger the next one.
+#    Directories are compared too, so added/removed files also count as changes.
+if ((CLIENT)); then
+  stamp=client/dist/.setup-stamp
+  if [[ ! -f client/vite.config.ts ]]; then
+    log "client/vite.config.ts not found yet; skipping the client build"
+  elif [[ -f "$stamp" ]] &&
+    [[ -z "$(find client \( -path client/dist -o -path client/node_modules \) -prune -o -newer "$stamp" -print -quit)" ]] &&
+    [[ ! package-lock.json -nt "$stamp" ]]; then
+    log "client/dist up to date"
+  else
+    log "building the client (vite build --config client/vite.config.ts)"
+    mkdir -p .cache
+    touch .cache/client-build.stamp
+    npx --no-install vite build --config client/vite.config.ts
+    mv -f .cache/client-build.stamp "$stamp"
+  fi
+fi
+
+# 4. Browser for the e2e tests.
+if ((FOR_TEST)) && [[ ! -x /usr/bin/chromium ]]; then
+  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  log "installing Debian's chromium (apt)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
+fi
+
+log "ready"
