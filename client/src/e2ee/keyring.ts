@@ -308,17 +308,19 @@ export class SendKeyRing {
  */
 export class ReplayWindow {
   readonly size: number;
+  readonly #sizeN: bigint;
   #bits: Uint32Array;
   #top = -1n;
 
   constructor(size = 1024) {
     if (!Number.isInteger(size) || size < 32 || size % 32 !== 0) throw new SFrameError('range', 'replay window size must be a multiple of 32');
     this.size = size;
+    this.#sizeN = BigInt(size);
     this.#bits = new Uint32Array(size / 32);
   }
 
   #idx(ctr: bigint): number {
-    return Number(ctr % BigInt(this.size));
+    return Number(ctr % this.#sizeN);
   }
 
   #has(i: number): boolean {
@@ -328,7 +330,7 @@ export class ReplayWindow {
   /** True if `ctr` would be accepted now. */
   check(ctr: bigint): boolean {
     if (ctr > this.#top) return true;
-    if (this.#top - ctr >= BigInt(this.size)) return false;
+    if (this.#top - ctr >= this.#sizeN) return false;
     return !this.#has(this.#idx(ctr));
   }
 
@@ -337,7 +339,7 @@ export class ReplayWindow {
     if (!this.check(ctr)) return false;
     if (ctr > this.#top) {
       const gap = ctr - this.#top;
-      if (gap >= BigInt(this.size)) {
+      if (gap >= this.#sizeN) {
         this.#bits.fill(0);
       } else {
         for (let c = this.#top + 1n; c <= ctr; c++) {
