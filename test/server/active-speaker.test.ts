@@ -65,8 +65,8 @@ describe('active speaker', () => {
       udp.send(rtpWithAudioLevel(seq++, (ts += 960), 10), plain.tuple.localPort, '127.0.0.1');
     }, 20);
     try {
-      const speakingA = next(a.socket, 'activeSpeaker', 5000);
-      const speakingB = next(b.socket, 'activeSpeaker', 5000);
+      const speakingA = next(a.socket, 'activeSpeaker', 15_000);
+      const speakingB = next(b.socket, 'activeSpeaker', 15_000);
       expect(await speakingA).toEqual({ peerId: a.peerId });
       expect(await speakingB).toEqual({ peerId: a.peerId });
       expect(room.activeSpeaker).toBe(a.peerId);
@@ -74,7 +74,7 @@ describe('active speaker', () => {
       clearInterval(sendLoud);
     }
     // No more audio (or only silence): the observer reports silence → null.
-    const quiet = next(b.socket, 'activeSpeaker', 5000);
+    const quiet = next(b.socket, 'activeSpeaker', 15_000);
     const sendSilent = setInterval(() => {
       udp.send(rtpWithAudioLevel(seq++, (ts += 960), 127), plain.tuple.localPort, '127.0.0.1');
     }, 20);

@@ -140,16 +140,20 @@ describe('room cap', () => {
 
 describe('rate limit', () => {
   it('a burst over the token bucket gets RATE_LIMITED, then recovers', async () => {
-    const s = await startTestServer({ workers: 1, rateLimitPerSec: 5, rateLimitBurst: 10 });
+    // 1 token/s refill, burst 10: timing-tolerant even on a loaded machine.
+    const s = await startTestServer({ workers: 1, rateLimitPerSec: 1, rateLimitBurst: 10 });
     try {
       const sock = await connect(s.url);
       const results = await Promise.all(Array.from({ length: 30 }, () => request(sock, 'leave', {})));
       const codes = results.map(code);
-      expect(codes.filter((c) => c === 'NOT_JOINED').length).toBe(10);
-      expect(codes.filter((c) => c === 'RATE_LIMITED').length).toBe(20);
+      const served = codes.filter((c) => c === 'NOT_JOINED').length;
+      expect(served).toBeGreaterThanOrEqual(10);
+      expect(served).toBeLessThanOrEqual(12);
+      expect(codes.filter((c) => c === 'RATE_LIMITED').length).toBe(30 - served);
       // Unknown events count against the bucket too.
-      expect(code(await rawRequest(sock, 'bogusEvent', [{}]))).toBe('RATE_LIMITED');
-      await new Promise((r) => setTimeout(r, 450));
+      const bogus = await Promise.all(Array.from({ length: 5 }, () => rawRequest(sock, 'bogusEvent', [{}])));
+      expect(bogus.map(code)).toContain('RATE_LIMITED');
+      await new Promise((r) => setTimeout(r, 1100));
       expect(code(await request(sock, 'leave', {}))).toBe('NOT_JOINED');
       sock.disconnect();
     } finally {
