@@ -232,6 +232,7 @@ function network(keysFor: (id: string) => InviteKeys = () => KEYS) {
   const nodes = new Map<string, Node>();
   const queue: { from: string; to?: string; blob: string }[] = [];
   const tap: string[] = [];
+  const sentKeys: Uint8Array[] = [];
   let now = 1000;
   function add(memberId: string): Node {
     const identity = generateIdentity();
@@ -242,6 +243,7 @@ function network(keysFor: (id: string) => InviteKeys = () => KEYS) {
       {
         send: (m) => queue.push({ from: memberId, ...m }),
         createSendRing: (sender, generation, baseKey, t) => (node.ring = new SendKeyRing({ sender, now: t, generation }, baseKey)),
+        sendKeyChanged: (k) => void sentKeys.push(k.baseKey.slice()),
         installReceiveKey: async (_m, _i, u, t) => {
           await node.recv.addKey(u.kid, u.baseKey, t);
         },
@@ -275,7 +277,7 @@ function network(keysFor: (id: string) => InviteKeys = () => KEYS) {
     await pump();
     void n;
   }
-  return { nodes, join, leave, pump, tap, add, advance: (ms: number) => (now += ms), get now() { return now; } };
+  return { nodes, join, leave, pump, tap, add, sentKeys, advance: (ms: number) => (now += ms), get now() { return now; } };
 }
 
 async function frame(from: Node, text: string): Promise<Uint8Array> {
@@ -345,6 +347,17 @@ describe('KeyAgent integration (3-5 members, real key rings and SFrame)', () => 
     expect(await canRead(alice, await frame(carol, 'rotated'), net.now)).toBe(true);
     expect(alice.alerts).toEqual(['bad-mac:mallory']);
     expect(carol.alerts).toEqual(['bad-mac:mallory']);
+  });
+
+  it('property 1: a server tap of every relay blob contains no media base key and no invite-derived secret', async () => {
+    const net = network();
+    const [a, b, c] = [await net.join('alice'), await net.join('bob'), await net.join('carol')];
+    await net.leave('bob');
+    void a, b, c;
+    expect(net.sentKeys.length).toBeGreaterThan(5);
+    const tapBytes = net.tap.map((t) => Buffer.from(t, 'base64url'));
+    const secrets = [...net.sentKeys, SECRET, KEYS.psk, KEYS.pskId, KEYS.membershipMacKey, KEYS.metadataKey, Buffer.from(KEYS.accessToken, 'base64url')];
+    for (const s of secrets) for (const t of tapBytes) expect(t.includes(Buffer.from(s))).toBe(false);
   });
 
   it('server replaying every key batch again is rejected (alerts), keys still work', async () => {
