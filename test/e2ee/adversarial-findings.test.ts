@@ -1,0 +1,154 @@
+/**
+ * Adversarial findings against the membership core (client/src/e2ee/membership.ts, key-agent.ts, envelope.ts).
+ *
+ * Each `it.fails` test states the SECURE (or live) behaviour the design brief asks for and currently FAILS because
+ * of the bug described above it: vitest reports it as passing while the bug is present, and as failing once the
+ * core is fixed (then turn `it.fails` into `it`). Companion `it` tests pin down what happens today, so the
+ * exploit is demonstrated explicitly.
+ */
+import { describe, expect, it } from 'vitest';
+import { roster } from '../../client/src/e2ee/membership.ts';
+import { bruteOpen, keysHeldBy, Sim, vp8Frame, type SimMember } from './relay-sim.ts';
+
+const ids = (m: SimMember): string[] => roster(m.agent.state).map((r) => r.memberId).sort();
+
+/**
+ * BUG 1 (property 6, no back-reading on join) — membership.ts `onAnnouncement`, the `preexisting` branch
+ * (`const preexisting = state.preexisting.has(a.memberId)` ... `if (preexisting) { send-envelopes ... epoch: state.sendEpoch }`):
+ * a member id listed in the server's join response (`existingMemberIds`) is trusted forever to have been in the room
+ * before us and gets our CURRENT key, not a ratcheted one. The server chooses member ids and join responses, so it
+ * can list a member id that does not exist yet ("xavier") and later give that id to a real invitee who joins then.
+ * Every honest member hands xavier its un-ratcheted key, and xavier opens all frames the SFU recorded since each
+ * sender's last fresh key — frames sent before xavier joined. The room code does not help: xavier was not there.
+ */
+async function phantomPreexisting(): Promise<{ sim: Sim; preJoin: { frame: Uint8Array; data: Uint8Array }[] }> {
+  const sim = new Sim();
+  sim.joinResponse = (j, truth) => (j === 'xavier' ? truth : [...truth, 'xavier']); // the lie: "xavier is already here"
+  await sim.join('alice');
+  await sim.join('bob');
+  await sim.join('carol');
+  const preJoin = [];
+  for (const s of ['alice', 'bob', 'carol']) {
+    const frame = vp8Frame(false);
+    preJoin.push({ frame, data: await sim.sendFrame(s, frame) });
+  }
+  sim.advance(60_000);
+  // xavier (a real invitee) joins a minute later. The server holds the key batches for it until it has replayed the
+  // honest members' (tapped) announcements to it, so that xavier has verified them when their keys arrive.
+  const anns = sim.tap.filter((p) => p.kind === 'announcement');
+  sim.rules.push((p) => (p.to === 'xavier' ? 'hold' : undefined));
+  await sim.join('xavier');
+  for (const from of ['alice', 'bob', 'carol']) sim.inject({ ...anns.find((p) => p.from === from)!, to: 'xavier' });
+  sim.rules.length = 0;
+  await sim.pump();
+  await sim.release();
+  return { sim, preJoin };
+}
+
+/**
+ * BUG 2 (property 3, replayed messages; property 6, forward secrecy on leave) — membership.ts `member-left` deletes
+ * the member's record and `onAnnouncement` has no memory of departed sessions, so the server can replay a departed
+ * member's old (validly MACed and signed) announcement: every honest member re-admits the old session as a NEW
+ * joiner, ratchets and seals its send key to the departed member's old session key. A leaver who kept its session
+ * secret (it is "deleted when the meeting ends" only by honest clients) reads frames sent after it left without
+ * rejoining. It is visible in the roster, but nothing alerts. Suggested fix: keep a tombstone set of departed
+ * (memberId, sha256(session public key || joinNonce)) and raise an alert ('replayed-announcement') instead of
+ * re-admitting; the server should also never reuse a member id.
+ */
+async function replayDeparted(): Promise<Sim> {
+  const sim = new Sim();
+  for (const id of ['alice', 'bob', 'carol']) await sim.join(id);
+  const bobAnn = sim.tap.find((p) => p.kind === 'announcement' && p.from === 'bob')!;
+  sim.advance(1000);
+  await sim.leave('bob');
+  sim.advance(60_000);
+  // the server replays bob's old announcement; bob (colluding, still holding its old session secret) is listening again
+  sim.member('bob').gone = false;
+  for (const to of ['alice', 'carol']) sim.inject({ ...bobAnn, to });
+  await sim.pump();
+  return sim;
+}
+
+/**
+ * BUG 3 (liveness after one dropped message) — key-agent.ts `send-envelopes` / envelope.ts `openKeyBatch`: the HPKE
+ * channel to a recipient is set up by the first envelope (NEW_CHANNEL with `enc`); the sender keeps the channel and
+ * sends every later key as a follow-up on it. If the relay drops (or a socket reconnect loses) that one setup message,
+ * the recipient rejects every later envelope from this sender with `state` ("follow-up envelope without a channel")
+ * and never gets its keys again, not even after fresh rekeys. Fail-closed, so no confidentiality loss, but one drop
+ * = permanent one-way blackout. Suggested fix: on `envelope-rejected:state` the recipient asks for a channel reset
+ * (a signed relay message), or the sender re-sends `enc` (NEW_CHANNEL) until the recipient's first use of the key is
+ * seen / on every fresh rekey for recipients it has not heard a key from.
+ */
+async function droppedChannelSetup(): Promise<Sim> {
+  const sim = new Sim({ rotationMs: 60_000 });
+  await sim.join('alice');
+  await sim.join('bob');
+  let dropped = 0;
+  sim.rules.push((p) => (p.kind === 'key-batch' && p.from === 'alice' && p.to === 'carol' && dropped++ === 0 ? 'drop' : undefined));
+  await sim.join('carol');
+  expect(dropped).toBe(1);
+  for (let i = 0; i < 3; i++) {
+    sim.advance(60_000);
+    await sim.tickAll(); // three fresh rekeys by everyone, delivered faithfully
+  }
+  return sim;
+}
+
+describe('adversarial findings (membership core)', () => {
+  it('BUG 1 demonstrated: a phantom member id in join responses lets a later joiner read frames sent before it joined', async () => {
+    const { sim, preJoin } = await phantomPreexisting();
+    const xavier = sim.member('xavier');
+    expect(ids(xavier)).toEqual(['alice', 'bob', 'carol', 'xavier']);
+    // the honest members did not ratchet for xavier: it got the very keys that sealed the pre-join frames
+    for (const s of ['alice', 'bob', 'carol']) expect(xavier.installed.find((k) => k.from === s)?.kid).toBe(sim.member(s).sendKeys.at(-1)!.kid);
+    let opened = 0;
+    for (const { data } of preJoin) opened += (await bruteOpen(data, keysHeldBy(xavier, 0))) > 0 ? 1 : 0;
+    expect(opened).toBe(3); // every pre-join frame
+    for (const m of ['alice', 'bob', 'carol']) expect(sim.member(m).alerts).toEqual([]); // and nobody noticed
+  });
+
+  it.fails('BUG 1 (expected to fail until fixed): frames sent before a joiner joined stay closed even if the server lied about who was already there', async () => {
+    const { sim, preJoin } = await phantomPreexisting();
+    const xavier = sim.member('xavier');
+    for (const { data } of preJoin) expect(await bruteOpen(data, keysHeldBy(xavier, 16))).toBe(0);
+  });
+
+  it('BUG 2 demonstrated: a replayed announcement of a departed member re-admits it and it reads frames sent after it left', async () => {
+    const sim = await replayDeparted();
+    for (const id of ['alice', 'carol']) expect(ids(sim.member(id))).toEqual(['alice', 'bob', 'carol']);
+    const f = vp8Frame(false);
+    const data = await sim.sendFrame('alice', f);
+    expect(await sim.reads('bob', data, f)).toBe(true);
+    for (const id of ['alice', 'carol']) expect(sim.member(id).alerts).toEqual([]);
+  });
+
+  it.fails('BUG 2 (expected to fail until fixed): a replayed announcement of a departed session is refused with an alert', async () => {
+    const sim = await replayDeparted();
+    for (const id of ['alice', 'carol']) {
+      expect(ids(sim.member(id))).toEqual(['alice', 'carol']);
+      expect(sim.member(id).alerts.length).toBeGreaterThan(0);
+    }
+  });
+
+  it('BUG 3 demonstrated: after one dropped channel-setup envelope, the recipient never gets that sender\'s keys again (fail closed)', async () => {
+    const sim = await droppedChannelSetup();
+    const carol = sim.member('carol');
+    expect(carol.installed.filter((k) => k.from === 'alice')).toEqual([]);
+    expect(carol.alerts.filter((a) => a.memberId === 'alice').map((a) => `${a.reason}:${a.detail}`)).toEqual([
+      'envelope-rejected:state',
+      'envelope-rejected:state',
+      'envelope-rejected:state',
+    ]);
+    const f = vp8Frame(false);
+    const r = await sim.receiveFrame('carol', await sim.sendFrame('alice', f));
+    expect(r.status).toBe('buffered'); // waits, then expires: never opened wrongly
+    sim.advance(1000);
+    expect(carol.recv.tick(sim.now)).toBe(1);
+  });
+
+  it.fails('BUG 3 (expected to fail until fixed): a recipient that missed one envelope gets the sender\'s key at the next fresh rekey', async () => {
+    const sim = await droppedChannelSetup();
+    const f = vp8Frame(false);
+    expect(await sim.reads('carol', await sim.sendFrame('alice', f), f)).toBe(true);
+  });
+});
