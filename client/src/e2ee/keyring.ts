@@ -414,6 +414,8 @@ interface RecvEntry {
   readonly parts: KidParts;
   readonly order: number;
   readonly key: Promise<SFrameKey>;
+  /** The imported key once `key` resolved (hot path: no await on an already settled promise). */
+  ready: SFrameKey | undefined;
   /** Kept only while this entry is the newest (head) key, to ratchet forward; wiped otherwise. */
   base: Uint8Array | undefined;
   readonly replay: ReplayWindow;
@@ -606,7 +608,13 @@ export class ReceiveKeyRing<T = undefined> {
   #install(kid: bigint, parts: KidParts, base: Uint8Array, key: Promise<SFrameKey> | undefined): RecvEntry {
     const k = key ?? importSFrameKey(this.suite, base, kid, 'open');
     k.catch(() => undefined);
-    const e: RecvEntry = { kid, parts, order: ++this.#order, key: k, base, replay: new ReplayWindow(this.replayWindow), active: false, retiredAt: undefined };
+    const e: RecvEntry = { kid, parts, order: ++this.#order, key: k, ready: undefined, base, replay: new ReplayWindow(this.replayWindow), active: false, retiredAt: undefined };
+    k.then(
+      (r) => {
+        e.ready = r;
+      },
+      () => undefined,
+    );
     this.#keys.set(kid, e);
     const prev = this.#head;
     this.#head = e;
@@ -714,7 +722,7 @@ export class ReceiveKeyRing<T = undefined> {
       if (!e.replay.check(header.ctr)) return this.#drop('replay', token);
       let pt: Uint8Array;
       try {
-        pt = await openWithKey(await e.key, metadata, sframe, header);
+        pt = await openWithKey(e.ready ?? (await e.key), metadata, sframe, header);
       } catch (err) {
         return this.#drop(failureReason(err), token);
       }
