@@ -397,7 +397,12 @@ export function createSignalingServer(
         const handler = handlers[event] as (req: unknown) => Promise<unknown>;
         enqueue(() => handler(parsed.data)).then(
           (data) => reply({ ok: true, data }),
-          (error: unknown) => reply({ ok: false, error: toProtocolError(error) }),
+          (error: unknown) => {
+            const err = toProtocolError(error);
+            // A mediasoup call that failed because the room's worker died meanwhile: tell the client to rejoin.
+            if (err.code === 'SFU_ERROR' && state.lost) err.code = 'UNAVAILABLE';
+            reply({ ok: false, error: err });
+          },
         );
       });
     }
