@@ -56,7 +56,7 @@ describe('three-way call (RTCRtpScriptTransform)', () => {
 
       for (const p of [alice, bob, carol]) {
         const others = [alice, bob, carol].filter((o) => o !== p).map((o) => ids.get(o)!);
-        await expectMediaFlowing(p, others);
+        await expectMediaFlowing(p, others, 60_000);
         const snap = await snapshot(p);
         expect(snap.transformApi).toBe(API);
         expect(snap.producers.map((x) => x.source).sort()).toEqual(['camera', 'mic']);
@@ -77,7 +77,7 @@ describe('three-way call (RTCRtpScriptTransform)', () => {
       console.error(dumpLogs(h));
       throw err;
     }
-  });
+  }, 300_000);
 
   it('worker frame counts rise in step with framesEncoded / framesDecoded', async () => {
     for (const p of [alice, bob]) {
@@ -116,12 +116,17 @@ describe('three-way call (RTCRtpScriptTransform)', () => {
     const layers = async (): Promise<(number | null)[]> =>
       (await snapshot(bob)).consumers.filter((c) => c.kind === 'video' && c.type === 'simulcast').map((c) => c.preferredSpatialLayer);
     expect((await snapshot(bob)).consumers.filter((c) => c.kind === 'video').every((c) => c.type === 'simulcast')).toBe(true);
-    await bob.page.setViewportSize({ width: 480, height: 320 });
-    await waitUntil(async () => (await layers()).every((l) => l === 0), 20_000, 'small tiles → layer 0');
-    await bob.page.setViewportSize({ width: 1920, height: 1080 });
-    await waitUntil(async () => (await layers()).every((l) => l === 2), 20_000, 'large tiles → layer 2');
-    await bob.page.setViewportSize({ width: 1280, height: 720 });
-  });
+    try {
+      // Narrow window: one column of ~300x170 px tiles → lowest layer.
+      await bob.page.setViewportSize({ width: 320, height: 240 });
+      await waitUntil(async () => (await layers()).every((l) => l === 0), 30_000, 'small tiles → layer 0');
+      // Big window: 2x2 grid of ~950x520 px tiles → full layer.
+      await bob.page.setViewportSize({ width: 1920, height: 1080 });
+      await waitUntil(async () => (await layers()).every((l) => l === 2), 30_000, 'large tiles → layer 2');
+    } finally {
+      await bob.page.setViewportSize({ width: 1280, height: 720 });
+    }
+  }, 120_000);
 
   it('a screen share reaches the others as its own tile', async () => {
     await alice.page.getByTestId('toggle-screen').click();
@@ -129,7 +134,7 @@ describe('three-way call (RTCRtpScriptTransform)', () => {
     for (const p of [bob, carol]) {
       await waitUntil(
         async () => (await remoteVideos(p)).some((v) => v.peerId === aliceId && v.source === 'screen' && v.videoWidth > 0),
-        30_000,
+        60_000,
         `${p.name} sees Alice's screen`,
       );
     }
@@ -143,18 +148,18 @@ describe('three-way call (RTCRtpScriptTransform)', () => {
     // Stop sharing: the tile goes away everywhere.
     await alice.page.getByTestId('toggle-screen').click();
     for (const p of [bob, carol]) {
-      await waitUntil(async () => !(await remoteVideos(p)).some((v) => v.source === 'screen'), 15_000, `${p.name}: screen tile gone`);
+      await waitUntil(async () => !(await remoteVideos(p)).some((v) => v.source === 'screen'), 30_000, `${p.name}: screen tile gone`);
     }
-  });
+  }, 240_000);
 
   it('leaving removes the tile everywhere', async () => {
     const carolId = ids.get(carol)!;
     await carol.page.getByTestId('leave').click();
     await carol.page.getByTestId('left').waitFor({ timeout: 10_000 });
     for (const p of [alice, bob]) {
-      await waitUntil(async () => !(await remoteVideos(p)).some((v) => v.peerId === carolId), 15_000, `${p.name}: Carol's tile gone`);
+      await waitUntil(async () => !(await remoteVideos(p)).some((v) => v.peerId === carolId), 30_000, `${p.name}: Carol's tile gone`);
       expect((await snapshot(p)).peers).not.toContain(carolId);
     }
-    await expectMediaFlowing(alice, [ids.get(bob)!]);
-  });
+    await expectMediaFlowing(alice, [ids.get(bob)!], 60_000);
+  }, 240_000);
 });
