@@ -45,7 +45,7 @@ export interface PeerLimits {
   maxProducers: number;
   maxConsumers: number;
 }
-export const DEFAULT_PEER_LIMITS: PeerLimits = { maxTransports: 4, maxProducers: 6, maxConsumers: 500 };
+export const DEFAULT_PEER_LIMITS: PeerLimits = { maxTransports: 8, maxProducers: 8, maxConsumers: 500 };
 
 export type TransportOptions = Omit<ms.WebRtcTransportOptions, 'appData'>;
 

@@ -1,0 +1,85 @@
+/** Small units of the server: token bucket, JSON logger, typed emitter. */
+import { describe, expect, it } from 'vitest';
+import { errorMessage, Logger } from '../../sfu/src/Logger.ts';
+import { TypedEmitter } from '../../sfu/src/TypedEmitter.ts';
+import { TokenBucket } from '../../signaling/src/RateLimiter.ts';
+
+describe('TokenBucket', () => {
+  it('allows a burst, then refills at the given rate', () => {
+    let now = 0;
+    const b = new TokenBucket(50, 100, () => now);
+    let allowed = 0;
+    for (let i = 0; i < 150; i++) if (b.take()) allowed++;
+    expect(allowed).toBe(100);
+    expect(b.take()).toBe(false);
+    now += 100; // 5 tokens
+    allowed = 0;
+    for (let i = 0; i < 10; i++) if (b.take()) allowed++;
+    expect(allowed).toBe(5);
+    now += 60_000; // capped at the burst
+    allowed = 0;
+    for (let i = 0; i < 150; i++) if (b.take()) allowed++;
+    expect(allowed).toBe(100);
+  });
+});
+
+describe('Logger', () => {
+  it('writes JSON lines at or above its level', () => {
+    const lines: string[] = [];
+    const log = new Logger('warn', (l) => lines.push(l));
+    log.debug('d');
+    log.info('i');
+    log.warn('w', { roomId: 'r1', peerId: 'p1', code: 'NOT_FOUND' });
+    log.error('e');
+    expect(lines).toHaveLength(2);
+    const first = JSON.parse(lines[0]!) as Record<string, unknown>;
+    expect(first).toMatchObject({ level: 'warn', msg: 'w', roomId: 'r1', peerId: 'p1', code: 'NOT_FOUND' });
+    expect(typeof first.t).toBe('string');
+  });
+
+  it('silent logs nothing; long values are truncated; the sink may throw', () => {
+    const lines: string[] = [];
+    new Logger('silent', (l) => lines.push(l)).error('x');
+    expect(lines).toEqual([]);
+    new Logger('debug', (l) => lines.push(l)).info('x', { error: 'y'.repeat(1000) });
+    expect((JSON.parse(lines[0]!) as { error: string }).error.length).toBeLessThan(210);
+    expect(() =>
+      new Logger('debug', () => {
+        throw new Error('sink down');
+      }).info('x'),
+    ).not.toThrow();
+  });
+
+  it('errorMessage keeps only the first line, never a stack', () => {
+    const e = new Error('boom\n    at somewhere (file.ts:1:1)');
+    expect(errorMessage(e)).toBe('boom');
+    expect(errorMessage(42)).toBe('unknown error');
+  });
+});
+
+describe('TypedEmitter', () => {
+  class E extends TypedEmitter<{ a: [n: number]; b: [] }> {
+    fire(n: number): boolean {
+      return this.emit('a', n);
+    }
+    protected override onListenerError(): void {
+      // swallowed in this test
+    }
+  }
+  it('delivers, isolates throwing listeners, supports once/off', () => {
+    const e = new E();
+    const got: number[] = [];
+    e.on('a', () => {
+      throw new Error('bad listener');
+    });
+    e.on('a', (n) => got.push(n));
+    const once = (n: number): void => void got.push(n * 10);
+    e.once('a', once);
+    expect(e.fire(1)).toBe(true);
+    e.fire(2);
+    expect(got).toEqual([1, 10, 2]);
+    e.removeAllListeners('a');
+    expect(e.fire(3)).toBe(false);
+    expect(e.listenerCount('a')).toBe(0);
+  });
+});
