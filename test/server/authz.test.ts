@@ -178,3 +178,17 @@ describe('concurrent first joins', () => {
     await waitFor(() => server.sfu.getRoom(roomId) === undefined, 5000, 'room closed');
   });
 });
+
+describe('per-peer limits', () => {
+  it('a peer cannot create more than 8 transports', async () => {
+    const roomId = newRoomId();
+    const s = await connect(server.url);
+    await ok(s, 'join', { roomId, accessToken: newToken() });
+    for (let i = 0; i < 8; i++) await ok(s, 'createTransport', { direction: i % 2 ? 'send' : 'recv' });
+    const res = await request(s, 'createTransport', { direction: 'send' });
+    expect(code(res)).toBe('BAD_REQUEST');
+    expect(server.sfu.getRoom(roomId)!.peers()[0]!.transportCount).toBe(8);
+    s.disconnect();
+    await waitFor(() => server.sfu.getRoom(roomId) === undefined, 5000, 'room closed');
+  });
+});
