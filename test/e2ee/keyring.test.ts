@@ -117,6 +117,36 @@ describe('RFC 9605 §7.4 / §9.1 CTR uniqueness: SendKeyRing', () => {
     expect(tx.step).toBe(0);
   });
 
+  it('RFC 9605 §4.3 MUST use each (KID, CTR) for exactly one encryption: KIDs never repeat within a session, even across generation/step wrap', () => {
+    const tx = new SendKeyRing({ sender: 9, now: 0 }, key(1));
+    const kids = new Set<bigint>([tx.kid]);
+    for (let i = 0; i < 15; i++) {
+      expect(tx.canRatchet()).toBe(true);
+      kids.add(tx.ratchet().kid);
+    }
+    // a 16th ratchet would wrap the 4-bit step back onto the first KID: refused, the caller rekeys instead
+    expect(tx.canRatchet()).toBe(false);
+    expect(errCode(() => tx.ratchet())).toBe('state');
+    let n = 0;
+    for (;;) {
+      let a;
+      try {
+        a = tx.rekey(key(2 + (n++ % 200)), n);
+      } catch (e) {
+        expect(isSFrameError(e, 'ctr-exhausted')).toBe(true);
+        break;
+      }
+      expect(kids.has(a.kid)).toBe(false);
+      kids.add(a.kid);
+      while (tx.canRatchet() && n % 3 === 0) {
+        const r = tx.ratchet().kid;
+        expect(kids.has(r)).toBe(false);
+        kids.add(r);
+      }
+    }
+    expect(kids.size).toBe(4096); // every (generation mod 256, step mod 16) of sender 9, each once
+  });
+
   it('concurrent seals get distinct CTRs (allocated before any await)', async () => {
     const tx = new SendKeyRing({ sender: 7, now: 0 }, key(1));
     const frames = await Promise.all(Array.from({ length: 300 }, (_, i) => tx.seal(MD, pt(i))));

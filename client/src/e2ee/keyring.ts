@@ -138,6 +138,8 @@ export class SendKeyRing {
   #generation: number;
   #step = 0;
   #ctr = 0n;
+  /** Every KID this ring has sealed under (at most 4096): a KID is never reused, even with a different base key. */
+  #usedKids = new Set<bigint>();
   #rekeyedAt: number;
   #entry: SendEntry;
   #destroyed = false;
@@ -164,6 +166,7 @@ export class SendKeyRing {
 
   #newEntry(): SendEntry {
     const kid = makeKid(this.sender, this.#generation, this.#step);
+    this.#usedKids.add(kid);
     const key = importSFrameKey(this.suite, this.#base, kid, 'seal');
     const e: SendEntry = { kid, key, ready: undefined, pending: 0, retired: false };
     key.then(
@@ -249,6 +252,9 @@ export class SendKeyRing {
    */
   ratchet(): KeyAnnouncement {
     this.#alive();
+    if (!this.canRatchet()) {
+      throw new SFrameError('state', 'the next ratchet step would reuse a KID of this session (RFC 9605 §4.3); rekey instead');
+    }
     const next = ratchetBaseKey(this.suite, this.#base);
     this.#base.fill(0);
     this.#base = next;
@@ -258,7 +264,9 @@ export class SendKeyRing {
   }
 
   /**
-   * New random base key (on leave, on the timer, on CTR exhaustion): generation + 1, step 0, CTR 0.
+   * New random base key (on leave, on the timer, on CTR exhaustion, when `canRatchet()` is false): next generation,
+   * step 0 (or the first step whose KID is still unused), CTR 0. Throws `ctr-exhausted` once all 4096 KIDs of the
+   * sender index were used.
    * `freshKey` (>= 16 bytes, from a CSPRNG) is copied. Returns the announcement for all remaining receivers.
    */
   rekey(freshKey: Uint8Array, now: number): KeyAnnouncement {
@@ -268,13 +276,39 @@ export class SendKeyRing {
       k.fill(0);
       throw new SFrameError('state', 'rekey with the current base key');
     }
+    // Next generation, first ratchet step whose KID this sender has not used yet (normally step 0; only after the
+    // 8-bit generation wrapped does it move on). 4096 distinct KIDs per sender index and session.
+    let gen = this.#generation + 1;
+    let step = -1;
+    for (let tries = 0; tries < GEN_MOD && step < 0; tries++, gen++) {
+      for (let st = 0; st < STEP_MOD; st++) {
+        if (!this.#usedKids.has(makeKid(this.sender, gen, st))) {
+          step = st;
+          break;
+        }
+      }
+      if (step >= 0) break;
+    }
+    if (step < 0) {
+      k.fill(0);
+      throw new SFrameError('ctr-exhausted', 'all 4096 KIDs of this sender index are used; rejoin with a new sender index');
+    }
     this.#base.fill(0);
     this.#base = k;
-    this.#generation++;
-    this.#step = 0;
+    this.#generation = gen;
+    this.#step = step;
     this.#rekeyedAt = now;
     this.#switch();
     return this.currentKey();
+  }
+
+  /**
+   * False when the next ratchet step's KID was already used by this ring (after 15 ratchets in one generation the
+   * 4-bit step wraps): RFC 9605 §4.3 "Applications MUST ensure that each (KID, CTR) combination is used for exactly
+   * one SFrame encryption operation". The caller then rekeys (fresh key to every member, the joiner included).
+   */
+  canRatchet(): boolean {
+    return !this.#usedKids.has(makeKid(this.sender, this.#generation, this.#step + 1));
   }
 
   /** The current key and KID (copy of the base key: wipe it after handing it to the key protocol). */
