@@ -142,6 +142,15 @@ describe('membership reducer', () => {
     expect(r.effects[0]).toEqual({ kind: 'send-envelopes', to: ['alice'], epoch: 1 });
   });
 
+  it('pre-existing claim expires after the window: treated as a joiner (ratchet)', () => {
+    const a = person('alice');
+    const b = person('bob');
+    const s = joined(b, ['alice'], 0);
+    const r = reduce(CONFIG, s, { type: 'relay', now: 60_001, from: 'alice', blob: annBlob(a) });
+    expect(r.effects).toContainEqual(expect.objectContaining({ kind: 'switch-send-key', mode: 'ratchet' }));
+    expect(r.effects).toContainEqual({ kind: 'announce', to: 'alice' });
+  });
+
   it('injected / forged announcements are ignored with alerts and never get keys', () => {
     const a = person('alice');
     const s = joined(a);
@@ -373,5 +382,23 @@ describe('KeyAgent integration (3-5 members, real key rings and SFrame)', () => 
     expect([...bob.alerts, ...alice.alerts].every((a) => a.startsWith('envelope-rejected'))).toBe(true);
     expect(bob.alerts.length + alice.alerts.length).toBeGreaterThan(0);
     expect(await canRead(bob, await frame(alice, 'x'), net.now)).toBe(true);
+  });
+});
+
+describe('relay framing interop with metadata.ts', () => {
+  it('a bare sealed metadata blob is a metadata relay message, delivered only from verified members', async () => {
+    const { sealMetadata } = await import('../../client/src/e2ee/metadata.ts');
+    const { toBase64url } = await import('../../client/src/e2ee/bytes.ts');
+    const sealed = await sealMetadata(KEYS.metadataKey, ROOM, 'bob', new TextEncoder().encode('{"t":"profile"}'));
+    const blob = toBase64url(sealed);
+    expect(encodeRelay('metadata', sealed)).toBe(blob);
+    expect(decodeRelay(blob)).toEqual({ kind: 'metadata', body: sealed });
+    expect(() => encodeRelay('metadata', new Uint8Array([2]))).toThrow(/malformed/);
+    const a = person('alice');
+    const b = person('bob');
+    let s = joined(a);
+    expect(reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', blob }).effects[0]).toMatchObject({ kind: 'alert', reason: 'unknown-sender' });
+    s = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', blob: annBlob(b) }).state;
+    expect(reduce(CONFIG, s, { type: 'relay', now: 2, from: 'bob', blob }).effects).toEqual([{ kind: 'metadata', from: 'bob', bytes: sealed }]);
   });
 });

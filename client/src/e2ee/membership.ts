@@ -25,7 +25,9 @@
  * Relay framing (the `blob` of the signaling `relay` event is base64url of): 1 kind byte || body.
  *   0x41 'A' announcement:  body = announcementBody || signature(64) || mac(32)
  *   0x4B 'K' key batch:     body = envelope.ts batch
- *   0x4D 'M' metadata:      body = metadata.ts sealed blob (opaque here; delivered only from verified members)
+ *   0x01     metadata:      the whole blob is a metadata.ts sealed blob (whose version byte is 0x01), so blobs made
+ *                           with `toBase64url(sealMetadata(...))` need no extra framing (opaque here; delivered
+ *                           only from verified members)
  *   mac = HMAC-SHA256(membershipMacKey, UTF-8("sealed-meet v1 membership mac") || announcementBody || signature)
  *
  * @module
@@ -57,10 +59,16 @@ export const DEFAULT_ROTATION_MS = 10 * 60 * 1000;
 // Relay framing
 // ------------------------------------------------------------------------------------------------
 
-export const RELAY_KIND = { announcement: 0x41, 'key-batch': 0x4b, metadata: 0x4d } as const;
+/** First byte of a relay blob. Metadata blobs are metadata.ts sealed blobs as they are (version byte 0x01). */
+export const RELAY_KIND = { announcement: 0x41, 'key-batch': 0x4b, metadata: 0x01 } as const;
 export type RelayKind = keyof typeof RELAY_KIND;
 
+/** `metadata`: `body` must be the sealed blob itself (it already starts with 0x01). */
 export function encodeRelay(kind: RelayKind, body: Uint8Array): string {
+  if (kind === 'metadata') {
+    if (body[0] !== RELAY_KIND.metadata) throw new KeyError('malformed', 'metadata relay body must be a sealed metadata blob');
+    return toBase64url(body);
+  }
   return toBase64url(concat(Uint8Array.of(RELAY_KIND[kind]), body));
 }
 
@@ -70,7 +78,7 @@ export function decodeRelay(blob: string): { kind: RelayKind; body: Uint8Array }
   if (b.length < 1) throw new KeyError('malformed', 'empty relay blob');
   const k = (Object.keys(RELAY_KIND) as RelayKind[]).find((x) => RELAY_KIND[x] === b[0]);
   if (k === undefined) throw new KeyError('malformed', `unknown relay kind 0x${b[0]!.toString(16)}`);
-  return { kind: k, body: b.subarray(1) };
+  return { kind: k, body: k === 'metadata' ? b : b.subarray(1) };
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -142,7 +150,15 @@ export interface MembershipConfig {
   membershipMacKey: Uint8Array;
   /** Fresh send key after this long (default 10 min). */
   rotationMs?: number;
+  /**
+   * A member listed as already present at our join is treated as such (our current key, no ratchet) only if its
+   * announcement arrives within this long after our join (default 60 s). The list comes from the untrusted server;
+   * the window bounds what a lie can expose (frames we sent since our own join, at most this long).
+   */
+  preexistingWindowMs?: number;
 }
+
+export const DEFAULT_PREEXISTING_WINDOW_MS = 60_000;
 
 export interface SelfInfo {
   memberId: string;
@@ -176,6 +192,8 @@ export interface MembershipState {
   readonly sendEpoch: number;
   /** When our last fresh (random) send key was made. */
   readonly lastFreshAt: number;
+  /** When we joined (local-join time). */
+  readonly joinedAt: number;
   /** Highest epoch accepted per sender. */
   readonly recvEpochs: ReadonlyMap<string, number>;
 }
@@ -240,6 +258,7 @@ export function initialMembershipState(): MembershipState {
     senderIndices: new Map(),
     sendEpoch: 0,
     lastFreshAt: 0,
+    joinedAt: 0,
     recvEpochs: new Map(),
   };
 }
@@ -307,7 +326,7 @@ export function reduce(config: MembershipConfig, state: MembershipState, event: 
       const indices = assignSenderIndices([self.memberId]);
       const preexisting = new Set(event.existingMemberIds.filter((id) => id !== self.memberId));
       return {
-        state: { ...state, self, preexisting, senderIndices: indices, sendEpoch: 1, lastFreshAt: event.now },
+        state: { ...state, self, preexisting, senderIndices: indices, sendEpoch: 1, lastFreshAt: event.now, joinedAt: event.now },
         effects: [
           { kind: 'switch-send-key', mode: 'initial', epoch: 1, senderIndex: indices.get(self.memberId)! },
           { kind: 'announce' },
@@ -415,7 +434,8 @@ function onAnnouncement(config: MembershipConfig, state: MembershipState, now: n
     }
     return { state, effects: [{ kind: 'alert', reason: 'session-changed', memberId: from }] };
   }
-  const preexisting = state.preexisting.has(a.memberId);
+  const preexisting =
+    state.preexisting.has(a.memberId) && now - state.joinedAt <= (config.preexistingWindowMs ?? DEFAULT_PREEXISTING_WINDOW_MS);
   const rec: MemberRecord = {
     memberId: a.memberId,
     identityPublicKey: a.identityPublicKey,
