@@ -76,7 +76,7 @@ describe('adversarial relay: membership and key transport', () => {
     // its key batches and metadata are refused before any crypto (unknown sender)
     for (const to of ['alice', 'bob', 'carol']) {
       sim.inject({ from: 'mallory', to, blob: encodeRelay('key-batch', new Uint8Array(40)) });
-      sim.inject({ from: 'mallory', to, blob: encodeRelay('metadata', new Uint8Array(40)) });
+      sim.inject({ from: 'mallory', to, blob: encodeRelay('metadata', Uint8Array.of(1, ...new Uint8Array(39))) });
     }
     await sim.pump();
     for (const id of ['alice', 'bob', 'carol']) expect(alertsOf(sim.member(id))).toEqual(expect.arrayContaining(['unknown-sender:mallory:key-batch', 'unknown-sender:mallory:metadata']));
