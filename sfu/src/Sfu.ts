@@ -116,8 +116,14 @@ export class Sfu extends TypedEmitter<SfuEvents> {
   async join(roomId: string, accessToken: string): Promise<{ room: Room; peer: Peer }> {
     if (this.#closed) throw new SfuError('UNAVAILABLE', 'server shutting down');
     const room = await this.#getOrCreateRoom(roomId, accessToken);
-    const peer = room.join(randomBytes(12).toString('base64url'), accessToken);
-    return { room, peer };
+    try {
+      const peer = room.join(randomBytes(12).toString('base64url'), accessToken);
+      return { room, peer };
+    } catch (error) {
+      // Never leave a room behind that nobody managed to join.
+      if (room.peerCount === 0) room.close('empty');
+      throw error;
+    }
   }
 
   /** Frees every object of a peer; closes its room when it was the last one. */
