@@ -288,6 +288,12 @@ export class Sim {
     await this.pump();
   }
 
+  /** A member hands the relay a blob of its own (e.g. a sealed metadata blob framed with `encodeRelay`). */
+  async send(from: string, blob: string, to?: string): Promise<void> {
+    this.#submit(from, to, blob);
+    await this.pump();
+  }
+
   // ---- media ----
 
   /** Protect a media frame with the member's current send key; the SFU taps it. */
