@@ -56,7 +56,7 @@ describe('three-way call (RTCRtpScriptTransform)', () => {
 
       for (const p of [alice, bob, carol]) {
         const others = [alice, bob, carol].filter((o) => o !== p).map((o) => ids.get(o)!);
-        await expectMediaFlowing(p, others, 60_000);
+        await expectMediaFlowing(p, others, 120_000);
         const snap = await snapshot(p);
         expect(snap.transformApi).toBe(API);
         expect(snap.producers.map((x) => x.source).sort()).toEqual(['camera', 'mic']);
@@ -77,7 +77,7 @@ describe('three-way call (RTCRtpScriptTransform)', () => {
       console.error(dumpLogs(h));
       throw err;
     }
-  }, 300_000);
+  }, 420_000);
 
   it('worker frame counts rise in step with framesEncoded / framesDecoded', async () => {
     for (const p of [alice, bob]) {
@@ -105,7 +105,8 @@ describe('three-way call (RTCRtpScriptTransform)', () => {
             // (The two counters are read a few ms apart on a loaded machine, hence the slack.)
             expect(dWorker, msg).toBeGreaterThanOrEqual(Math.floor(dRtc * 0.75) - 10);
             expect(dWorker, msg).toBeGreaterThanOrEqual(Math.floor(dRecv * 0.6) - 10);
-            expect(dWorker, msg).toBeLessThanOrEqual(Math.ceil(dRecv * 1.6) + 10);
+            // Upper bound: frames the jitter buffer later discards (CPU-starved decoder) are still counted.
+            expect(dWorker, msg).toBeLessThanOrEqual(Math.ceil(dRecv * 2.5) + 20);
           }
         }
       }

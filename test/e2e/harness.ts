@@ -318,30 +318,47 @@ export async function consumerProgress(p: Participant, ms = 1500): Promise<Map<s
  * advancing, and an audio consumer whose bytes/packets are rising.
  */
 export async function expectMediaFlowing(p: Participant, expectedPeers: string[], timeoutMs = 30_000): Promise<void> {
-  await waitUntil(
-    async () => {
-      const snap = await snapshot(p);
-      const vids = await remoteVideos(p);
-      for (const peer of expectedPeers) {
-        const cam = vids.find((v) => v.peerId === peer && v.source === 'camera');
-        if (!cam || cam.videoWidth === 0) return false;
-        if (!snap.consumers.some((c) => c.peerId === peer && c.kind === 'audio')) return false;
-      }
-      const progress = await consumerProgress(p, 1200);
-      for (const peer of expectedPeers) {
-        const video = snap.consumers.find((c) => c.peerId === peer && c.kind === 'video' && c.source === 'camera');
-        const audio = snap.consumers.find((c) => c.peerId === peer && c.kind === 'audio');
-        const pv = video && progress.get(video.id);
-        const pa = audio && progress.get(audio.id);
-        if (!pv || pv.after.framesDecoded <= pv.before.framesDecoded) return false;
-        if (!pa || pa.after.bytesReceived <= pa.before.bytesReceived || pa.after.packetsReceived <= pa.before.packetsReceived) return false;
-      }
-      return true;
-    },
-    timeoutMs,
-    `${p.name} receives video+audio from ${expectedPeers.join(', ')}`,
-    500,
-  );
+  let why = 'not checked yet';
+  try {
+    await waitUntil(
+      async () => {
+        const snap = await snapshot(p);
+        const vids = await remoteVideos(p);
+        for (const peer of expectedPeers) {
+          const cam = vids.find((v) => v.peerId === peer && v.source === 'camera');
+          if (!cam || cam.videoWidth === 0) {
+            why = `${peer}: ${cam ? 'camera tile has videoWidth 0' : 'no camera tile'} (status ${snap.status}, peers ${snap.peers.join(',')}, consumers ${snap.consumers.map((c) => `${c.peerId}/${c.source}`).join(',')})`;
+            return false;
+          }
+          if (!snap.consumers.some((c) => c.peerId === peer && c.kind === 'audio')) {
+            why = `${peer}: no audio consumer`;
+            return false;
+          }
+        }
+        const progress = await consumerProgress(p, 1200);
+        for (const peer of expectedPeers) {
+          const video = snap.consumers.find((c) => c.peerId === peer && c.kind === 'video' && c.source === 'camera');
+          const audio = snap.consumers.find((c) => c.peerId === peer && c.kind === 'audio');
+          const pv = video && progress.get(video.id);
+          const pa = audio && progress.get(audio.id);
+          if (!pv || pv.after.framesDecoded <= pv.before.framesDecoded) {
+            why = `${peer}: video framesDecoded not advancing (${pv?.before.framesDecoded} → ${pv?.after.framesDecoded})`;
+            return false;
+          }
+          if (!pa || pa.after.bytesReceived <= pa.before.bytesReceived || pa.after.packetsReceived <= pa.before.packetsReceived) {
+            why = `${peer}: audio not rising (${pa?.before.packetsReceived} → ${pa?.after.packetsReceived} packets)`;
+            return false;
+          }
+        }
+        return true;
+      },
+      timeoutMs,
+      `${p.name} receives video+audio from ${expectedPeers.join(', ')}`,
+      500,
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; last state: ${why}`);
+  }
 }
 
 export function dumpLogs(h: Harness): string {

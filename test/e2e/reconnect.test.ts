@@ -41,7 +41,7 @@ describe('automatic recovery', () => {
 
   it('a two-way call is up', async () => {
     await expectCallWorks(1);
-  });
+  }, 180_000);
 
   it('SIGKILL of the room’s mediasoup worker: everyone rejoins by themselves and media flows again', async () => {
     try {
@@ -58,7 +58,7 @@ describe('automatic recovery', () => {
       console.error(dumpLogs(h));
       throw err;
     }
-  });
+  }, 240_000);
 
   it('the signaling connection drops: the socket reconnects and the call resumes', async () => {
     try {
@@ -69,5 +69,5 @@ describe('automatic recovery', () => {
       console.error(dumpLogs(h));
       throw err;
     }
-  });
+  }, 240_000);
 });

@@ -4,7 +4,7 @@
  */
 import { generateInvite } from '../../client/src/e2ee/invite.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Harness, createMeeting, dumpLogs, expectMediaFlowing, joinByLink, joinFromLobby, sampleFrames, sleep, snapshot, type Participant } from './harness.ts';
+import { Harness, createMeeting, dumpLogs, expectMediaFlowing, joinFromLobby, resultsPath, sampleFrames, sleep, snapshot, waitUntil, withTransform, type Participant } from './harness.ts';
 
 describe('encoded streams transform API', () => {
   let h: Harness;
@@ -26,7 +26,12 @@ describe('encoded streams transform API', () => {
       link = await createMeeting(alice, h.url, 'streams');
       await alice.page.getByTestId('join-created').click();
       await joinFromLobby(alice);
-      await joinByLink(bob, link, 'streams');
+      await bob.page.goto(withTransform(link, 'streams'));
+      await bob.page.getByTestId('lobby').waitFor({ timeout: 20_000 });
+      await bob.page.getByTestId('display-name').fill('Bob');
+      await waitUntil(() => bob.page.evaluate(() => (document.querySelector('video')?.videoWidth ?? 0) > 0), 20_000, 'lobby preview');
+      await bob.page.screenshot({ path: resultsPath('lobby.png') });
+      await joinFromLobby(bob);
       const [a, b] = await Promise.all([snapshot(alice), snapshot(bob)]);
       expect(a.transformApi).toBe('streams');
       expect(b.transformApi).toBe('streams');
@@ -44,7 +49,7 @@ describe('encoded streams transform API', () => {
       console.error(dumpLogs(h));
       throw err;
     }
-  });
+  }, 240_000);
 
   it('a malformed or missing invite fragment shows a clear error page', async () => {
     const page = bob.page;
@@ -56,6 +61,23 @@ describe('encoded streams transform API', () => {
     await page.goto(base);
     await page.getByTestId('bad-link').waitFor({ timeout: 10_000 });
     expect(await page.getByTestId('bad-link').textContent()).toMatch(/no meeting key/i);
+  });
+
+  it('a browser with neither transform API is refused at the lobby (no plaintext fallback)', async () => {
+    const page = await bob.context.newPage();
+    try {
+      await page.addInitScript(() => {
+        delete (globalThis as Record<string, unknown>)['RTCRtpScriptTransform'];
+        delete (RTCRtpSender.prototype as unknown as Record<string, unknown>)['createEncodedStreams'];
+        delete (RTCRtpReceiver.prototype as unknown as Record<string, unknown>)['createEncodedStreams'];
+      });
+      await page.goto(link.replace('?transform=streams', ''));
+      await page.getByTestId('unsupported').waitFor({ timeout: 10_000 });
+      expect(await page.getByTestId('unsupported').textContent()).toMatch(/cannot encrypt media end to end/);
+      expect(await page.getByTestId('join').count()).toBe(0);
+    } finally {
+      await page.close();
+    }
   });
 
   it('a well-formed link with the wrong secret is refused by the server (unauthorized)', async () => {
