@@ -144,7 +144,7 @@ describe('frame codec: VP8 key frame stays readable by the SFU (mediasoup 3.8.4 
     const { tx, rx } = await setup();
     const plain = vp8KeyFrame(500);
     const prot = await protectFrame(tx, 'vp8', plain);
-    expect(prot.length).toBe(plain.length + 1 + 2 + 16); // + SFrame header (config, 2-byte KID, CTR 0 inline) + tag
+    expect(prot.length).toBe(plain.length + 1 + 3 + 16); // + SFrame header (config, 3-byte KID, CTR 0 inline) + tag
     // the first RTP packet of the frame, as the packetizer builds it and mediasoup parses it
     const firstChunk = prot.subarray(0, 1100);
     expect(mediasoupVp8Parse(rtpVp8FirstPacket(firstChunk))).toEqual({ isKeyFrame: true, pictureId: 0x1234 });

@@ -36,44 +36,48 @@ import type { DecodedHeader, SFrameKey, SealOptions } from './sframe.ts';
 /** R of RFC 9605 §5.1: low bits of the ratchet step carried in the KID. */
 export const KID_STEP_BITS = 4;
 /** Low bits of the key generation carried in the KID. */
-export const KID_GENERATION_BITS = 8;
+export const KID_GENERATION_BITS = 12;
 /** Bits for the sender index (the membership layer assigns each member a 16-bit index). */
 export const KID_SENDER_BITS = 16;
 export const MAX_SENDER_INDEX = (1 << KID_SENDER_BITS) - 1;
 const STEP_MOD = 1 << KID_STEP_BITS;
 const GEN_MOD = 1 << KID_GENERATION_BITS;
-const KID_BITS = KID_STEP_BITS + KID_GENERATION_BITS + KID_SENDER_BITS; // 28
+const KID_BITS = KID_STEP_BITS + KID_GENERATION_BITS + KID_SENDER_BITS; // 32
+/** Ratchet steps per generation: 0..15, ascending, never wrapping (so receivers can tell ahead from behind). */
+export const MAX_RATCHET_STEP = STEP_MOD - 1;
 
 export interface KidParts {
   /** Sender index, 0..65535. */
   readonly sender: number;
-  /** Key generation modulo 256. */
+  /** Key generation modulo 4096. */
   readonly generation: number;
-  /** Ratchet step modulo 16. */
+  /** Ratchet step within the generation, 0..15. */
   readonly step: number;
 }
 
 /**
- * KID = sender << 12 | (generation mod 256) << 4 | (step mod 16)   (bits 63..28 are zero)
+ * KID = sender << 16 | (generation mod 4096) << 4 | step      (step 0..15; bits 63..32 are zero)
  *
- * RFC 9605 §5.1 sender-keys layout (`key_generation << R | ratchet_step mod 2^R`, R = 4) with the sender index placed
- * above the generation, so a KID alone names sender, generation and step and the (base_key, KID) pairs of different
- * senders never collide (RFC 9605 §9.2). Generation and step are full counters here and are reduced modulo 256/16.
- * Encoded header KID size: 2 bytes for senders 0-15, 3 bytes for 16-4095, 4 bytes above.
+ * RFC 9605 §5.1 sender-keys layout (`key_generation << R | ratchet_step`, R = 4) with the sender index placed above
+ * the generation, so a KID alone names sender, generation and step and the (base_key, KID) pairs of different senders
+ * never collide (RFC 9605 §9.2). The generation is a full counter reduced modulo 4096. The step is NOT reduced: a
+ * generation has at most 16 steps (0..15) in ascending order, so a receiver knows whether a step is ahead of its key
+ * (derivable) or behind it (never derivable); after step 15 the sender must rekey.
+ * Encoded header KID size: 2 bytes for sender 0, 3 bytes for senders 1-255, 4 bytes above.
  */
 export function makeKid(sender: number, generation: number, step = 0): bigint {
   if (!Number.isInteger(sender) || sender < 0 || sender > MAX_SENDER_INDEX) throw new SFrameError('range', 'sender index must be 0..65535');
   if (!Number.isInteger(generation) || generation < 0) throw new SFrameError('range', 'generation must be a non-negative integer');
-  if (!Number.isInteger(step) || step < 0) throw new SFrameError('range', 'step must be a non-negative integer');
-  const v = sender * (1 << (KID_STEP_BITS + KID_GENERATION_BITS)) + (generation % GEN_MOD) * STEP_MOD + (step % STEP_MOD);
+  if (!Number.isInteger(step) || step < 0 || step > MAX_RATCHET_STEP) throw new SFrameError('range', 'step must be 0..15');
+  const v = sender * 2 ** (KID_STEP_BITS + KID_GENERATION_BITS) + (generation % GEN_MOD) * STEP_MOD + step;
   return BigInt(v);
 }
 
-/** Inverse of `makeKid`. Throws `unknown-kid` for a KID outside our layout (any bit above bit 27 set). */
+/** Inverse of `makeKid`. Throws `unknown-kid` for a KID outside our layout (any bit above bit 31 set). */
 export function splitKid(kid: bigint): KidParts {
   if (kid < 0n || kid >= 1n << BigInt(KID_BITS)) throw new SFrameError('unknown-kid', 'KID outside the sender-key layout');
   const v = Number(kid);
-  return { sender: Math.floor(v / (1 << (KID_STEP_BITS + KID_GENERATION_BITS))), generation: (v >> KID_STEP_BITS) % GEN_MOD, step: v % STEP_MOD };
+  return { sender: Math.floor(v / 2 ** (KID_STEP_BITS + KID_GENERATION_BITS)), generation: Math.floor(v / STEP_MOD) % GEN_MOD, step: v % STEP_MOD };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -84,9 +88,9 @@ export function splitKid(kid: bigint): KidParts {
 export interface KeyAnnouncement {
   readonly kid: bigint;
   readonly baseKey: Uint8Array;
-  /** Full generation counter (the KID carries it mod 256). */
+  /** Full generation counter (the KID carries it mod 4096). */
   readonly generation: number;
-  /** Full ratchet step counter (the KID carries it mod 16). */
+  /** Ratchet step within the generation (0..15). */
   readonly step: number;
 }
 
@@ -138,7 +142,7 @@ export class SendKeyRing {
   #generation: number;
   #step = 0;
   #ctr = 0n;
-  /** Every KID this ring has sealed under (at most 4096): a KID is never reused, even with a different base key. */
+  /** Every KID this ring has sealed under: a KID is never reused, even with a different base key. */
   #usedKids = new Set<bigint>();
   #rekeyedAt: number;
   #entry: SendEntry;
@@ -265,8 +269,7 @@ export class SendKeyRing {
 
   /**
    * New random base key (on leave, on the timer, on CTR exhaustion, when `canRatchet()` is false): next generation,
-   * step 0 (or the first step whose KID is still unused), CTR 0. Throws `ctr-exhausted` once all 4096 KIDs of the
-   * sender index were used.
+   * step 0, CTR 0. Throws `ctr-exhausted` after 4096 generations (the KID would repeat): rejoin with a new index.
    * `freshKey` (>= 16 bytes, from a CSPRNG) is copied. Returns the announcement for all remaining receivers.
    */
   rekey(freshKey: Uint8Array, now: number): KeyAnnouncement {
@@ -276,39 +279,27 @@ export class SendKeyRing {
       k.fill(0);
       throw new SFrameError('state', 'rekey with the current base key');
     }
-    // Next generation, first ratchet step whose KID this sender has not used yet (normally step 0; only after the
-    // 8-bit generation wrapped does it move on). 4096 distinct KIDs per sender index and session.
-    let gen = this.#generation + 1;
-    let step = -1;
-    for (let tries = 0; tries < GEN_MOD && step < 0; tries++, gen++) {
-      for (let st = 0; st < STEP_MOD; st++) {
-        if (!this.#usedKids.has(makeKid(this.sender, gen, st))) {
-          step = st;
-          break;
-        }
-      }
-      if (step >= 0) break;
-    }
-    if (step < 0) {
+    const gen = this.#generation + 1;
+    if (this.#usedKids.has(makeKid(this.sender, gen, 0))) {
       k.fill(0);
-      throw new SFrameError('ctr-exhausted', 'all 4096 KIDs of this sender index are used; rejoin with a new sender index');
+      throw new SFrameError('ctr-exhausted', 'all 4096 key generations of this sender index are used; rejoin with a new sender index');
     }
     this.#base.fill(0);
     this.#base = k;
     this.#generation = gen;
-    this.#step = step;
+    this.#step = 0;
     this.#rekeyedAt = now;
     this.#switch();
     return this.currentKey();
   }
 
   /**
-   * False when the next ratchet step's KID was already used by this ring (after 15 ratchets in one generation the
-   * 4-bit step wraps): RFC 9605 §4.3 "Applications MUST ensure that each (KID, CTR) combination is used for exactly
-   * one SFrame encryption operation". The caller then rekeys (fresh key to every member, the joiner included).
+   * False after 15 ratchets in one generation: the 4-bit step would wrap onto a used KID, and RFC 9605 §4.3 says
+   * "Applications MUST ensure that each (KID, CTR) combination is used for exactly one SFrame encryption operation".
+   * The caller then rekeys (fresh key to every member, the joiner included).
    */
   canRatchet(): boolean {
-    return !this.#usedKids.has(makeKid(this.sender, this.#generation, this.#step + 1));
+    return this.#step < MAX_RATCHET_STEP;
   }
 
   /** The current key and KID (copy of the base key: wipe it after handing it to the key protocol). */
@@ -428,7 +419,7 @@ export interface ReceiveKeyRingOptions {
   readonly maxBuffered?: number;
   /** Replay window per key in frames (default 1024). */
   readonly replayWindow?: number;
-  /** How many ratchet steps ahead of the newest key a receiver derives on its own (default 4, max 15). */
+  /** How many ratchet steps ahead of the newest key a receiver derives on its own (default and max 15: all of them). */
   readonly maxRatchetAhead?: number;
   /** How many wiped KIDs are remembered to classify late frames as `retired` (default 64). */
   readonly maxTombstones?: number;
@@ -524,7 +515,7 @@ export class ReceiveKeyRing<T = undefined> {
     this.bufferMs = opts.bufferMs ?? 1000;
     this.maxBuffered = opts.maxBuffered ?? 64;
     this.replayWindow = opts.replayWindow ?? 1024;
-    this.maxRatchetAhead = opts.maxRatchetAhead ?? 4;
+    this.maxRatchetAhead = opts.maxRatchetAhead ?? MAX_RATCHET_STEP;
     this.maxTombstones = opts.maxTombstones ?? 64;
     this.retireOn = opts.retireOn ?? 'arrival';
     if (this.maxRatchetAhead < 0 || this.maxRatchetAhead >= STEP_MOD) throw new SFrameError('range', 'maxRatchetAhead must be 0..15');
@@ -597,7 +588,7 @@ export class ReceiveKeyRing<T = undefined> {
 
   /**
    * Install the base key for `kid` (from the key protocol). The key is copied. A key already held under the same KID
-   * is replaced (KID low bits wrap: the newer key wins). The new key becomes the newest (head) key. Buffered frames
+   * is replaced (a KID can come back after the 12-bit generation wrapped, or from a rejoin: the newer key wins). The new key becomes the newest (head) key. Buffered frames
    * whose KID now resolves are opened and returned, in arrival order.
    */
   async addKey(kid: bigint, baseKey: Uint8Array, now: number): Promise<OpenResult<T>[]> {
@@ -707,12 +698,13 @@ export class ReceiveKeyRing<T = undefined> {
     if (this.#tombstones.has(kid)) return { kind: 'drop', reason: 'retired' };
     const h = this.#head;
     if (h !== undefined && h.parts.generation === parts.generation) {
-      const ahead = (parts.step - h.parts.step + STEP_MOD) % STEP_MOD;
-      if (ahead >= 1 && ahead <= this.maxRatchetAhead && h.base !== undefined) return { kind: 'derive', steps: ahead, parts };
+      // steps ascend within a generation and never wrap
+      const ahead = parts.step - h.parts.step;
       // an older step of the newest generation: a key we can never get (ratchets are one-way)
-      if (ahead >= STEP_MOD / 2) return { kind: 'drop', reason: 'retired' };
-      // too far ahead to derive on our own
-      if (ahead > this.maxRatchetAhead) return { kind: 'drop', reason: 'unknown-kid' };
+      if (ahead < 1) return { kind: 'drop', reason: 'retired' };
+      if (ahead <= this.maxRatchetAhead && h.base !== undefined) return { kind: 'derive', steps: ahead, parts };
+      // further ahead than this ring is configured to derive on its own
+      return { kind: 'drop', reason: 'unknown-kid' };
     }
     return { kind: 'wait' };
   }
