@@ -95,6 +95,8 @@ export class TransformWorker {
   #onMessage(msg: FromWorker): void {
     switch (msg.kind) {
       case 'counts': {
+        // The worker's report lists every live pipeline: it replaces what we had (forgotten keys drop out).
+        this.#counts.clear();
         for (const c of msg.counts) this.#counts.set(c.key, c);
         if (msg.requestId !== null) {
           this.#pending.get(msg.requestId)?.(msg.counts);
