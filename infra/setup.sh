@@ -51,7 +51,7 @@ if ((CLIENT)); then
     log "client/dist up to date"
   else
     log "building the client (vite build --config client/vite.config.ts)"
-    mkdir -p .cache
+    mkdir -p .cache client/dist   # create dist first: doing it mid-build would touch client/
     touch .cache/client-build.stamp
     npx --no-install vite build --config client/vite.config.ts
     mv -f .cache/client-build.stamp "$stamp"
