@@ -151,6 +151,31 @@ describe('membership reducer', () => {
     expect(r.effects).toContainEqual({ kind: 'announce', to: 'alice' });
   });
 
+  it('a departed session\'s replayed announcement is refused with an alert', () => {
+    const a = person('alice');
+    const b = person('bob');
+    let s = joined(a);
+    s = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', blob: annBlob(b) }).state;
+    s = reduce(CONFIG, s, { type: 'member-left', now: 2, memberId: 'bob' }).state;
+    const r = reduce(CONFIG, s, { type: 'relay', now: 3, from: 'bob', blob: annBlob(b) });
+    expect(r.effects).toEqual([{ kind: 'alert', reason: 'replayed-announcement', memberId: 'bob' }]);
+    expect(r.state.members.has('bob')).toBe(false);
+  });
+
+  it('after maxRatchetsPerKey joins, the next join makes a fresh key for everyone', () => {
+    let s = joined(person('alice'));
+    const modes: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const p = person(`j${i}`);
+      const r = reduce(CONFIG, s, { type: 'relay', now: 1 + i, from: p.memberId, blob: annBlob(p) });
+      const sw = r.effects.find((e) => e.kind === 'switch-send-key') as { mode: string } | undefined;
+      modes.push(sw!.mode);
+      if (sw!.mode === 'fresh') expect(r.effects).toContainEqual(expect.objectContaining({ kind: 'send-envelopes', to: expect.arrayContaining([`j${i}`, 'j0']) }));
+      s = r.state;
+    }
+    expect(modes).toEqual(['ratchet', 'ratchet', 'ratchet', 'ratchet', 'fresh', 'ratchet']);
+  });
+
   it('injected / forged announcements are ignored with alerts and never get keys', () => {
     const a = person('alice');
     const s = joined(a);
@@ -237,7 +262,7 @@ interface Node {
   alerts: string[];
 }
 
-function network(keysFor: (id: string) => InviteKeys = () => KEYS) {
+function network(keysFor: (id: string) => InviteKeys = () => KEYS, drop: (m: { from: string; to?: string; blob: string }) => boolean = () => false) {
   const nodes = new Map<string, Node>();
   const queue: { from: string; to?: string; blob: string }[] = [];
   const tap: string[] = [];
@@ -268,6 +293,7 @@ function network(keysFor: (id: string) => InviteKeys = () => KEYS) {
     while (queue.length) {
       const m = queue.shift()!;
       tap.push(m.blob);
+      if (drop(m)) continue;
       const targets = m.to !== undefined ? [m.to] : [...nodes.keys()].filter((k) => k !== m.from);
       for (const t of targets) await nodes.get(t)?.agent.relay(now, m.from, m.blob);
     }
@@ -367,6 +393,31 @@ describe('KeyAgent integration (3-5 members, real key rings and SFrame)', () => 
     const tapBytes = net.tap.map((t) => Buffer.from(t, 'base64url'));
     const secrets = [...net.sentKeys, SECRET, KEYS.psk, KEYS.pskId, KEYS.membershipMacKey, KEYS.metadataKey, Buffer.from(KEYS.accessToken, 'base64url')];
     for (const s of secrets) for (const t of tapBytes) expect(t.includes(Buffer.from(s))).toBe(false);
+  });
+
+  it('a lost channel setup is recovered by a signed channel reset at the next rekey', async () => {
+    let dropped = 0;
+    const net = network(undefined, (m) => m.from === 'alice' && m.to === 'carol' && decodeRelay(m.blob).kind === 'key-batch' && dropped++ === 0);
+    const alice = await net.join('alice');
+    await net.join('bob');
+    const carol = await net.join('carol');
+    expect(dropped).toBe(1);
+    expect(await canRead(carol, await frame(alice, 'x'), net.now)).toBe(false);
+    net.advance(600_000);
+    await alice.agent.tick(net.now); // fresh rekey: carol gets a follow-up it cannot open -> asks for a reset
+    await net.pump();
+    expect(carol.alerts).toContain('envelope-rejected:alice');
+    expect(await canRead(carol, await frame(alice, 'y'), net.now)).toBe(true);
+    // a replayed reset request does nothing
+    const resets = net.tap.filter((b) => decodeRelay(b).kind === 'channel-reset');
+    expect(resets.length).toBe(1);
+    const before = net.tap.length;
+    await alice.agent.relay(net.now, 'carol', resets[0]!);
+    await net.pump();
+    expect(net.tap.length).toBe(before);
+    // a reset attributed to another member fails its signature
+    await alice.agent.relay(net.now, 'bob', resets[0]!);
+    expect(alice.alerts).toContain('bad-reset:bob');
   });
 
   it('server replaying every key batch again is rejected (alerts), keys still work', async () => {

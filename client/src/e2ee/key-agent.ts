@@ -11,13 +11,15 @@
  *
  * @module
  */
-import { randomBytes, toBase64url } from './bytes.ts';
-import { openKeyBatch, sealKeyBatch, type KeyReason, type KeyUpdate } from './envelope.ts';
+import { concat, randomBytes, toBase64url } from './bytes.ts';
+import { decodeKeyBatch, openKeyBatch, sealKeyBatch, type KeyReason, type KeyUpdate } from './envelope.ts';
 import { closeChannel, type HpkePsk, type RecipientChannel, type SenderChannel } from './hpke.ts';
-import type { Identity, Session } from './identity.ts';
+import { sign, type Identity, type Session } from './identity.ts';
 import type { InviteKeys } from './invite.ts';
 import { isKeyError } from './key-errors.ts';
 import {
+  channelResetSigInput,
+  encodeChannelResetBody,
   encodeRelay,
   encodeSignedAnnouncement,
   initialMembershipState,
@@ -206,7 +208,13 @@ export class KeyAgent {
           this.#recvChannels.set(eff.from, r.channel);
           return { type: 'envelope-opened', now, from: eff.from, epoch: r.epoch, update: r.update };
         } catch (e) {
-          return { type: 'envelope-failed', now, from: eff.from, code: isKeyError(e) ? e.code : 'malformed' };
+          let epoch: number | undefined;
+          try {
+            epoch = decodeKeyBatch(eff.bytes).epoch;
+          } catch {
+            epoch = undefined;
+          }
+          return { type: 'envelope-failed', now, from: eff.from, code: isKeyError(e) ? e.code : 'malformed', ...(epoch !== undefined ? { epoch } : {}) };
         }
       }
       case 'install-key':
@@ -216,6 +224,19 @@ export class KeyAgent {
           eff.update.baseKey.fill(0);
         }
         return undefined;
+      case 'request-channel-reset': {
+        const body = encodeChannelResetBody(this.opts.roomId, this.opts.memberId, eff.to, eff.epoch);
+        const sig = sign(this.opts.identity, channelResetSigInput(body));
+        this.hooks.send({ to: eff.to, blob: encodeRelay('channel-reset', concat(body, sig)) });
+        this.hooks.onEffect?.(eff, this.#state);
+        return undefined;
+      }
+      case 'reset-channel': {
+        const s = this.#sendChannels.get(eff.memberId);
+        if (s) closeChannel(s);
+        this.#sendChannels.delete(eff.memberId);
+        return undefined;
+      }
       case 'forget-member': {
         const s = this.#sendChannels.get(eff.memberId);
         const r = this.#recvChannels.get(eff.memberId);

@@ -25,6 +25,7 @@
  * Relay framing (the `blob` of the signaling `relay` event is base64url of): 1 kind byte || body.
  *   0x41 'A' announcement:  body = announcementBody || signature(64) || mac(32)
  *   0x4B 'K' key batch:     body = envelope.ts batch
+ *   0x52 'R' channel reset: body = resetBody || signature(64), see `encodeChannelReset`
  *   0x01     metadata:      the whole blob is a metadata.ts sealed blob (whose version byte is 0x01), so blobs made
  *                           with `toBase64url(sealMetadata(...))` need no extra framing (opaque here; delivered
  *                           only from verified members)
@@ -35,9 +36,9 @@
 import { hmac } from '@noble/hashes/hmac.js';
 import { roomCode, type RoomCode } from './codes.ts';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { concat, equalBytes, fromBase64url, toBase64url, utf8 } from './bytes.ts';
+import { concat, equalBytes, fromBase64url, fromUtf8, lp16, Reader, toBase64url, u32be, utf8 } from './bytes.ts';
 import type { KeyUpdate } from './envelope.ts';
-import { fingerprint, SIGNATURE_LEN, verifyAnnouncement, type Announcement, type Session } from './identity.ts';
+import { fingerprint, SIGNATURE_LEN, verify, verifyAnnouncement, type Announcement, type Session } from './identity.ts';
 import { KeyError, isKeyError, type KeyErrorCode } from './key-errors.ts';
 import { splitKid } from './keyring.ts';
 
@@ -60,7 +61,7 @@ export const DEFAULT_ROTATION_MS = 10 * 60 * 1000;
 // ------------------------------------------------------------------------------------------------
 
 /** First byte of a relay blob. Metadata blobs are metadata.ts sealed blobs as they are (version byte 0x01). */
-export const RELAY_KIND = { announcement: 0x41, 'key-batch': 0x4b, metadata: 0x01 } as const;
+export const RELAY_KIND = { announcement: 0x41, 'key-batch': 0x4b, 'channel-reset': 0x52, metadata: 0x01 } as const;
 export type RelayKind = keyof typeof RELAY_KIND;
 
 /** `metadata`: `body` must be the sealed blob itself (it already starts with 0x01). */
@@ -106,6 +107,47 @@ export function openSignedAnnouncement(bytes: Uint8Array, macKey: Uint8Array, ro
   const mac = bytes.subarray(bytes.length - MAC_LEN);
   if (!equalBytes(mac, announcementMac(macKey, body, sig))) throw new KeyError('bad-mac', 'announcement MAC is invalid (sender does not hold the invite)');
   return verifyAnnouncement(body, sig, roomId);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Channel reset requests
+// ------------------------------------------------------------------------------------------------
+
+export const CHANNEL_RESET_LABEL = 'sealed-meet v1 channel reset';
+export const CHANNEL_RESET_VERSION = 0x01;
+
+/**
+ * A recipient that got a follow-up envelope on a channel it does not have (the setup message was lost) asks the
+ * sender to set up a new channel:
+ *   resetBody = 0x01 || lp16(UTF-8 roomId) || lp16(UTF-8 requesterId) || lp16(UTF-8 senderId) || u32 epoch
+ *   signature = Ed25519(requester identity, UTF-8("sealed-meet v1 channel reset") || resetBody)
+ * `epoch` is the epoch of the batch that failed. The sender honours each (requester, epoch) at most once and only for
+ * epochs it has used, then sends its current key to the requester on a new channel. (A replayed request does nothing;
+ * the requester is a verified member, entitled to the current key anyway.)
+ */
+export function encodeChannelResetBody(roomId: string, requesterId: string, senderId: string, epoch: number): Uint8Array {
+  return concat(Uint8Array.of(CHANNEL_RESET_VERSION), lp16(utf8(roomId)), lp16(utf8(requesterId)), lp16(utf8(senderId)), u32be(epoch));
+}
+
+export function channelResetSigInput(body: Uint8Array): Uint8Array {
+  return concat(utf8(CHANNEL_RESET_LABEL), body);
+}
+
+/** @throws KeyError('malformed' | 'unsupported-version' | 'bad-signature') */
+export function openChannelReset(bytes: Uint8Array, requesterIdentityPublicKey: Uint8Array): { roomId: string; requesterId: string; senderId: string; epoch: number } {
+  if (bytes.length < 1 + SIGNATURE_LEN) throw new KeyError('malformed', 'channel reset too short');
+  const body = bytes.subarray(0, bytes.length - SIGNATURE_LEN);
+  const sig = bytes.subarray(bytes.length - SIGNATURE_LEN);
+  const r = new Reader(body);
+  const v = r.u8('version');
+  if (v !== CHANNEL_RESET_VERSION) throw new KeyError('unsupported-version', `channel reset version ${v}`);
+  const roomId = fromUtf8(r.lp16('roomId'));
+  const requesterId = fromUtf8(r.lp16('requester'));
+  const senderId = fromUtf8(r.lp16('sender'));
+  const epoch = r.u32('epoch');
+  r.end('channel reset');
+  if (!verify(requesterIdentityPublicKey, channelResetSigInput(body), sig)) throw new KeyError('bad-signature', 'channel reset signature is invalid');
+  return { roomId, requesterId, senderId, epoch };
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -156,9 +198,17 @@ export interface MembershipConfig {
    * the window bounds what a lie can expose (frames we sent since our own join, at most this long).
    */
   preexistingWindowMs?: number;
+  /** See `DEFAULT_MAX_RATCHETS_PER_KEY`. */
+  maxRatchetsPerKey?: number;
 }
 
 export const DEFAULT_PREEXISTING_WINDOW_MS = 60_000;
+/**
+ * Ratchets (joins) allowed on one fresh key before the next join makes a fresh key for everyone instead. Receivers
+ * derive ratchet steps locally only a few steps ahead of the newest key they saw (keyring.ts `maxRatchetAhead`), and
+ * the KID carries the step in 4 bits; 4 stays inside both even when no frame flows between joins.
+ */
+export const DEFAULT_MAX_RATCHETS_PER_KEY = 4;
 
 export interface SelfInfo {
   memberId: string;
@@ -194,6 +244,14 @@ export interface MembershipState {
   readonly lastFreshAt: number;
   /** When we joined (local-join time). */
   readonly joinedAt: number;
+  /** Ratchets of our send key since the last fresh one. */
+  readonly ratchetsSinceFresh: number;
+  /** SHA-256 (hex) of the session public keys of members that left: their announcements are never re-admitted. */
+  readonly departed: ReadonlySet<string>;
+  /** Per sender: highest batch epoch for which we asked for a channel reset. */
+  readonly resetsRequested: ReadonlyMap<string, number>;
+  /** Per requester: highest epoch for which we honoured a channel reset. */
+  readonly resetsHonoured: ReadonlyMap<string, number>;
   /** Highest epoch accepted per sender. */
   readonly recvEpochs: ReadonlyMap<string, number>;
 }
@@ -204,7 +262,7 @@ export type MembershipEvent =
   | { type: 'relay'; now: number; from: string; blob: string }
   /** Driver result of an `open-key-batch` effect. */
   | { type: 'envelope-opened'; now: number; from: string; epoch: number; update: KeyUpdate }
-  | { type: 'envelope-failed'; now: number; from: string; code: KeyErrorCode }
+  | { type: 'envelope-failed'; now: number; from: string; code: KeyErrorCode; epoch?: number }
   /** The server says this member left (or its socket closed). */
   | { type: 'member-left'; now: number; memberId: string }
   | { type: 'tick'; now: number };
@@ -216,11 +274,13 @@ export type AlertReason =
   | 'wrong-room' // announcement for another room
   | 'member-id-mismatch' // announcement's member id is not the relay sender
   | 'session-changed' // a known member id announced a different identity/session key
+  | 'replayed-announcement' // announcement of a session that already left (replayed by the server)
   | 'impersonation' // someone announced our own member id
   | 'unknown-sender' // key batch / metadata from a member that has not been verified
   | 'envelope-rejected' // a key batch for us failed (code in detail)
   | 'sender-index-mismatch' // envelope's sender index differs from the one we computed
   | 'stale-epoch' // envelope epoch not newer than the last one
+  | 'bad-reset' // channel reset request that does not verify or is not for us
   | 'not-joined'; // event before local-join
 
 export type MembershipEffect =
@@ -234,6 +294,10 @@ export type MembershipEffect =
   | { kind: 'open-key-batch'; from: string; bytes: Uint8Array; identityPublicKey: Uint8Array; sessionPublicKey: Uint8Array; lastEpoch: number | undefined }
   /** Install a receive key for a member's sender index (keyring.ts `ReceiveKeyRings.addKey`). */
   | { kind: 'install-key'; memberId: string; senderIndex: number; update: KeyUpdate }
+  /** Ask `to` for a new channel (we missed its setup): send a signed channel reset for `epoch`. */
+  | { kind: 'request-channel-reset'; to: string; epoch: number }
+  /** Drop our sender channel to this member (a new one is set up by the next send-envelopes). */
+  | { kind: 'reset-channel'; memberId: string }
   /** Drop everything about this member (channels, receive ring). */
   | { kind: 'forget-member'; memberId: string; senderIndex: number | undefined }
   | { kind: 'sender-index-changed'; memberId: string; from: number; to: number }
@@ -259,6 +323,10 @@ export function initialMembershipState(): MembershipState {
     sendEpoch: 0,
     lastFreshAt: 0,
     joinedAt: 0,
+    ratchetsSinceFresh: 0,
+    departed: new Set(),
+    resetsRequested: new Map(),
+    resetsHonoured: new Map(),
     recvEpochs: new Map(),
   };
 }
@@ -280,6 +348,10 @@ export const ROOM_CODE_EPOCH = 0;
 /** The room code of the current verified roster (self included). */
 export function currentRoomCode(state: MembershipState): RoomCode {
   return roomCode(roster(state), ROOM_CODE_EPOCH);
+}
+
+function sessionTag(sessionPublicKey: Uint8Array): string {
+  return toBase64url(sha256(sessionPublicKey));
 }
 
 function alertFor(code: KeyErrorCode): AlertReason {
@@ -311,7 +383,7 @@ function freshRekey(state: MembershipState, now: number, indices: ReadonlyMap<st
   const effects: MembershipEffect[] = [{ kind: 'switch-send-key', mode: 'fresh', epoch, senderIndex: indices.get(self.memberId)! }];
   if (to.length) effects.push({ kind: 'send-envelopes', to, epoch });
   effects.push({ kind: 'request-keyframe' });
-  return { state: { ...state, sendEpoch: epoch, lastFreshAt: now, senderIndices: indices }, effects };
+  return { state: { ...state, sendEpoch: epoch, lastFreshAt: now, senderIndices: indices, ratchetsSinceFresh: 0 }, effects };
 }
 
 /** The reducer. Never throws for bad input from the network: it raises `alert` effects instead. */
@@ -347,6 +419,7 @@ export function reduce(config: MembershipConfig, state: MembershipState, event: 
       const m = state.members.get(event.from);
       if (m === undefined) return { state, effects: [{ kind: 'alert', reason: 'unknown-sender', memberId: event.from, detail: kind }] };
       if (kind === 'metadata') return { state, effects: [{ kind: 'metadata', from: event.from, bytes: body }] };
+      if (kind === 'channel-reset') return onChannelReset(config, state, event.from, m, body);
       return {
         state,
         effects: [
@@ -378,8 +451,18 @@ export function reduce(config: MembershipConfig, state: MembershipState, event: 
       return { state: { ...state, recvEpochs }, effects: [{ kind: 'install-key', memberId: event.from, senderIndex: idx, update: event.update }] };
     }
 
-    case 'envelope-failed':
-      return { state, effects: [{ kind: 'alert', reason: 'envelope-rejected', memberId: event.from, detail: event.code }] };
+    case 'envelope-failed': {
+      const alert: MembershipEffect = { kind: 'alert', reason: 'envelope-rejected', memberId: event.from, detail: event.code };
+      // A follow-up on a channel we never got (its setup message was lost): ask the sender for a new channel, once
+      // per epoch.
+      const asked = state.resetsRequested.get(event.from);
+      if (event.code === 'state' && event.epoch !== undefined && state.members.has(event.from) && (asked === undefined || event.epoch > asked)) {
+        const resetsRequested = new Map(state.resetsRequested);
+        resetsRequested.set(event.from, event.epoch);
+        return { state: { ...state, resetsRequested }, effects: [alert, { kind: 'request-channel-reset', to: event.from, epoch: event.epoch }] };
+      }
+      return { state, effects: [alert] };
+    }
 
     case 'member-left': {
       const self = state.self!;
@@ -392,7 +475,9 @@ export function reduce(config: MembershipConfig, state: MembershipState, event: 
       const recvEpochs = new Map(state.recvEpochs);
       recvEpochs.delete(event.memberId);
       const indices = assignSenderIndices([self.memberId, ...members.keys()]);
-      const base: MembershipState = { ...state, members, preexisting, recvEpochs };
+      const departed = new Set(state.departed);
+      departed.add(sessionTag(state.members.get(event.memberId)!.sessionPublicKey));
+      const base: MembershipState = { ...state, members, preexisting, recvEpochs, departed };
       const r = freshRekey(base, event.now, indices);
       return {
         state: r.state,
@@ -413,6 +498,30 @@ export function reduce(config: MembershipConfig, state: MembershipState, event: 
   }
 }
 
+function onChannelReset(config: MembershipConfig, state: MembershipState, from: string, m: MemberRecord, body: Uint8Array): ReduceResult {
+  const self = state.self!;
+  let r: ReturnType<typeof openChannelReset>;
+  try {
+    r = openChannelReset(body, m.identityPublicKey);
+  } catch (e) {
+    return { state, effects: [{ kind: 'alert', reason: 'bad-reset', memberId: from, detail: isKeyError(e) ? e.code : 'malformed' }] };
+  }
+  if (r.roomId !== config.roomId || r.requesterId !== from || r.senderId !== self.memberId || r.epoch > state.sendEpoch) {
+    return { state, effects: [{ kind: 'alert', reason: 'bad-reset', memberId: from, detail: 'wrong-context' }] };
+  }
+  const done = state.resetsHonoured.get(from);
+  if (done !== undefined && r.epoch <= done) return { state, effects: [] }; // replayed or already handled
+  const resetsHonoured = new Map(state.resetsHonoured);
+  resetsHonoured.set(from, state.sendEpoch);
+  return {
+    state: { ...state, resetsHonoured },
+    effects: [
+      { kind: 'reset-channel', memberId: from },
+      { kind: 'send-envelopes', to: [from], epoch: state.sendEpoch },
+    ],
+  };
+}
+
 function onAnnouncement(config: MembershipConfig, state: MembershipState, now: number, from: string, body: Uint8Array): ReduceResult {
   const self = state.self!;
   let a: Announcement;
@@ -426,6 +535,9 @@ function onAnnouncement(config: MembershipConfig, state: MembershipState, now: n
   if (a.memberId === self.memberId) {
     if (equalBytes(a.sessionPublicKey, self.sessionPublicKey) && equalBytes(a.identityPublicKey, self.identityPublicKey)) return { state, effects: [] };
     return { state, effects: [{ kind: 'alert', reason: 'impersonation', memberId: from }] };
+  }
+  if (state.departed.has(sessionTag(a.sessionPublicKey))) {
+    return { state, effects: [{ kind: 'alert', reason: 'replayed-announcement', memberId: from }] };
   }
   const known = state.members.get(a.memberId);
   if (known !== undefined) {
@@ -454,8 +566,9 @@ function onAnnouncement(config: MembershipConfig, state: MembershipState, now: n
   const base: MembershipState = { ...state, members, preexisting: pre, senderIndices: indices };
   const effects: MembershipEffect[] = [...indexEffects(state.senderIndices, indices, self.memberId)];
   if (!preexisting) effects.push({ kind: 'announce', to: a.memberId });
-  if (myIdxChanged) {
-    // Our KID sender index moved (collision chain): everyone needs a new key under the new index.
+  if (myIdxChanged || state.ratchetsSinceFresh >= (config.maxRatchetsPerKey ?? DEFAULT_MAX_RATCHETS_PER_KEY)) {
+    // Our KID sender index moved (collision chain), or another ratchet could leave receivers behind / wrap the
+    // KID step: a fresh key for everyone, the joiner included.
     const r = freshRekey(base, now, indices);
     return { state: r.state, effects: [...effects, ...r.effects, { kind: 'roster-changed' }] };
   }
@@ -470,5 +583,5 @@ function onAnnouncement(config: MembershipConfig, state: MembershipState, now: n
     { kind: 'request-keyframe' },
     { kind: 'roster-changed' },
   );
-  return { state: { ...base, sendEpoch: epoch }, effects };
+  return { state: { ...base, sendEpoch: epoch, ratchetsSinceFresh: state.ratchetsSinceFresh + 1 }, effects };
 }
