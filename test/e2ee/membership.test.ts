@@ -453,3 +453,28 @@ describe('relay framing interop with metadata.ts', () => {
     expect(reduce(CONFIG, s, { type: 'relay', now: 2, from: 'bob', blob }).effects).toEqual([{ kind: 'metadata', from: 'bob', bytes: sealed }]);
   });
 });
+
+describe('KeyAgent robustness', () => {
+  it('a failing hook raises internal-error and the remaining effects still run', async () => {
+    const alerts: string[] = [];
+    const sent: string[] = [];
+    const a = person('alice');
+    const agent = new KeyAgent(
+      { roomId: ROOM, memberId: 'alice', inviteKeys: KEYS, identity: a.identity, session: a.session },
+      {
+        send: (m) => void sent.push(decodeRelay(m.blob).kind),
+        createSendRing: () => {
+          throw new Error('boom');
+        },
+        installReceiveKey: () => undefined,
+        onEffect: (e) => {
+          if (e.kind === 'alert') alerts.push(`${e.reason}:${e.detail ?? ''}`);
+        },
+      },
+    );
+    await agent.join(0, []);
+    expect(alerts).toEqual(['internal-error:switch-send-key: Error']);
+    expect(sent).toEqual(['announcement']); // the announce effect after the failing one still ran
+    agent.destroy();
+  });
+});

@@ -131,8 +131,14 @@ export class KeyAgent {
       const { state, effects } = reduce(this.#config, this.#state, ev);
       this.#state = state;
       for (const eff of effects) {
-        const back = await this.#run(eff, ev.now);
-        if (back) pending.push(back);
+        try {
+          const back = await this.#run(eff, ev.now);
+          if (back) pending.push(back);
+        } catch (e) {
+          // A hook or the key ring failed: report it and go on with the other effects (the reducer state is already
+          // advanced; the next fresh key repairs any missed distribution).
+          this.hooks.onEffect?.({ kind: 'alert', reason: 'internal-error', detail: `${eff.kind}: ${e instanceof Error ? e.name : 'error'}` }, this.#state);
+        }
       }
     }
   }

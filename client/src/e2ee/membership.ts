@@ -281,6 +281,7 @@ export type AlertReason =
   | 'sender-index-mismatch' // envelope's sender index differs from the one we computed
   | 'stale-epoch' // envelope epoch not newer than the last one
   | 'bad-reset' // channel reset request that does not verify or is not for us
+  | 'internal-error' // raised by the driver (key-agent.ts) when executing an effect failed
   | 'not-joined'; // event before local-join
 
 export type MembershipEffect =
