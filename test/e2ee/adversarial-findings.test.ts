@@ -3,7 +3,7 @@
  * keyring.ts), found with the relay simulator. Each `it` below asserts the SECURE (or live) behaviour the design
  * brief asks for; it failed against the core as it was when the finding was made (commit 0d6b714 era) and is kept
  * as a regression test once fixed. (Fixes were landing in the core while these were written: BUG 1 in 7799f8d,
- * BUG 4/5 in 928cdfe/393bbed + key-agent, BUG 2/3 in the working tree at the time.) While a bug is open its test is red.
+ * BUG 4/5 in 928cdfe/393bbed/4a88075, BUG 2/3 in 4a88075; the channel reset is attacked in adversarial-reset.test.ts).
  */
 import { describe, expect, it } from 'vitest';
 import { roster } from '../../client/src/e2ee/membership.ts';
