@@ -88,3 +88,17 @@ describe('verification records', () => {
     );
   });
 });
+
+describe('creator fingerprint from the invite', () => {
+  it('matches only the creator identity', async () => {
+    const { isCreator } = await import('../../client/src/e2ee/verification.ts');
+    const { generateInvite, parseInviteFragment } = await import('../../client/src/e2ee/invite.ts');
+    const creator = generateIdentity();
+    const other = generateIdentity();
+    const { fragment } = generateInvite(fingerprint(creator.publicKey));
+    const fp = parseInviteFragment(fragment).creatorFingerprint;
+    expect(isCreator(fp, creator.publicKey)).toBe(true);
+    expect(isCreator(fp, other.publicKey)).toBe(false);
+    expect(isCreator(undefined, creator.publicKey)).toBe(false);
+  });
+});

@@ -17,7 +17,7 @@
  * @module
  */
 import { equalBytes, fromBase64urlExact, toBase64url } from './bytes.ts';
-import { FINGERPRINT_LEN } from './identity.ts';
+import { FINGERPRINT_LEN, fingerprint } from './identity.ts';
 import { KeyError } from './key-errors.ts';
 
 export const VERIFICATIONS_KIND = 'sealed-meet verifications';
@@ -126,4 +126,13 @@ export function importVerifications(json: string): Verifications {
     v = markVerified(v, e['name'], fromBase64urlExact(e['fingerprint'], FINGERPRINT_LEN, 'fingerprint'), e['verifiedAt']);
   }
   return v;
+}
+
+/**
+ * Invite links may carry the creator's fingerprint (invite.ts): a member whose identity matches it is the creator,
+ * verified automatically. Constant-time comparison.
+ */
+export function isCreator(creatorFingerprint: Uint8Array | undefined, identityPublicKey: Uint8Array): boolean {
+  if (creatorFingerprint === undefined || creatorFingerprint.length !== FINGERPRINT_LEN) return false;
+  return equalBytes(creatorFingerprint, fingerprint(identityPublicKey));
 }
