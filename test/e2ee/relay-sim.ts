@@ -119,6 +119,11 @@ export interface SimMember {
 
 export interface SimOptions {
   rotationMs?: number;
+  /**
+   * What the app does on `sender-index-changed` (a member's KID sender index moved): 'remove' (default) wipes the
+   * receive ring of the old index, as the app must; 'ignore' keeps it (to show why the app must not).
+   */
+  onIndexChange?: 'remove' | 'ignore';
   ring?: Omit<ReceiveKeyRingOptions, 'sender'>;
 }
 
@@ -188,6 +193,7 @@ export class Sim {
           // Admit verified members' sender indices so early frames are buffered, not dropped (keyring.ts advice).
           if (e.kind === 'roster-changed') for (const [id, idx] of state.senderIndices) if (id !== memberId) m.recv.ring(idx);
           if (e.kind === 'forget-member' && e.senderIndex !== undefined) m.recv.remove(e.senderIndex);
+          if (e.kind === 'sender-index-changed' && (this.opts.onIndexChange ?? 'remove') === 'remove') m.recv.remove(e.from);
         },
       },
     );
