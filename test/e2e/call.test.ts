@@ -75,6 +75,12 @@ describe('three-way call (RTCRtpScriptTransform)', () => {
       await alice.page.screenshot({ path: resultsPath('three-way-call.png') });
     } catch (err) {
       console.error(dumpLogs(h));
+      for (const p of [alice, bob, carol]) {
+        if (!p) continue;
+        const snap = await snapshot(p).catch(() => null);
+        const stats = snap ? await Promise.all([...snap.producers, ...snap.consumers].map(async (x) => [x.id, x.source, await rtpStats(p, x.id)])) : [];
+        console.error(`--- ${p.name} snapshot ---\n${JSON.stringify(snap)}\n${JSON.stringify(stats)}`);
+      }
       throw err;
     }
   }, 420_000);

@@ -87,4 +87,37 @@ describe('encoded streams transform API', () => {
     await bob.page.getByTestId('join').click();
     await bob.page.getByTestId('fatal-unauthorized').waitFor({ timeout: 20_000 });
   });
+
+  it('joining with the camera off (audio only) works: others get a tile with an avatar and hear the audio', async () => {
+    await bob.page.goto('about:blank');
+    await bob.page.goto(withTransform(link, 'streams'));
+    await bob.page.getByTestId('lobby').waitFor({ timeout: 20_000 });
+    await bob.page.getByLabel('Camera on').uncheck();
+    await joinFromLobby(bob);
+    const bobId = (await snapshot(bob)).peerId!;
+    expect((await snapshot(bob)).producers.map((p) => p.source)).toEqual(['mic']);
+    await waitUntil(
+      async () => {
+        const s = await snapshot(alice);
+        return s.consumers.some((c) => c.peerId === bobId && c.kind === 'audio');
+      },
+      30_000,
+      'Alice consumes Bob’s audio',
+    );
+    const tile = alice.page.locator(`[data-testid="tile"][data-peer-id="${bobId}"]`);
+    await tile.waitFor({ timeout: 10_000 });
+    expect(await tile.locator('video').count()).toBe(0);
+    expect(await tile.locator('audio').count()).toBe(1);
+    const audio = (await snapshot(alice)).consumers.find((c) => c.peerId === bobId && c.kind === 'audio')!;
+    await waitUntil(
+      async () => {
+        const s1 = await alice.page.evaluate((id) => window.__meet!.stats(id), audio.id);
+        await sleep(1000);
+        const s2 = await alice.page.evaluate((id) => window.__meet!.stats(id), audio.id);
+        return !!s1 && !!s2 && s2.packetsReceived > s1.packetsReceived && s2.bytesReceived > s1.bytesReceived;
+      },
+      30_000,
+      'Bob’s audio reaches Alice',
+    );
+  }, 180_000);
 });

@@ -57,6 +57,15 @@ export class AppState {
       this.#leaveMeeting();
       this.route = this.#resolve(location.pathname, '');
     });
+    // A link pasted into the address bar that differs only after '#' does not reload the page.
+    addEventListener('hashchange', () => {
+      const f = location.hash.length > 1 ? location.hash.slice(1) : '';
+      if (!f) return;
+      history.replaceState(history.state, '', location.pathname + location.search);
+      this.#leaveMeeting();
+      this.created = null;
+      this.route = this.#resolve(location.pathname, f);
+    });
   }
 
   #resolve(pathname: string, fragment: string): Route {

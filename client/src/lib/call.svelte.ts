@@ -332,6 +332,11 @@ export class CallSession {
     if (this.#ready) await this.#sendProfile();
   }
 
+  /** ICE/DTLS connection state of the send and receive transports (debug view). */
+  transportStates(): { send: string | null; recv: string | null } {
+    return { send: this.#send?.connectionState ?? null, recv: this.#recv?.connectionState ?? null };
+  }
+
   /** The spatial layer last requested for a consumer via setPreferredLayers (null: none yet). */
   preferredLayer(consumerId: string): number | null {
     return this.#layerSent.get(consumerId) ?? null;

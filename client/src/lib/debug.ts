@@ -38,6 +38,7 @@ export interface DebugSnapshot {
   reconnecting: boolean;
   peerId: string | null;
   joinCount: number;
+  transports: { send: string | null; recv: string | null };
   transformApi: string | null;
   peers: string[];
   activeSpeaker: string | null;
@@ -82,6 +83,7 @@ function snapshot(app: AppState): DebugSnapshot {
     reconnecting: s?.reconnecting ?? false,
     peerId: s?.peerId ?? null,
     joinCount: s?.joinCount ?? 0,
+    transports: s?.transportStates() ?? { send: null, recv: null },
     transformApi: app.support.ok ? app.support.api : null,
     peers: s ? [...s.peers.keys()] : [],
     activeSpeaker: s?.activeSpeaker ?? null,

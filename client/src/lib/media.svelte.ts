@@ -152,6 +152,11 @@ export class LocalMedia {
         },
       });
       const track = stream.getVideoTracks()[0] ?? null;
+      if (!this.cameraEnabled) {
+        // Turned off while the camera was starting.
+        track?.stop();
+        return null;
+      }
       this.cameraTrack?.stop();
       this.cameraTrack = track;
       this.cameraProblem = null;

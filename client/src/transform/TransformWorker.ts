@@ -26,7 +26,7 @@ export class TransformWorker {
     this.api = api;
     this.#worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'sealed-meet-transform' });
     this.#worker.addEventListener('message', (ev: MessageEvent<FromWorker>) => this.#onMessage(ev.data));
-    this.#post({ kind: 'start', reportIntervalMs });
+    this.#post({ kind: 'start', reportIntervalMs } satisfies ToWorker);
   }
 
   get closed(): boolean {
@@ -49,7 +49,7 @@ export class TransformWorker {
   /** Stop counting a pipeline (its sender/receiver is gone). */
   forget(key: string): void {
     this.#counts.delete(key);
-    if (!this.#closed) this.#post({ kind: 'forget', key });
+    if (!this.#closed) this.#post({ kind: 'forget', key } satisfies ToWorker);
   }
 
   /** Ask the worker for fresh counts now. */
@@ -65,14 +65,14 @@ export class TransformWorker {
         clearTimeout(timer);
         resolve(counts);
       });
-      this.#post({ kind: 'report', requestId });
+      this.#post({ kind: 'report', requestId } satisfies ToWorker);
     });
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#post({ kind: 'stop' });
+    this.#post({ kind: 'stop' } satisfies ToWorker);
     this.#worker.terminate();
     for (const resolve of this.#pending.values()) resolve([...this.#counts.values()]);
     this.#pending.clear();
@@ -85,7 +85,7 @@ export class TransformWorker {
       return;
     }
     const { readable, writable } = (target as unknown as EncodedStreamsCapable).createEncodedStreams();
-    this.#post({ kind: 'attach-streams', info, readable, writable }, [readable, writable]);
+    this.#post({ kind: 'attach-streams', info, readable, writable } satisfies ToWorker, [readable, writable]);
   }
 
   #post(msg: ToWorker, transfer: Transferable[] = []): void {
