@@ -60,6 +60,11 @@ export interface PeerOptions {
   audioLevelExt: boolean;
   lookupProducer: ProducerLookup;
   limits?: Partial<PeerLimits>;
+  /**
+   * Awaited after a producer is created and before it is announced (test-only media tap: the tap
+   * consumes it first, so it sees every frame any client can get).
+   */
+  beforeAnnounce?: (producer: ms.Producer) => Promise<void>;
 }
 
 export type PeerEvents = {
@@ -93,6 +98,7 @@ export class Peer extends TypedEmitter<PeerEvents> {
   readonly #audioLevelExt: boolean;
   readonly #lookupProducer: ProducerLookup;
   readonly #limits: PeerLimits;
+  readonly #beforeAnnounce: ((producer: ms.Producer) => Promise<void>) | undefined;
   readonly #transports = new Map<string, ms.WebRtcTransport>();
   readonly #producers = new Map<string, ms.Producer>();
   readonly #consumers = new Map<string, ms.Consumer>();
@@ -107,6 +113,7 @@ export class Peer extends TypedEmitter<PeerEvents> {
     this.#audioLevelExt = opts.audioLevelExt;
     this.#lookupProducer = opts.lookupProducer;
     this.#limits = { ...DEFAULT_PEER_LIMITS, ...opts.limits };
+    this.#beforeAnnounce = opts.beforeAnnounce;
   }
 
   get id(): string {
@@ -182,7 +189,14 @@ export class Peer extends TypedEmitter<PeerEvents> {
     const appData: ProducerAppData = { peerId: this.#id, source: params.source };
     const rtpParameters = filterParameters(params.rtpParameters as unknown as ms.RtpParameters, this.#audioLevelExt);
     const producer = await transport.produce({ kind: params.kind, rtpParameters, appData });
-    if (this.#closed || transport.closed) {
+    if (this.#beforeAnnounce && !producer.closed) {
+      try {
+        await this.#beforeAnnounce(producer);
+      } catch {
+        // the hook (media tap) logs its own failures; producing goes on
+      }
+    }
+    if (this.#closed || transport.closed || producer.closed) {
       producer.close();
       this.#assertOpen();
       throw new SfuError('NOT_FOUND', 'transport closed');
@@ -276,6 +290,42 @@ export class Peer extends TypedEmitter<PeerEvents> {
     const consumer = this.#consumer(consumerId);
     if (consumer.kind !== 'video') throw new SfuError('BAD_REQUEST', 'preferred layers apply to video consumers');
     await consumer.setPreferredLayers(temporalLayer === undefined ? { spatialLayer } : { spatialLayer, temporalLayer });
+  }
+
+  /** This peer's live consumers of `producerId`. */
+  consumersOf(producerId: string): ms.Consumer[] {
+    return [...this.#consumers.values()].filter((c) => c.producerId === producerId && !c.closed);
+  }
+
+  /** Everything this peer holds, as plain data (diagnostics; tests check it holds no secrets). */
+  toJSON(): Record<string, unknown> {
+    return {
+      id: this.#id,
+      roomId: this.#roomId,
+      closed: this.#closed,
+      limits: { ...this.#limits },
+      transports: [...this.#transports.values()].map((t) => ({ id: t.id, appData: t.appData })),
+      producers: [...this.#producers.values()].map((p) => ({ ...this.#producerInfo(p), appData: p.appData, rtpParameters: p.rtpParameters })),
+      consumers: [...this.#consumers.values()].map((c) => ({
+        id: c.id,
+        producerId: c.producerId,
+        kind: c.kind,
+        type: c.type,
+        paused: c.paused,
+        appData: c.appData,
+        rtpParameters: c.rtpParameters,
+      })),
+    };
+  }
+
+  /** mediasoup's own dump() of every transport, producer and consumer of this peer. */
+  async dump(): Promise<{ transports: unknown[]; producers: unknown[]; consumers: unknown[] }> {
+    const safe = (p: Promise<unknown>): Promise<unknown> => p.catch(() => null);
+    return {
+      transports: await Promise.all([...this.#transports.values()].map((t) => safe(t.dump()))),
+      producers: await Promise.all([...this.#producers.values()].map((p) => safe(p.dump()))),
+      consumers: await Promise.all([...this.#consumers.values()].map((c) => safe(c.dump()))),
+    };
   }
 
   async requestKeyFrame(consumerId: string): Promise<void> {

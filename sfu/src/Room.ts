@@ -11,6 +11,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { types as ms } from 'mediasoup';
 import { clientRtpCapabilities, MEDIA_CODECS } from './codecs.ts';
 import { errorMessage, type Logger } from './Logger.ts';
+import type { MediaTap } from './MediaTap.ts';
 import { Peer, type MediaSource, type PeerLimits, type ProducerInfo, type TransportOptions } from './Peer.ts';
 import { SfuError } from './SfuError.ts';
 import { TypedEmitter } from './TypedEmitter.ts';
@@ -42,6 +43,8 @@ export interface RoomOptions {
   peerLimits?: Partial<PeerLimits>;
   /** AudioLevelObserver settings. */
   audioLevel?: { threshold?: number; interval?: number };
+  /** Test-only media tap (see MediaTap.ts): producers are announced only once it consumes them. */
+  tap?: MediaTap;
 }
 
 function sha256(s: string): Buffer {
@@ -61,6 +64,7 @@ export class Room extends TypedEmitter<RoomEvents> {
   readonly #peerLimits: Partial<PeerLimits> | undefined;
   readonly #peers = new Map<string, Peer>();
   readonly #clientCaps: ms.RtpCapabilities;
+  readonly #tap: MediaTap | undefined;
   #activeSpeaker: string | null = null;
   #closed = false;
 
@@ -81,6 +85,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.#audioLevelExt = opts.audioLevelExt;
     this.#logger = opts.logger;
     this.#peerLimits = opts.peerLimits;
+    this.#tap = opts.tap;
     this.#clientCaps = clientRtpCapabilities(router.rtpCapabilities, opts.audioLevelExt);
 
     if (audioLevelObserver) {
@@ -187,6 +192,7 @@ export class Room extends TypedEmitter<RoomEvents> {
       audioLevelExt: this.#audioLevelExt,
       lookupProducer: (producerId) => this.#lookupProducer(producerId),
       ...(this.#peerLimits ? { limits: this.#peerLimits } : {}),
+      ...(this.#tap ? { beforeAnnounce: (producer: ms.Producer) => this.#tap!.ready(producer.id) } : {}),
     });
     this.#peers.set(peerId, peer);
     peer.on('producerCreated', (info) => this.emit('newProducer', info));
@@ -196,6 +202,54 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.#logger.debug('peer joined', { roomId: this.#id, peerId, peers: this.#peers.size });
     this.emit('peerJoined', { peerId });
     return peer;
+  }
+
+  /**
+   * Asks every consumer of `producerId` (a producer of any member of this room) for a key frame, which
+   * makes the SFU send PLI/FIR to the producer's endpoint. Returns how many consumers were asked
+   * (0 for audio, or when nobody consumes it yet). NOT_FOUND if the producer is not in this room.
+   */
+  async requestProducerKeyFrame(producerId: string): Promise<number> {
+    if (this.#closed) throw new SfuError('UNAVAILABLE', 'room closed');
+    const found = this.#lookupProducer(producerId);
+    if (!found || found.producer.closed) throw new SfuError('NOT_FOUND', 'producer not found');
+    if (found.producer.kind !== 'video') return 0;
+    const consumers = [...this.#peers.values()].flatMap((p) => p.consumersOf(producerId));
+    await Promise.all(
+      consumers.map((c) =>
+        c.requestKeyFrame().catch((error: unknown) => {
+          if (!c.closed) throw error;
+        }),
+      ),
+    );
+    return consumers.length;
+  }
+
+  /** Everything this room holds, as plain data (diagnostics; tests check it holds no secrets). */
+  toJSON(): Record<string, unknown> {
+    return {
+      id: this.#id,
+      closed: this.#closed,
+      routerId: this.#router.id,
+      workerPid: this.#worker.pid,
+      cap: this.#cap,
+      tokenSha256: this.#tokenHash.toString('hex'),
+      audioLevelExt: this.#audioLevelExt,
+      activeSpeaker: this.#activeSpeaker,
+      transportOptions: this.#transportOptions,
+      peerLimits: this.#peerLimits ?? null,
+      routerAppData: this.#router.appData,
+      rtpCapabilities: this.#clientCaps,
+      peers: [...this.#peers.values()].map((p) => p.toJSON()),
+    };
+  }
+
+  /** mediasoup's own dumps: the router and every peer's transports, producers and consumers. */
+  async dump(): Promise<{ router: unknown; peers: unknown[] }> {
+    return {
+      router: await this.#router.dump().catch(() => null),
+      peers: await Promise.all([...this.#peers.values()].map((p) => p.dump())),
+    };
   }
 
   /** Removes a peer and frees its objects; closes the room when it was the last one. */

@@ -6,7 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import type { types as ms } from 'mediasoup';
 import type { Config } from './config.ts';
-import { Logger } from './Logger.ts';
+import { errorMessage, Logger } from './Logger.ts';
+import { MediaTap, type MediaTapOptions } from './MediaTap.ts';
 import type { Peer, PeerLimits, TransportOptions } from './Peer.ts';
 import { Room, type RoomCloseReason } from './Room.ts';
 import { SfuError } from './SfuError.ts';
@@ -39,6 +40,11 @@ export interface SfuOptions {
   logger?: Logger;
   peerLimits?: Partial<PeerLimits>;
   audioLevel?: { threshold?: number; interval?: number };
+  /**
+   * TEST-ONLY: record every forwarded frame (MediaTap.ts). Off by default; only code can turn it on
+   * (`startServer(config, { tap: true })`), never the environment or the network.
+   */
+  tap?: boolean | MediaTapOptions;
 }
 
 export class Sfu extends TypedEmitter<SfuEvents> {
@@ -49,6 +55,7 @@ export class Sfu extends TypedEmitter<SfuEvents> {
   readonly #pending = new Map<string, Promise<Room>>();
   readonly #transportOptions: TransportOptions;
   readonly #opts: SfuOptions;
+  readonly #tap: MediaTap | undefined;
   #closed = false;
 
   private constructor(config: SfuConfig, pool: WorkerPool, logger: Logger, opts: SfuOptions) {
@@ -57,6 +64,7 @@ export class Sfu extends TypedEmitter<SfuEvents> {
     this.#pool = pool;
     this.#logger = logger;
     this.#opts = opts;
+    this.#tap = opts.tap ? new MediaTap(opts.tap === true ? {} : opts.tap, logger) : undefined;
     const listenIp: ms.TransportListenIp =
       config.announcedIp && config.announcedIp !== config.listenIp
         ? { ip: config.listenIp, announcedIp: config.announcedIp }
@@ -98,6 +106,10 @@ export class Sfu extends TypedEmitter<SfuEvents> {
   }
   get audioLevelExt(): boolean {
     return this.#config.audioLevelExt;
+  }
+  /** The test-only media tap, when enabled (`tap` option); undefined otherwise. */
+  get tap(): MediaTap | undefined {
+    return this.#tap;
   }
 
   getRoom(roomId: string): Room | undefined {
@@ -160,9 +172,27 @@ export class Sfu extends TypedEmitter<SfuEvents> {
     return Promise.all(this.#pool.workers.map((w) => w.dump() as Promise<{ pid: number; routerIds: string[] }>));
   }
 
+  /** Everything the SFU holds, as plain data (diagnostics; tests check it holds no secrets). */
+  toJSON(): Record<string, unknown> {
+    return {
+      closed: this.#closed,
+      config: this.#config,
+      transportOptions: this.#transportOptions,
+      stats: this.stats(),
+      pending: [...this.#pending.keys()],
+      rooms: [...this.#rooms.values()].map((r) => r.toJSON()),
+    };
+  }
+
+  /** mediasoup's own dumps of every room (router, transports, producers, consumers). */
+  async dumpRooms(): Promise<unknown[]> {
+    return Promise.all([...this.#rooms.values()].map((r) => r.dump()));
+  }
+
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#tap?.close();
     for (const room of [...this.#rooms.values()]) room.close('shutdown');
     this.#rooms.clear();
     this.#pool.close();
@@ -184,7 +214,19 @@ export class Sfu extends TypedEmitter<SfuEvents> {
         logger: this.#logger,
         ...(this.#opts.peerLimits ? { peerLimits: this.#opts.peerLimits } : {}),
         ...(this.#opts.audioLevel ? { audioLevel: this.#opts.audioLevel } : {}),
-      }).then(
+        ...(this.#tap ? { tap: this.#tap } : {}),
+      })
+        .then(async (room) => {
+          if (this.#tap) {
+            try {
+              await this.#tap.attachRoom(room);
+            } catch (error) {
+              this.#logger.warn('media tap could not attach to a room', { roomId, error: errorMessage(error) });
+            }
+          }
+          return room;
+        })
+        .then(
         (room) => {
           this.#pending.delete(roomId);
           if (this.#closed) {

@@ -12,7 +12,9 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, iceServersOf, loadConfig, resolveConfig, type Config, type ConfigInput } from '../../sfu/src/config.ts';
 import { Logger, type LogSink } from '../../sfu/src/Logger.ts';
+import type { MediaTap, MediaTapOptions } from '../../sfu/src/MediaTap.ts';
 import { Sfu } from '../../sfu/src/Sfu.ts';
+import { MessageCapture, type MessageCaptureOptions } from './capture.ts';
 import { createSignalingServer, type SignalingIo, type SignalingOptions } from './server.ts';
 import { createStaticHandler } from './static.ts';
 import { loadTls } from './tls.ts';
@@ -24,6 +26,10 @@ export interface StartedServer {
   sfu: Sfu;
   io: SignalingIo;
   httpServer: http.Server | https.Server;
+  /** TEST-ONLY media tap (`startServer(config, { tap: true })`); undefined unless turned on. */
+  tap?: MediaTap;
+  /** TEST-ONLY socket.io message capture (`startServer(config, { capture: true })`); undefined unless turned on. */
+  capture?: MessageCapture;
   /** Graceful, idempotent shutdown: sockets, rooms, workers, HTTP server. */
   close(): Promise<void>;
 }
@@ -35,12 +41,23 @@ export interface StartOptions {
   signaling?: Omit<SignalingOptions, 'logger' | 'iceServers' | 'rateLimit'>;
   /** Directory for the generated self-signed certificate (default .cache/tls). */
   tlsCacheDir?: string;
+  /**
+   * TEST-ONLY: record every frame the SFU forwards (`server.tap`, see sfu/src/MediaTap.ts). Off by
+   * default; the CLI never sets it and no environment variable or config field maps to it.
+   */
+  tap?: boolean | MediaTapOptions;
+  /**
+   * TEST-ONLY: record every socket.io message in and out (`server.capture`, see capture.ts). Off by
+   * default; the CLI never sets it and no environment variable or config field maps to it.
+   */
+  capture?: boolean | MessageCaptureOptions;
 }
 
 export async function startServer(input: ConfigInput | Config = {}, opts: StartOptions = {}): Promise<StartedServer> {
   const config = resolveConfig(input);
   const logger = new Logger(config.logLevel, opts.logSink);
-  const sfu = await Sfu.create(config, { logger });
+  const sfu = await Sfu.create(config, { logger, ...(opts.tap ? { tap: opts.tap } : {}) });
+  const capture = opts.capture ? new MessageCapture(opts.capture === true ? {} : opts.capture) : undefined;
 
   const handler = createStaticHandler(config.clientDir);
   let httpServer: http.Server | https.Server;
@@ -74,6 +91,7 @@ export async function startServer(input: ConfigInput | Config = {}, opts: StartO
     iceServers: iceServersOf(config),
     allowedOrigins: config.allowedOrigins,
     rateLimit: { perSec: config.rateLimitPerSec, burst: config.rateLimitBurst },
+    ...(capture ? { capture } : {}),
   });
 
   try {
@@ -108,7 +126,10 @@ export async function startServer(input: ConfigInput | Config = {}, opts: StartO
     return closing;
   };
 
-  return { url, port, config, sfu, io: signaling.io, httpServer, close };
+  const started: StartedServer = { url, port, config, sfu, io: signaling.io, httpServer, close };
+  if (sfu.tap) started.tap = sfu.tap;
+  if (capture) started.capture = capture;
+  return started;
 }
 
 async function cli(): Promise<void> {

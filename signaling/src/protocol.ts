@@ -74,6 +74,12 @@ export const schemas = {
   requestKeyFrame: z.strictObject({ consumerId: Id }),
   /** Added (server engineer): drop one of your consumers you no longer need (e.g. client-side setup failed). */
   closeConsumer: z.strictObject({ consumerId: Id }),
+  /**
+   * Added (server engineer): ask the sender of `producerId` (a producer of any member of your room, yours
+   * included) for a key frame: the server calls requestKeyFrame() on every consumer of that producer, so
+   * the sender's encoder emits one (used by the E2EE layer after a key switch).
+   */
+  requestProducerKeyFrame: z.strictObject({ producerId: Id }),
   /** Opaque, client-encrypted blob for one member (`to`) or every other member (`to` omitted). */
   relay: z.strictObject({ to: Id.optional(), blob: z.string().max(65536).regex(/^[A-Za-z0-9_-]*$/) }),
 } as const;
@@ -134,6 +140,8 @@ export interface Responses {
   setPreferredLayers: Record<string, never>;
   requestKeyFrame: Record<string, never>;
   closeConsumer: Record<string, never>;
+  /** `requested`: how many consumers were asked (0 for audio or when nobody consumes it yet). */
+  requestProducerKeyFrame: { requested: number };
   relay: Record<string, never>;
 }
 

@@ -23,6 +23,7 @@ import type { Peer } from '../../sfu/src/Peer.ts';
 import type { Room } from '../../sfu/src/Room.ts';
 import type { Sfu } from '../../sfu/src/Sfu.ts';
 import { SfuError } from '../../sfu/src/SfuError.ts';
+import type { MessageCapture } from './capture.ts';
 import {
   MAX_PAYLOAD_BYTES,
   schemas,
@@ -57,6 +58,8 @@ export interface SignalingOptions {
    * Requests without an Origin header (non-browser clients) are allowed.
    */
   allowedOrigins?: string[];
+  /** TEST-ONLY: record every inbound and outbound message (capture.ts). Off unless a test passes one. */
+  capture?: MessageCapture;
 }
 
 export interface SignalingServer {
@@ -111,6 +114,7 @@ export function createSignalingServer(
   const logger = (opts.logger ?? new Logger('info')).child('signaling');
   const allowAnyOrigin = opts.allowedOrigins?.includes('*') ?? false;
   const allowedOrigins = new Set(opts.allowedOrigins ?? []);
+  const capture = opts.capture;
 
   const io: SignalingIo = new Server(httpServer, {
     path: opts.path ?? '/socket.io',
@@ -140,6 +144,17 @@ export function createSignalingServer(
     const bucket = new TokenBucket(rate.perSec, rate.burst);
     const state: SocketState = { lost: false, queue: Promise.resolve() };
     logger.debug('connected');
+    if (capture) {
+      capture.record('connect', socket.id, 'connect', []);
+      // First middleware: every inbound packet, known or not, as received (without the ack callback).
+      socket.use((packet, next) => {
+        const [event, ...args] = packet as unknown[];
+        capture.record('in', socket.id, typeof event === 'string' ? event : String(event), args.filter((a) => typeof a !== 'function'));
+        next();
+      });
+      socket.onAnyOutgoing((event: string, ...args: unknown[]) => capture.record('out', socket.id, event, args));
+      socket.on('disconnect', (reason) => capture.record('disconnect', socket.id, 'disconnect', [reason]));
+    }
 
     const enqueue = <T>(fn: () => Promise<T>): Promise<T> => {
       const run = state.queue.then(fn, fn);
@@ -322,6 +337,10 @@ export function createSignalingServer(
         await requireJoined().peer.closeConsumer(consumerId);
         return {};
       },
+      requestProducerKeyFrame: async ({ producerId }) => {
+        const { room } = requireJoined();
+        return { requested: await room.requestProducerKeyFrame(producerId) };
+      },
       relay: async ({ to, blob }) => {
         const { room, peer } = requireJoined();
         if (to !== undefined) {
@@ -347,8 +366,10 @@ export function createSignalingServer(
       const ack = typeof last === 'function' ? (last as (r: AckResult<never>) => void) : undefined;
       const code: ErrorCode = bucket.take() ? 'BAD_REQUEST' : 'RATE_LIMITED';
       logger.debug('rejected unknown event', { code });
+      const answer: AckResult<never> = { ok: false, error: { code, message: code === 'BAD_REQUEST' ? 'unknown event' : 'rate limited' } };
+      if (ack) capture?.record('ack', socket.id, typeof event === 'string' ? event : String(event), [answer]);
       try {
-        ack?.({ ok: false, error: { code, message: code === 'BAD_REQUEST' ? 'unknown event' : 'rate limited' } });
+        ack?.(answer);
       } catch {
         // ignore
       }
@@ -373,6 +394,7 @@ export function createSignalingServer(
             });
           }
           if (!ack) return;
+          capture?.record('ack', socket.id, event, [res]);
           try {
             ack(res);
           } catch {

@@ -62,6 +62,7 @@ const valid: Valid = {
   setPreferredLayers: () => ({ consumerId, spatialLayer: 1, temporalLayer: 1 }),
   requestKeyFrame: () => ({ consumerId }),
   closeConsumer: () => ({ consumerId }),
+  requestProducerKeyFrame: () => ({ producerId }),
   relay: () => ({ to: b.peerId, blob: 'aGVsbG8' }),
 };
 
@@ -95,6 +96,7 @@ const badFields: { [K in keyof Requests]: Partial<Record<keyof Requests[K], unkn
   },
   requestKeyFrame: { consumerId: badIds },
   closeConsumer: { consumerId: badIds },
+  requestProducerKeyFrame: { producerId: badIds },
   relay: { to: badIds, blob: ['has+plus', 'has/slash', 'pad==', 'x'.repeat(65_537), 1, null] },
 };
 const optional = new Set(['temporalLayer', 'to']);
