@@ -359,11 +359,15 @@ export async function openKeyBatch(bytes: Uint8Array, input: OpenBatchInput): Pr
   const channel = isNew
     ? await acceptChannel(entry.enc!, input.me.sessionSecretKey, input.psk, channelInfo(batch.roomId, batch.senderMemberId, entry.recipientMemberId))
     : input.channel!;
-  const pt = await openOnChannel(channel.root, entry.seq, t, entry.ct);
+  let pt: Uint8Array | undefined;
   try {
+    pt = await openOnChannel(channel.root, entry.seq, t, entry.ct);
     const update = decodePayload(pt);
     return { epoch: batch.epoch, update, channel: { enc: channel.enc, root: channel.root, lastSeq: entry.seq } };
+  } catch (e) {
+    if (isNew) channel.root.fill(0); // a channel that failed its first message is not kept: wipe its root
+    throw e;
   } finally {
-    pt.fill(0);
+    pt?.fill(0);
   }
 }
