@@ -95,6 +95,8 @@ describe('encoded streams transform API', () => {
     await bob.page.getByLabel('Camera on').uncheck();
     await joinFromLobby(bob);
     const bobId = (await snapshot(bob)).peerId!;
+    await waitUntil(async () => (await snapshot(bob)).producers.length > 0, 20_000, 'Bob produces');
+    await sleep(500);
     expect((await snapshot(bob)).producers.map((p) => p.source)).toEqual(['mic']);
     await waitUntil(
       async () => {

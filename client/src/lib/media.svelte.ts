@@ -47,6 +47,9 @@ export class LocalMedia {
 
   /** Camera-only stream for the self-view. */
   readonly previewStream = $derived(this.cameraTrack ? new MediaStream([this.cameraTrack]) : null);
+  /** Device ids to show as selected: the user's choice, else the device the current track uses. */
+  readonly activeCameraId = $derived(this.cameraId ?? this.cameraTrack?.getSettings().deviceId ?? '');
+  readonly activeMicId = $derived(this.micId ?? this.micTrack?.getSettings().deviceId ?? '');
   readonly permissionDenied = $derived(this.cameraProblem === 'permission-denied' || this.micProblem === 'permission-denied');
 
   #onDeviceChange = (): void => {
