@@ -136,6 +136,11 @@ export class MediaTap {
     return this.#producers.get(producerId)?.ready ?? Promise.resolve();
   }
 
+  /** The tap's own mediasoup consumer of `producerId` (tests and diagnostics). */
+  consumerOf(producerId: string): ms.Consumer | undefined {
+    return this.#producers.get(producerId)?.consumer;
+  }
+
   /** Every producer the tap has seen, oldest first. */
   producers(): TapProducerInfo[] {
     return [...this.#producers.values()].map((p) => ({ ...p.info, ssrcs: [...p.info.ssrcs] }));

@@ -17,6 +17,11 @@ import { SfuError } from './SfuError.ts';
 import { TypedEmitter } from './TypedEmitter.ts';
 import type { WorkerPool } from './WorkerPool.ts';
 
+/** requestProducerKeyFrame calls for one producer within this window share one fan-out. */
+export const KEYFRAME_COALESCE_MS = 250;
+/** Longest a new producer waits for the test-only media tap before it is announced anyway. */
+const TAP_WAIT_MS = 5000;
+
 export type RoomCloseReason = 'empty' | 'worker-died' | 'shutdown';
 
 export type RoomEvents = {
@@ -47,6 +52,16 @@ export interface RoomOptions {
   tap?: MediaTap;
 }
 
+function withTimeout(p: Promise<void>, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    void p.finally(() => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
 function sha256(s: string): Buffer {
   return createHash('sha256').update(s, 'utf8').digest();
 }
@@ -65,6 +80,7 @@ export class Room extends TypedEmitter<RoomEvents> {
   readonly #peers = new Map<string, Peer>();
   readonly #clientCaps: ms.RtpCapabilities;
   readonly #tap: MediaTap | undefined;
+  readonly #keyFrameFanouts = new Map<string, { at: number; count: Promise<number> }>();
   #activeSpeaker: string | null = null;
   #closed = false;
 
@@ -192,7 +208,7 @@ export class Room extends TypedEmitter<RoomEvents> {
       audioLevelExt: this.#audioLevelExt,
       lookupProducer: (producerId) => this.#lookupProducer(producerId),
       ...(this.#peerLimits ? { limits: this.#peerLimits } : {}),
-      ...(this.#tap ? { beforeAnnounce: (producer: ms.Producer) => this.#tap!.ready(producer.id) } : {}),
+      ...(this.#tap ? { beforeAnnounce: (producer: ms.Producer) => withTimeout(this.#tap!.ready(producer.id), TAP_WAIT_MS) } : {}),
     });
     this.#peers.set(peerId, peer);
     peer.on('producerCreated', (info) => this.emit('newProducer', info));
@@ -214,15 +230,24 @@ export class Room extends TypedEmitter<RoomEvents> {
     const found = this.#lookupProducer(producerId);
     if (!found || found.producer.closed) throw new SfuError('NOT_FOUND', 'producer not found');
     if (found.producer.kind !== 'video') return 0;
+    // Requests for the same producer within KEYFRAME_COALESCE_MS (from anyone: e.g. every receiver after
+    // one key switch) share one fan-out, so one event never costs more than one round of worker requests.
+    const now = Date.now();
+    const recent = this.#keyFrameFanouts.get(producerId);
+    if (recent && now - recent.at < KEYFRAME_COALESCE_MS) return recent.count;
     const consumers = [...this.#peers.values()].flatMap((p) => p.consumersOf(producerId));
-    await Promise.all(
+    const count = Promise.all(
       consumers.map((c) =>
         c.requestKeyFrame().catch((error: unknown) => {
           if (!c.closed) throw error;
         }),
       ),
-    );
-    return consumers.length;
+    ).then(() => consumers.length);
+    this.#keyFrameFanouts.set(producerId, { at: now, count });
+    if (this.#keyFrameFanouts.size > 256) {
+      for (const [id, f] of this.#keyFrameFanouts) if (now - f.at >= KEYFRAME_COALESCE_MS) this.#keyFrameFanouts.delete(id);
+    }
+    return count;
   }
 
   /** Everything this room holds, as plain data (diagnostics; tests check it holds no secrets). */

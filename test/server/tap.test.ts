@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import * as dgram from 'node:dgram';
 import type { types as ms } from 'mediasoup';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { KEYFRAME_COALESCE_MS } from '../../sfu/src/Room.ts';
 import { parseRtp, parseVp8Descriptor, parseVp9Descriptor, StreamAssembler, type AssembledFrame } from '../../sfu/src/rtp.ts';
 import {
   clientRtpCapabilities,
@@ -168,13 +169,15 @@ describe('media tap (real RTP through the worker)', () => {
     };
 
     try {
-      // 1. A delta frame first: the tap cannot start on it (no key frame yet) and asks the sender for one.
+      // 1. A delta frame first: nobody can start on it (no key frame yet); the sender is asked for one (by
+      //    mediasoup for a new stream and by the tap, deduplicated by the producer's key-frame request manager).
       let vseq = 40000;
       let vts = 1000;
       const pid = 0x1234;
       const desc15 = (start: boolean, tl0: number): Buffer => Buffer.from([start ? 0x90 : 0x80, 0xe0, 0x80 | (pid >> 8), pid & 0xff, tl0, 0x40]);
       await send(rtp({ pt: VP8_PT, seq: vseq++, ts: vts, ssrc: VSSRC, marker: true, payload: Buffer.concat([desc15(true, 1), vp8DeltaFrame(300)]) }));
-      await waitFor(() => plis > 0, 15_000, 'a PLI from the tap');
+      await waitFor(() => plis > 0, 15_000, 'a PLI');
+      expect(tap.frames(video.id, { includeIncomplete: true })).toEqual([]);
 
       // A client-like consumer next to the tap (a regular, non-pipe consumer, as a browser gets).
       const clientSide = await room.router.createDirectTransport();
@@ -315,6 +318,45 @@ describe('media tap (real RTP through the worker)', () => {
     await waitFor(() => server.sfu.getRoom(roomId) === undefined, 5000, 'room closed');
   });
 
+  it('the tap asks for a key frame every second until its first frame arrives, then stops', async () => {
+    const roomId = newRoomId();
+    const a = await joinWithTransports(server.url, roomId, newToken());
+    const room = server.sfu.getRoom(roomId)!;
+    const tap = server.tap!;
+    const plain = await room.router.createPlainTransport({ listenIp: { ip: '127.0.0.1' }, rtcpMux: true, comedia: true });
+    const SSRC = 0x5eed;
+    const video = await plain.produce({
+      kind: 'video',
+      rtpParameters: {
+        codecs: [{ mimeType: 'video/VP8', payloadType: VP8_PT, clockRate: 90000, rtcpFeedback: [{ type: 'nack', parameter: 'pli' }] }],
+        encodings: [{ ssrc: SSRC }],
+      },
+      appData: { peerId: a.peerId, source: 'screen' },
+    });
+    await tap.ready(video.id);
+    const consumer = tap.consumerOf(video.id)!;
+    expect(consumer.type).toBe('pipe');
+    const spy = vi.spyOn(consumer, 'requestKeyFrame');
+    await waitFor(() => spy.mock.calls.length >= 2, 10_000, 'two key-frame retries');
+    const udp = dgram.createSocket('udp4');
+    try {
+      const key = vp8KeyFrame(400);
+      await new Promise<void>((r) =>
+        udp.send(rtp({ pt: VP8_PT, seq: 7, ts: 90, ssrc: SSRC, marker: true, payload: Buffer.concat([Buffer.from([0x90, 0x80, 0x01]), key]) }), plain.tuple.localPort, '127.0.0.1', () => r()),
+      );
+      const [frame] = await tap.waitForFrames(video.id, 1, 10_000);
+      expect(frame!.data.equals(key)).toBe(true);
+      expect(frame!.keyFrame).toBe(true);
+      const calls = spy.mock.calls.length;
+      await sleep(2200);
+      expect(spy.mock.calls.length).toBe(calls);
+    } finally {
+      udp.close();
+      plain.close();
+      a.socket.disconnect();
+    }
+  });
+
   it('is off by default', async () => {
     const s = await startTestServer({ workers: 1 });
     try {
@@ -397,8 +439,13 @@ describe('requestProducerKeyFrame', () => {
     const others = consumers.filter((x) => !memberVideoConsumers.includes(x)).map((x) => vi.spyOn(x, 'requestKeyFrame'));
 
     // Any member may ask (the sender after a key switch, or a receiver); each member consumer is asked once.
+    await sleep(KEYFRAME_COALESCE_MS + 50);
     expect(await ok(b.socket, 'requestProducerKeyFrame', { producerId: video.producerId })).toEqual({ requested: 2 });
     expect(spies.map((s) => s.mock.calls.length)).toEqual([1, 1]);
+    // Requests within the coalescing window (e.g. every receiver after one key switch) share that fan-out.
+    expect(await ok(c.socket, 'requestProducerKeyFrame', { producerId: video.producerId })).toEqual({ requested: 2 });
+    expect(spies.map((s) => s.mock.calls.length)).toEqual([1, 1]);
+    await sleep(KEYFRAME_COALESCE_MS + 50);
     expect(await ok(a.socket, 'requestProducerKeyFrame', { producerId: video.producerId })).toEqual({ requested: 2 });
     expect(spies.map((s) => s.mock.calls.length)).toEqual([2, 2]);
     // Audio has no key frames.
