@@ -17,6 +17,8 @@ export interface CapturedMessage {
   dir: CaptureDirection;
   /** socket.io socket id of the connection it came in on / went out on. */
   sid: string;
+  /** The peer id joined on that connection at that moment (null before join / after leave). */
+  peerId: string | null;
   /** Event name (for `ack`: the event being answered). */
   event: string;
   /** Arguments as received / sent (for `ack`: `[result]`). */
@@ -46,8 +48,8 @@ export class MessageCapture {
   }
 
   /** Called by the signaling server. */
-  record(dir: CaptureDirection, sid: string, event: string, args: unknown[]): void {
-    const msg: CapturedMessage = { n: this.#n++, t: Date.now(), dir, sid, event, args };
+  record(dir: CaptureDirection, sid: string, peerId: string | null, event: string, args: unknown[]): void {
+    const msg: CapturedMessage = { n: this.#n++, t: Date.now(), dir, sid, peerId, event, args };
     this.#lines.push(safeJson(msg));
     if (this.#lines.length > this.#max) this.#lines.splice(0, this.#lines.length - this.#max);
   }
@@ -66,12 +68,12 @@ export class MessageCapture {
    * Every `relay` blob the server received or sent, base64url-decoded (to search the bytes for
    * plaintext, which a search of the JSON strings would not find inside base64).
    */
-  relayBlobs(): { dir: 'in' | 'out'; sid: string; blob: Buffer }[] {
-    const out: { dir: 'in' | 'out'; sid: string; blob: Buffer }[] = [];
+  relayBlobs(): { dir: 'in' | 'out'; sid: string; peerId: string | null; blob: Buffer }[] {
+    const out: { dir: 'in' | 'out'; sid: string; peerId: string | null; blob: Buffer }[] = [];
     for (const m of this.parsed()) {
       if (m.event !== 'relay' || (m.dir !== 'in' && m.dir !== 'out')) continue;
       const blob = (m.args[0] as { blob?: unknown } | undefined)?.blob;
-      if (typeof blob === 'string') out.push({ dir: m.dir, sid: m.sid, blob: Buffer.from(blob, 'base64url') });
+      if (typeof blob === 'string') out.push({ dir: m.dir, sid: m.sid, peerId: m.peerId, blob: Buffer.from(blob, 'base64url') });
     }
     return out;
   }

@@ -145,15 +145,15 @@ export function createSignalingServer(
     const state: SocketState = { lost: false, queue: Promise.resolve() };
     logger.debug('connected');
     if (capture) {
-      capture.record('connect', socket.id, 'connect', []);
+      capture.record('connect', socket.id, null, 'connect', []);
       // First middleware: every inbound packet, known or not, as received (without the ack callback).
       socket.use((packet, next) => {
         const [event, ...args] = packet as unknown[];
-        capture.record('in', socket.id, typeof event === 'string' ? event : String(event), args.filter((a) => typeof a !== 'function'));
+        capture.record('in', socket.id, socket.data.peerId ?? null, typeof event === 'string' ? event : String(event), args.filter((a) => typeof a !== 'function'));
         next();
       });
-      socket.onAnyOutgoing((event: string, ...args: unknown[]) => capture.record('out', socket.id, event, args));
-      socket.on('disconnect', (reason) => capture.record('disconnect', socket.id, 'disconnect', [reason]));
+      socket.onAnyOutgoing((event: string, ...args: unknown[]) => capture.record('out', socket.id, socket.data.peerId ?? null, event, args));
+      socket.on('disconnect', (reason) => capture.record('disconnect', socket.id, socket.data.peerId ?? null, 'disconnect', [reason]));
     }
 
     const enqueue = <T>(fn: () => Promise<T>): Promise<T> => {
@@ -367,7 +367,7 @@ export function createSignalingServer(
       const code: ErrorCode = bucket.take() ? 'BAD_REQUEST' : 'RATE_LIMITED';
       logger.debug('rejected unknown event', { code });
       const answer: AckResult<never> = { ok: false, error: { code, message: code === 'BAD_REQUEST' ? 'unknown event' : 'rate limited' } };
-      if (ack) capture?.record('ack', socket.id, typeof event === 'string' ? event : String(event), [answer]);
+      if (ack) capture?.record('ack', socket.id, socket.data.peerId ?? null, typeof event === 'string' ? event : String(event), [answer]);
       try {
         ack?.(answer);
       } catch {
@@ -394,7 +394,7 @@ export function createSignalingServer(
             });
           }
           if (!ack) return;
-          capture?.record('ack', socket.id, event, [res]);
+          capture?.record('ack', socket.id, socket.data.peerId ?? null, event, [res]);
           try {
             ack(res);
           } catch {

@@ -68,7 +68,9 @@ describe('message capture', () => {
       const aMsgs = of(aId);
       expect(aMsgs[0]).toMatchObject({ dir: 'connect' });
       expect(aMsgs[1]).toMatchObject({ dir: 'in', event: 'join', args: [{ roomId, accessToken: token }] });
-      expect(aMsgs[2]).toMatchObject({ dir: 'ack', event: 'join', args: [{ ok: true, data: { peerId: a.peerId, peers: [] } }] });
+      expect(aMsgs[1]!.peerId).toBeNull();
+      expect(aMsgs[2]).toMatchObject({ dir: 'ack', event: 'join', peerId: a.peerId, args: [{ ok: true, data: { peerId: a.peerId, peers: [] } }] });
+      expect(of(bId).filter((m) => m.dir === 'out' && m.event === 'relay').every((m) => m.peerId === b.peerId)).toBe(true);
       expect(aMsgs[3]).toMatchObject({ dir: 'in', event: 'createTransport', args: [{ direction: 'send' }] });
       expect(aMsgs[4]).toMatchObject({ dir: 'ack', event: 'createTransport' });
       // Every inbound request A made is there, as received (ack callback left out).
