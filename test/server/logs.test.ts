@@ -34,10 +34,13 @@ function forms(bytesOrText: Buffer): string[] {
   return [bytesOrText.toString('hex'), bytesOrText.toString('base64'), bytesOrText.toString('base64url')];
 }
 
-describe('logs and server state hold no secrets', () => {
+describe.each([
+  { label: 'production options', opts: {} },
+  { label: 'with the test-only tap and capture on', opts: { tap: true, capture: true } },
+])('logs and server state hold no secrets ($label)', ({ opts }) => {
   it('a whole session: no log line and no reachable structure contains the relay text, the blob, the token or its hash', async () => {
     const lines: string[] = [];
-    const server = await startTestServer({ workers: 1, logLevel: 'debug' }, { logSink: (l) => lines.push(l) });
+    const server = await startTestServer({ workers: 1, logLevel: 'debug' }, { logSink: (l) => lines.push(l), ...opts });
     const roomId = newRoomId();
     const { secret } = generateInvite();
     const { accessToken: token } = deriveInviteKeysSync(secret, roomId);
