@@ -43,6 +43,8 @@ export interface CallOptions {
 const MAX_NAME_LEN = 64;
 const LAYER_DEBOUNCE_MS = 300;
 const ICE_RECHECK_MS = 8000;
+/** Receive watchdog period: no inbound RTP at all while live consumers exist → ICE restart, then rejoin. */
+const STALL_CHECK_MS = 5000;
 
 /** A remote producer we consume. */
 export class RemoteMedia {
@@ -154,6 +156,9 @@ export class CallSession {
   #iceRestarting = new Set<string>();
   #layerTimers = new Map<string, Timer>();
   #layerSent = new Map<string, number>();
+  #stallTimer: ReturnType<typeof setInterval> | null = null;
+  #stallChecks = 0;
+  #lastInboundPackets = -1;
   /** Per-pipeline frame counts from the worker (kept reactive for the debug snapshot). */
   workerCounts = $state.raw<Record<string, { frames: number; bytes: number }>>({});
 
@@ -457,6 +462,7 @@ export class CallSession {
       this.status = 'joined';
       this.joinCount += 1;
       this.notice = null;
+      this.#startStallWatchdog(gen);
 
       // Re-produce whatever we are currently sending (first join, or after a rejoin).
       const m = this.media;
@@ -535,6 +541,8 @@ export class CallSession {
     this.#iceRestarting.clear();
     for (const t of this.#layerTimers.values()) clearTimeout(t);
     this.#layerTimers.clear();
+    if (this.#stallTimer) clearInterval(this.#stallTimer);
+    this.#stallTimer = null;
     this.#layerSent.clear();
     for (const p of Object.values(this.producers)) {
       if (!p) continue;
@@ -573,6 +581,49 @@ export class CallSession {
         void this.#restartIce(t, gen);
       }
     });
+  }
+
+  /**
+   * Receive watchdog: a recv transport can report "connected" while no RTP reaches it (seen on a starved
+   * machine). If live consumers exist and the inbound packet total has not moved for two checks, restart
+   * ICE; after four, rejoin.
+   */
+  #startStallWatchdog(gen: number): void {
+    if (this.#stallTimer) clearInterval(this.#stallTimer);
+    this.#stallChecks = 0;
+    this.#lastInboundPackets = -1;
+    this.#stallTimer = setInterval(() => void this.#checkStall(gen), STALL_CHECK_MS);
+  }
+
+  async #checkStall(gen: number): Promise<void> {
+    const recv = this.#recv;
+    if (!recv || gen !== this.#gen || recv.closed) return;
+    const live = [...this.#consumers.values()].some((m) => m.live && !m.consumer.paused);
+    if (!live) {
+      this.#stallChecks = 0;
+      return;
+    }
+    let packets = 0;
+    try {
+      (await recv.getStats()).forEach((st: Record<string, unknown>) => {
+        if (st['type'] === 'inbound-rtp' && typeof st['packetsReceived'] === 'number') packets += st['packetsReceived'];
+      });
+    } catch {
+      return;
+    }
+    if (gen !== this.#gen) return;
+    if (packets > this.#lastInboundPackets) {
+      this.#lastInboundPackets = packets;
+      this.#stallChecks = 0;
+      return;
+    }
+    this.#stallChecks += 1;
+    if (this.#stallChecks === 2) {
+      console.warn('[call] no inbound media for a while: restarting ICE');
+      void this.#restartIce(recv, gen);
+    } else if (this.#stallChecks >= 4) {
+      void this.#rejoin('no inbound media');
+    }
   }
 
   async #restartIce(t: types.Transport, gen: number): Promise<void> {
