@@ -14,6 +14,7 @@ import { fromBase64url, toBase64url, utf8, fromUtf8 } from '../e2ee/bytes.ts';
 import { openMetadata, sealMetadata } from '../e2ee/metadata.ts';
 import { TransformWorker } from '../transform/TransformWorker.ts';
 import { peerConnectionSettings, type TransformApi } from '../transform/support.ts';
+import { E2eeState } from './e2ee.svelte.ts';
 import type { LocalMedia } from './media.svelte.ts';
 import {
   connectSocket,
@@ -121,6 +122,8 @@ export class CallSession {
   iceDown = $state<string[]>([]);
   displayName = $state('');
   readonly peers = new SvelteMap<string, RemotePeer>();
+  /** End-to-end encryption state for the UI (fingerprints, room code, alerts, chat sealing). */
+  readonly e2ee = new E2eeState();
   /** Local producers by source (raw: mediasoup objects are not proxied). */
   producers = $state.raw<Partial<Record<MediaSource, LocalProducer>>>({});
   /** Every join that completed; tests and the UI read it. */
