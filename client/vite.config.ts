@@ -1,8 +1,80 @@
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { defineConfig } from 'vite';
+import { defineConfig, type Plugin } from 'vite';
 import { svelte } from '@sveltejs/vite-plugin-svelte';
 
 const root = fileURLToPath(new URL('.', import.meta.url));
+const outDir = fileURLToPath(new URL('./dist', import.meta.url));
+
+/**
+ * Subresource Integrity + published build hash (defence against a host that serves modified files).
+ *
+ * - Every `<script src>` and `<link rel="stylesheet"|"modulepreload" href>` in the built index.html gets
+ *   `integrity="sha384-…"` and `crossorigin="anonymous"` (same-origin, so no credentials change).
+ * - `dist/build-hash.txt`: `sha256:<hex>` over the sorted lines `<sha256 hex>  <path>` of every file in dist
+ *   (build-hash.txt itself excluded), followed by those lines, so operators can publish one hash and anyone can
+ *   re-check a served copy. Printed at the end of the build.
+ *
+ * Limitation: module workers started with `new Worker(new URL('…', import.meta.url))` (the transform worker) are
+ * fetched by the browser without an integrity check — SRI does not exist for workers. They are covered by the
+ * build hash and by the CSP (`worker-src 'self'`), not by SRI.
+ */
+function sriAndBuildHash(): Plugin {
+  return {
+    name: 'sealed-meet-sri',
+    apply: 'build',
+    enforce: 'post',
+    transformIndexHtml: {
+      order: 'post',
+      handler(html, ctx) {
+        const bundle = ctx.bundle;
+        if (!bundle) return html;
+        const byUrl = new Map<string, Uint8Array>();
+        for (const [fileName, out] of Object.entries(bundle)) {
+          const data = out.type === 'chunk' ? out.code : out.source;
+          byUrl.set('/' + fileName, typeof data === 'string' ? new TextEncoder().encode(data) : data);
+        }
+        const tag = /<(script|link)\b([^>]*?)(\/?)>/g;
+        return html.replace(tag, (whole, name: string, attrs: string, selfClose: string) => {
+          const isScript = name === 'script';
+          if (!isScript) {
+            const rel = /\brel\s*=\s*"([^"]*)"/.exec(attrs)?.[1]?.toLowerCase() ?? '';
+            if (!/\b(stylesheet|modulepreload)\b/.test(rel)) return whole;
+          }
+          const url = new RegExp(`\\b${isScript ? 'src' : 'href'}\\s*=\\s*"([^"]+)"`).exec(attrs)?.[1];
+          if (!url) return whole;
+          const data = byUrl.get(url);
+          if (!data) throw new Error(`SRI: ${url} in index.html is not a file of this build`);
+          if (/\bintegrity\s*=/.test(attrs)) return whole;
+          const integrity = 'sha384-' + createHash('sha384').update(data).digest('base64');
+          const cross = /\bcrossorigin\b/.test(attrs) ? '' : ' crossorigin="anonymous"';
+          return `<${name}${attrs} integrity="${integrity}"${cross}${selfClose}>`;
+        });
+      },
+    },
+    closeBundle() {
+      const files: string[] = [];
+      const walk = (dir: string): void => {
+        for (const n of readdirSync(dir)) {
+          const p = path.join(dir, n);
+          if (statSync(p).isDirectory()) walk(p);
+          else files.push(path.relative(outDir, p).split(path.sep).join('/'));
+        }
+      };
+      walk(outDir);
+      const lines = files
+        .filter((f) => f !== 'build-hash.txt')
+        .sort()
+        .map((f) => `${createHash('sha256').update(readFileSync(path.join(outDir, f))).digest('hex')}  ${f}`);
+      const list = lines.join('\n') + '\n';
+      const hash = createHash('sha256').update(list).digest('hex');
+      writeFileSync(path.join(outDir, 'build-hash.txt'), `sha256:${hash}\n${list}`);
+      console.log(`\nsealed-meet build hash: sha256:${hash} (dist/build-hash.txt; publish it so users can check what is served)`);
+    },
+  };
+}
 
 // The app is served under a strict CSP (`script-src 'self'`), so: no inline scripts, no module preload
 // polyfill (it would be injected inline), and every asset file name carries a content hash.
@@ -10,10 +82,10 @@ export default defineConfig({
   root,
   base: '/',
   publicDir: false,
-  plugins: [svelte()],
+  plugins: [svelte(), sriAndBuildHash()],
   worker: { format: 'es' },
   build: {
-    outDir: fileURLToPath(new URL('./dist', import.meta.url)),
+    outDir,
     emptyOutDir: true,
     target: 'es2022',
     modulePreload: { polyfill: false },
