@@ -48,6 +48,10 @@ export class AppState {
 
   /** Invite secrets by room id, in memory only. */
   readonly #secrets = new Map<string, Uint8Array>();
+  /** Creator fingerprints from invite links, by room id. */
+  readonly #creators = new Map<string, Uint8Array>();
+  /** `?e2ee-test-hooks=1`: key export for e2e tests (this browser's keys only). */
+  readonly testHooks = new URLSearchParams(location.search).get('e2ee-test-hooks') === '1';
 
   constructor() {
     const fragment = location.hash.length > 1 ? location.hash.slice(1) : '';
@@ -76,7 +80,10 @@ export class AppState {
     if (!ROOM_ID_RE.test(roomId)) return { name: 'bad-link', message: 'This meeting link is malformed: the room id is not valid.' };
     if (fragment) {
       try {
-        this.#secrets.set(roomId, parseInviteFragment(fragment).secret);
+        const parsed = parseInviteFragment(fragment);
+        this.#secrets.set(roomId, parsed.secret);
+        if (parsed.creatorFingerprint) this.#creators.set(roomId, parsed.creatorFingerprint);
+        else this.#creators.delete(roomId);
       } catch (err) {
         return { name: 'bad-link', message: `This invite link is broken: ${err instanceof Error ? err.message.replace(/^\w[\w-]*: /, '') : String(err)}` };
       }
@@ -145,6 +152,9 @@ export class AppState {
       roomId,
       accessToken: this.keys.accessToken,
       metadataKey: this.keys.metadataKey,
+      inviteKeys: this.keys,
+      creatorFingerprint: this.#creators.get(roomId),
+      testHooks: this.testHooks,
       displayName: this.displayName.trim() || 'Participant',
       media: this.media,
       transformApi: this.support.api,

@@ -50,6 +50,15 @@ export interface E2eeBackend {
   openChat(fromPeerId: string, blob: string): Promise<{ text: string; at: number } | null>;
 }
 
+/** A chat message that opened (authenticated under the sender's current media-derived chat key). */
+export interface ChatMessage {
+  from: string;
+  text: string;
+  at: number;
+  /** The relay blob it came in (for dedup). */
+  blob: string;
+}
+
 let alertSeq = 0;
 
 export class E2eeState {
@@ -63,6 +72,7 @@ export class E2eeState {
   readonly encryptedCount = $derived(this.members.filter((m) => m.keyState === 'encrypted' || m.keyState === 'verified').length);
 
   #backend: E2eeBackend | null = null;
+  #chatListeners = new Set<(m: ChatMessage) => void>();
   #safety = new Map<string, Promise<{ digits: string; emoji: string }>>();
 
   /** Wired by CallSession. */
@@ -102,6 +112,23 @@ export class E2eeState {
   async openChat(fromPeerId: string, blob: string): Promise<{ text: string; at: number } | null> {
     if (!this.#backend) return null;
     return this.#backend.openChat(fromPeerId, blob);
+  }
+
+  /** Chat messages that arrive over the relay and open. Returns an unsubscribe function. */
+  onChat(listener: (m: ChatMessage) => void): () => void {
+    this.#chatListeners.add(listener);
+    return () => this.#chatListeners.delete(listener);
+  }
+
+  /** Called by CallSession for every incoming chat message that opened. */
+  deliverChat(m: ChatMessage): void {
+    for (const l of this.#chatListeners) {
+      try {
+        l(m);
+      } catch (e) {
+        console.warn('[chat] listener failed', e);
+      }
+    }
   }
 
   /** Raise an alert (deduplicated by kind + message while it is shown). */
