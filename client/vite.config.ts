@@ -22,10 +22,14 @@ const outDir = fileURLToPath(new URL('./dist', import.meta.url));
  * build hash and by the CSP (`worker-src 'self'`), not by SRI.
  */
 function sriAndBuildHash(): Plugin {
+  let dist = outDir;
   return {
     name: 'sealed-meet-sri',
     apply: 'build',
     enforce: 'post',
+    configResolved(config) {
+      dist = path.resolve(config.root, config.build.outDir);
+    },
     transformIndexHtml: {
       order: 'post',
       handler(html, ctx) {
@@ -60,17 +64,17 @@ function sriAndBuildHash(): Plugin {
         for (const n of readdirSync(dir)) {
           const p = path.join(dir, n);
           if (statSync(p).isDirectory()) walk(p);
-          else files.push(path.relative(outDir, p).split(path.sep).join('/'));
+          else files.push(path.relative(dist, p).split(path.sep).join('/'));
         }
       };
-      walk(outDir);
+      walk(dist);
       const lines = files
         .filter((f) => f !== 'build-hash.txt')
         .sort()
-        .map((f) => `${createHash('sha256').update(readFileSync(path.join(outDir, f))).digest('hex')}  ${f}`);
+        .map((f) => `${createHash('sha256').update(readFileSync(path.join(dist, f))).digest('hex')}  ${f}`);
       const list = lines.join('\n') + '\n';
       const hash = createHash('sha256').update(list).digest('hex');
-      writeFileSync(path.join(outDir, 'build-hash.txt'), `sha256:${hash}\n${list}`);
+      writeFileSync(path.join(dist, 'build-hash.txt'), `sha256:${hash}\n${list}`);
       console.log(`\nsealed-meet build hash: sha256:${hash} (dist/build-hash.txt; publish it so users can check what is served)`);
     },
   };

@@ -19,13 +19,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateIdentity, newSession } from '../../client/src/e2ee/identity.ts';
 import { encodeRelay, encodeSignedAnnouncement } from '../../client/src/e2ee/membership.ts';
-import type { StartedServer } from '../../signaling/src/main.ts';
 import {
   Harness,
   createMeeting,
   dumpLogs,
-  ensureChromium,
-  ensureClientBuilt,
   joinByLink,
   joinFromLobby,
   resultsPath,
@@ -42,15 +39,16 @@ const NAME_A = `Alice${tag}`;
 const NAME_B = `Bob${tag}`;
 const CHAT_TEXT = `the eagle lands at dawn ${tag}`;
 
-/** Harness.start() without capture/tap; same harness, our own server options. */
+/** The shared harness with the test-only capture and tap on, and debug-level logs (every line the server writes). */
 async function startHarness(): Promise<Harness> {
-  ensureChromium();
-  ensureClientBuilt();
-  const log: string[] = [];
-  const { startServer } = await import('../../signaling/src/main.ts');
-  const server = await startServer({ port: 0, host: 'localhost', workers: 1, logLevel: 'debug' }, { logSink: (line) => log.push(line), capture: true, tap: true });
-  const Ctor = Harness as unknown as new (s: StartedServer, l: string[]) => Harness;
-  return new Ctor(server, log);
+  const prev = process.env['E2E_LOG_LEVEL'];
+  process.env['E2E_LOG_LEVEL'] = 'debug';
+  try {
+    return await Harness.start({ capture: true, tap: true });
+  } finally {
+    if (prev === undefined) delete process.env['E2E_LOG_LEVEL'];
+    else process.env['E2E_LOG_LEVEL'] = prev;
+  }
 }
 
 function contains(hay: Uint8Array | string, needle: string): boolean {
@@ -229,7 +227,7 @@ describe('trust UI, chat and served-code integrity', () => {
       sock.emit('relay', { from: ghostId, blob });
     }
     for (const p of [alice, bob]) {
-      await p.page.getByTestId('alert').first().waitFor({ timeout: 30_000 });
+      await p.page.locator('[data-testid="alert"][data-kind="injected-member"]').waitFor({ timeout: 30_000 });
     }
     await alice.page.screenshot({ path: resultsPath('trust-injected-alert.png') });
     await sleep(3000);
@@ -238,6 +236,7 @@ describe('trust UI, chat and served-code integrity', () => {
     const toGhost = after.filter((m) => m.dir === 'in' && m.event === 'relay' && (m.args[0] as { to?: string } | undefined)?.to === ghostId);
     expect(toGhost).toEqual([]);
     // The warning must be dismissed explicitly.
-    await alice.page.getByTestId('alert-dismiss').first().click();
+    await alice.page.locator('[data-testid="alert"][data-kind="injected-member"] [data-testid="alert-dismiss"]').click();
+    await waitUntil(async () => (await alice.page.locator('[data-testid="alert"][data-kind="injected-member"]').count()) === 0, 10_000, 'alert dismissed');
   }, 120_000);
 });

@@ -124,3 +124,10 @@ export const VERIFICATION_LABELS: Record<string, string> = {
   unverified: 'not verified',
   changed: 'identity changed!',
 };
+
+/** Alerts that mean someone may be listening in: shown as a modal that must be dismissed. */
+export const CRITICAL_ALERTS: readonly string[] = ['injected-member', 'identity-changed', 'roster', 'bypass'];
+
+export function isCriticalAlert(kind: string): boolean {
+  return CRITICAL_ALERTS.includes(kind);
+}
