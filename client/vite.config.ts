@@ -21,6 +21,24 @@ const outDir = fileURLToPath(new URL('./dist', import.meta.url));
  * fetched by the browser without an integrity check — SRI does not exist for workers. They are covered by the
  * build hash and by the CSP (`worker-src 'self'`), not by SRI.
  */
+/** Adds integrity + crossorigin to every <script src> and <link rel=stylesheet|modulepreload href>. */
+export function addIntegrity(html: string, read: (url: string) => Uint8Array): string {
+  const tag = /<(script|link)\b([^>]*?)(\/?)>/g;
+  return html.replace(tag, (whole, name: string, attrs: string, selfClose: string) => {
+    const isScript = name === 'script';
+    if (!isScript) {
+      const rel = /\brel\s*=\s*"([^"]*)"/.exec(attrs)?.[1]?.toLowerCase() ?? '';
+      if (!/\b(stylesheet|modulepreload)\b/.test(rel)) return whole;
+    }
+    const url = new RegExp(`\\b${isScript ? 'src' : 'href'}\\s*=\\s*"([^"]+)"`).exec(attrs)?.[1];
+    if (!url || /\bintegrity\s*=/.test(attrs)) return whole;
+    if (!url.startsWith('/') || url.startsWith('//')) throw new Error(`SRI: unexpected subresource URL ${url}`);
+    const integrity = 'sha384-' + createHash('sha384').update(read(url)).digest('base64');
+    const cross = /\bcrossorigin\b/.test(attrs) ? '' : ' crossorigin="anonymous"';
+    return `<${name}${attrs} integrity="${integrity}"${cross}${selfClose}>`;
+  });
+}
+
 function sriAndBuildHash(): Plugin {
   let dist = outDir;
   return {
@@ -30,35 +48,12 @@ function sriAndBuildHash(): Plugin {
     configResolved(config) {
       dist = path.resolve(config.root, config.build.outDir);
     },
-    transformIndexHtml: {
-      order: 'post',
-      handler(html, ctx) {
-        const bundle = ctx.bundle;
-        if (!bundle) return html;
-        const byUrl = new Map<string, Uint8Array>();
-        for (const [fileName, out] of Object.entries(bundle)) {
-          const data = out.type === 'chunk' ? out.code : out.source;
-          byUrl.set('/' + fileName, typeof data === 'string' ? new TextEncoder().encode(data) : data);
-        }
-        const tag = /<(script|link)\b([^>]*?)(\/?)>/g;
-        return html.replace(tag, (whole, name: string, attrs: string, selfClose: string) => {
-          const isScript = name === 'script';
-          if (!isScript) {
-            const rel = /\brel\s*=\s*"([^"]*)"/.exec(attrs)?.[1]?.toLowerCase() ?? '';
-            if (!/\b(stylesheet|modulepreload)\b/.test(rel)) return whole;
-          }
-          const url = new RegExp(`\\b${isScript ? 'src' : 'href'}\\s*=\\s*"([^"]+)"`).exec(attrs)?.[1];
-          if (!url) return whole;
-          const data = byUrl.get(url);
-          if (!data) throw new Error(`SRI: ${url} in index.html is not a file of this build`);
-          if (/\bintegrity\s*=/.test(attrs)) return whole;
-          const integrity = 'sha384-' + createHash('sha384').update(data).digest('base64');
-          const cross = /\bcrossorigin\b/.test(attrs) ? '' : ' crossorigin="anonymous"';
-          return `<${name}${attrs} integrity="${integrity}"${cross}${selfClose}>`;
-        });
-      },
-    },
+    // Runs after every file is on disk: other plugins may still rewrite chunks after transformIndexHtml (e.g. the
+    // worker URL placeholder), so integrity is computed from the written files, never from the bundle in memory.
     closeBundle() {
+      const indexPath = path.join(dist, 'index.html');
+      const html = readFileSync(indexPath, 'utf8');
+      writeFileSync(indexPath, addIntegrity(html, (url) => readFileSync(path.join(dist, url.replace(/^\/+/, '')))));
       const files: string[] = [];
       const walk = (dir: string): void => {
         for (const n of readdirSync(dir)) {
