@@ -233,8 +233,19 @@ describe('trust UI, chat and served-code integrity', () => {
     await sleep(3000);
     // Nothing addressed to the ghost: relays from the browsers with `to: ghost`.
     const after = (h.server.capture!.parsed() as { dir: string; event: string; args: unknown[] }[]).slice(before);
-    const toGhost = after.filter((m) => m.dir === 'in' && m.event === 'relay' && (m.args[0] as { to?: string } | undefined)?.to === ghostId);
-    expect(toGhost).toEqual([]);
+    const toGhost = after
+      .filter((m) => m.dir === 'in' && m.event === 'relay' && (m.args[0] as { to?: string } | undefined)?.to === ghostId)
+      .map((m) => Buffer.from((m.args[0] as { blob: string }).blob, 'base64url')[0]);
+    // No key batch (0x4B 'K') and no channel reset (0x52 'R') to the ghost. Public announcements (0x41) and metadata
+    // sealed under the invite's metadata key (0x01) carry nothing it can use without the invite.
+    const KEY_BATCH = 0x4b;
+    const RESET = 0x52;
+    expect(toGhost.filter((k) => k === KEY_BATCH || k === RESET), `relay kinds to the ghost: ${toGhost.map((k) => k?.toString(16)).join(',')}`).toEqual([]);
+    // And nothing in the UI lists it as encrypted: it is not a member with keys.
+    for (const p of [alice, bob]) {
+      const state = p.page.locator(`[data-testid="tile"][data-peer-id="${ghostId}"] [data-testid="tile-key-state"]`);
+      if ((await state.count()) > 0) expect(['waiting', 'failing']).toContain(await state.first().getAttribute('data-state'));
+    }
     // The warning must be dismissed explicitly.
     await alice.page.locator('[data-testid="alert"][data-kind="injected-member"] [data-testid="alert-dismiss"]').click();
     await waitUntil(async () => (await alice.page.locator('[data-testid="alert"][data-kind="injected-member"]').count()) === 0, 10_000, 'alert dismissed');
