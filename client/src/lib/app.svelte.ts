@@ -7,6 +7,8 @@
 import { createContext } from 'svelte';
 import { deriveInviteKeys, generateInvite, newRoomId, parseInviteFragment, ROOM_ID_RE, type InviteKeys } from '../e2ee/invite.ts';
 import { transformSupport } from '../transform/support.ts';
+import { fingerprint } from '../e2ee/identity.ts';
+import { loadIdentity } from './identity-store.ts';
 import { CallSession } from './call.svelte.ts';
 import { LocalMedia } from './media.svelte.ts';
 
@@ -52,8 +54,16 @@ export class AppState {
   readonly #creators = new Map<string, Uint8Array>();
   /** `?e2ee-test-hooks=1`: key export for e2e tests (this browser's keys only). */
   readonly testHooks = new URLSearchParams(location.search).get('e2ee-test-hooks') === '1';
+  /** Our identity fingerprint (loaded from IndexedDB at startup), put into the invite links we create. */
+  #myFingerprint: Uint8Array | undefined;
 
   constructor() {
+    loadIdentity().then(
+      (id) => {
+        this.#myFingerprint = fingerprint(id.publicKey);
+      },
+      () => undefined,
+    );
     const fragment = location.hash.length > 1 ? location.hash.slice(1) : '';
     if (location.hash) history.replaceState(history.state, '', location.pathname + location.search);
     this.route = this.#resolve(location.pathname, fragment);
@@ -100,7 +110,8 @@ export class AppState {
 
   createMeeting(): NewMeeting {
     const roomId = newRoomId();
-    const { secret, fragment } = generateInvite();
+    // The link carries our identity fingerprint (when loaded): joiners then verify us, the creator, automatically.
+    const { secret, fragment } = generateInvite(this.#myFingerprint);
     this.#secrets.set(roomId, secret);
     const created = { roomId, secret, link: `${location.origin}/m/${roomId}#${fragment}` };
     this.created = created;
