@@ -283,6 +283,7 @@ export class CallSession {
       void this.#sendProfile(peerId);
     });
     socket.on('peerLeft', ({ peerId }) => {
+      this.#departed.add(peerId);
       this.#removePeer(peerId);
       // Forward secrecy on leave: the reducer forgets the member and switches us to a fresh key.
       void this.#agent?.memberLeft(Date.now(), peerId);
@@ -529,7 +530,7 @@ export class CallSession {
           .catch((e: unknown) => errback(e instanceof Error ? e : new Error(String(e))));
       });
 
-      for (const p of res.peers) if (p.peerId !== res.peerId) this.#ensurePeer(p.peerId);
+      for (const p of res.peers) if (p.peerId !== res.peerId && !this.#departed.has(p.peerId)) this.#ensurePeer(p.peerId);
       this.#ready = true;
       this.#everJoined = true;
       this.status = 'joined';
@@ -835,9 +836,10 @@ export class CallSession {
         onRtpReceiver: (receiver) =>
           this.#transform.attachReceiver(receiver, res.consumerId, res.kind, (res.rtpParameters as unknown as types.RtpParameters).codecs[0]?.mimeType ?? 'none'),
       });
-      if (gen !== this.#gen) {
+      if (gen !== this.#gen || this.#departed.has(res.peerId)) {
         consumer.close();
         this.#transform.forget(consumer.id);
+        this.#consumingProducers.delete(info.producerId);
         return;
       }
       const media = new RemoteMedia(consumer, res.peerId, res.source, res.type, res.producerPaused || info.paused);
@@ -959,6 +961,8 @@ export class CallSession {
   // -------------------------------------------------------------------------------------------
 
   #pendingRelays: { from: string; blob: string }[] = [];
+  /** Peers the server said left (a consume or join answer in flight must not bring them back). */
+  #departed = new Set<string>();
 
   async #startKeys(peerId: string, existing: string[], gen: number): Promise<void> {
     this.#stopKeys();
