@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import type { StartedServer } from '../../signaling/src/main.ts';
+import type { StartedServer, StartOptions } from '../../signaling/src/main.ts';
 import type { DebugSnapshot, RtpSummary } from '../../client/src/lib/debug.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -77,15 +77,18 @@ export class Harness {
     return this.server.url;
   }
 
-  static async start(): Promise<Harness> {
+  /** `serverOpts`: extra startServer options (e.g. `{ tap: true }` for the media tap); the log sink is always set. */
+  static async start(serverOpts: Omit<StartOptions, 'logSink'> = {}): Promise<Harness> {
     ensureChromium();
-    ensureClientBuilt();
+    // E2E_CLIENT_DIR: serve an already built client from elsewhere (parallel runs must not share client/dist).
+    const clientDir = process.env['E2E_CLIENT_DIR'];
+    if (!clientDir) ensureClientBuilt();
     const log: string[] = [];
     // Imported lazily: main.ts pulls in the SFU, which must load mediasoup after MEDIASOUP_WORKER_BIN is set.
     const { startServer } = await import('../../signaling/src/main.ts');
     const server = await startServer(
-      { port: 0, host: 'localhost', workers: 1, logLevel: (process.env['E2E_LOG_LEVEL'] as 'info' | undefined) ?? 'warn' },
-      { logSink: (line) => log.push(line) },
+      { port: 0, host: 'localhost', workers: 1, logLevel: (process.env['E2E_LOG_LEVEL'] as 'info' | undefined) ?? 'warn', ...(clientDir ? { clientDir } : {}) },
+      { ...serverOpts, logSink: (line: string) => log.push(line) },
     );
     return new Harness(server, log);
   }

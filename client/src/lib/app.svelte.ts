@@ -7,6 +7,8 @@
 import { createContext } from 'svelte';
 import { deriveInviteKeys, generateInvite, newRoomId, parseInviteFragment, ROOM_ID_RE, type InviteKeys } from '../e2ee/invite.ts';
 import { transformSupport } from '../transform/support.ts';
+import { fingerprint } from '../e2ee/identity.ts';
+import { loadIdentity } from './identity-store.ts';
 import { CallSession } from './call.svelte.ts';
 import { LocalMedia } from './media.svelte.ts';
 
@@ -48,8 +50,20 @@ export class AppState {
 
   /** Invite secrets by room id, in memory only. */
   readonly #secrets = new Map<string, Uint8Array>();
+  /** Creator fingerprints from invite links, by room id. */
+  readonly #creators = new Map<string, Uint8Array>();
+  /** `?e2ee-test-hooks=1`: key export for e2e tests (this browser's keys only). */
+  readonly testHooks = new URLSearchParams(location.search).get('e2ee-test-hooks') === '1';
+  /** Our identity fingerprint (loaded from IndexedDB at startup), put into the invite links we create. */
+  #myFingerprint: Uint8Array | undefined;
 
   constructor() {
+    loadIdentity().then(
+      (id) => {
+        this.#myFingerprint = fingerprint(id.publicKey);
+      },
+      () => undefined,
+    );
     const fragment = location.hash.length > 1 ? location.hash.slice(1) : '';
     if (location.hash) history.replaceState(history.state, '', location.pathname + location.search);
     this.route = this.#resolve(location.pathname, fragment);
@@ -76,7 +90,10 @@ export class AppState {
     if (!ROOM_ID_RE.test(roomId)) return { name: 'bad-link', message: 'This meeting link is malformed: the room id is not valid.' };
     if (fragment) {
       try {
-        this.#secrets.set(roomId, parseInviteFragment(fragment).secret);
+        const parsed = parseInviteFragment(fragment);
+        this.#secrets.set(roomId, parsed.secret);
+        if (parsed.creatorFingerprint) this.#creators.set(roomId, parsed.creatorFingerprint);
+        else this.#creators.delete(roomId);
       } catch (err) {
         return { name: 'bad-link', message: `This invite link is broken: ${err instanceof Error ? err.message.replace(/^\w[\w-]*: /, '') : String(err)}` };
       }
@@ -93,7 +110,8 @@ export class AppState {
 
   createMeeting(): NewMeeting {
     const roomId = newRoomId();
-    const { secret, fragment } = generateInvite();
+    // The link carries our identity fingerprint (when loaded): joiners then verify us, the creator, automatically.
+    const { secret, fragment } = generateInvite(this.#myFingerprint);
     this.#secrets.set(roomId, secret);
     const created = { roomId, secret, link: `${location.origin}/m/${roomId}#${fragment}` };
     this.created = created;
@@ -145,6 +163,9 @@ export class AppState {
       roomId,
       accessToken: this.keys.accessToken,
       metadataKey: this.keys.metadataKey,
+      inviteKeys: this.keys,
+      creatorFingerprint: this.#creators.get(roomId),
+      testHooks: this.testHooks,
       displayName: this.displayName.trim() || 'Participant',
       media: this.media,
       transformApi: this.support.api,

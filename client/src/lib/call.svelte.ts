@@ -12,8 +12,18 @@ import { Device, type types } from 'mediasoup-client';
 import { SvelteMap } from 'svelte/reactivity';
 import { fromBase64url, toBase64url, utf8, fromUtf8 } from '../e2ee/bytes.ts';
 import { openMetadata, sealMetadata } from '../e2ee/metadata.ts';
+import { safetyNumber as computeSafetyNumber } from '../e2ee/codes.ts';
+import { fingerprint as identityFingerprint, newSession, wipeSession, type Identity, type Session } from '../e2ee/identity.ts';
+import type { InviteKeys } from '../e2ee/invite.ts';
+import { KeyAgent, type SendKeyInfo } from '../e2ee/key-agent.ts';
+import { SendKeyRing } from '../e2ee/keyring.ts';
+import { currentRoomCode, RELAY_KIND, type MembershipEffect, type MembershipState } from '../e2ee/membership.ts';
+import { check as checkVerification, isCreator, markVerified as recordVerified, type Verifications } from '../e2ee/verification.ts';
+import { baseKeyForKid, chatInnerKid, openChatInner, sealChatInner } from '../e2ee/chat.ts';
+import { loadIdentity, loadVerifications, saveVerifications } from './identity-store.ts';
 import { TransformWorker } from '../transform/TransformWorker.ts';
 import { peerConnectionSettings, type TransformApi } from '../transform/support.ts';
+import { E2eeState } from './e2ee.svelte.ts';
 import type { LocalMedia } from './media.svelte.ts';
 import {
   connectSocket,
@@ -35,6 +45,12 @@ export interface CallOptions {
   roomId: string;
   accessToken: string;
   metadataKey: Uint8Array;
+  /** All invite-derived keys (membership MAC, HPKE PSK, metadata key). */
+  inviteKeys: InviteKeys;
+  /** Creator fingerprint from the invite link, if it carried one (auto-verifies the creator). */
+  creatorFingerprint?: Uint8Array | undefined;
+  /** `?e2ee-test-hooks=1`: keep copies of this browser's keys for `__meet.exportKeysForTest()`. */
+  testHooks?: boolean;
   displayName: string;
   media: LocalMedia;
   transformApi: TransformApi;
@@ -45,6 +61,25 @@ const LAYER_DEBOUNCE_MS = 300;
 const ICE_RECHECK_MS = 8000;
 /** Receive watchdog period: no inbound RTP at all while live consumers exist → ICE restart, then rejoin. */
 const STALL_CHECK_MS = 5000;
+/** KeyAgent clock (rotation timer, expiry). */
+const KEY_TICK_MS = 1000;
+/** Bypass detector period: bytes on the wire must come with sealed frames. */
+const BYPASS_CHECK_MS = 1500;
+/** Bytes a producer may send with no sealed frame in one period before we call it a bypass (RTX of earlier frames, probing). */
+const BYPASS_SLACK_BYTES = 4000;
+
+const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+const fpDisplay = (b: Uint8Array): string => hex(b).slice(0, 40).replace(/(.{4})(?=.)/g, '$1 ');
+
+/** Keys of this browser exported for tests (only with `?e2ee-test-hooks=1`). Hex strings. */
+export interface TestKeyExport {
+  peerId: string | null;
+  senderIndex: number | null;
+  send: { kid: string; key: string } | null;
+  /** Every send key this session used (initial, ratchets, fresh keys), oldest first. */
+  sendHistory: { kid: string; key: string }[];
+  receive: { peerId: string; senderIndex: number; kid: string; key: string }[];
+}
 
 /** A remote producer we consume. */
 export class RemoteMedia {
@@ -121,6 +156,8 @@ export class CallSession {
   iceDown = $state<string[]>([]);
   displayName = $state('');
   readonly peers = new SvelteMap<string, RemotePeer>();
+  /** End-to-end encryption state for the UI (fingerprints, room code, alerts, chat sealing). */
+  readonly e2ee = new E2eeState();
   /** Local producers by source (raw: mediasoup objects are not proxied). */
   producers = $state.raw<Partial<Record<MediaSource, LocalProducer>>>({});
   /** Every join that completed; tests and the UI read it. */
@@ -157,6 +194,21 @@ export class CallSession {
   #layerTimers = new Map<string, Timer>();
   #layerSent = new Map<string, number>();
   #stallTimer: ReturnType<typeof setInterval> | null = null;
+  // E2EE
+  #agent: KeyAgent | null = null;
+  #session: Session | null = null;
+  #identity: Identity | null = null;
+  #verifications: Verifications | null = null;
+  #keyTimer: ReturnType<typeof setInterval> | null = null;
+  #bypassTimer: ReturnType<typeof setInterval> | null = null;
+  #bypassLast = new Map<string, { bytes: number; sealed: number; strikes: number }>();
+  #senderIndex: number | null = null;
+  /** Current chat/media base key per member (ours under our peer id); wiped on leave. */
+  #chatKeys = new Map<string, { senderIndex: number; kid: bigint; baseKey: Uint8Array }>();
+  /** Members whose receive key arrived. */
+  #keyed = new Set<string>();
+  #testSend: { kid: string; key: string }[] = [];
+  #testRecv: { peerId: string; senderIndex: number; kid: string; key: string }[] = [];
   #stallChecks = 0;
   #lastInboundPackets = -1;
   /** Per-pipeline frame counts from the worker (kept reactive for the debug snapshot). */
@@ -173,8 +225,22 @@ export class CallSession {
       const out: Record<string, { frames: number; bytes: number }> = {};
       for (const [k, c] of counts) out[k] = { frames: c.frames, bytes: c.bytes };
       this.workerCounts = out;
+      this.#refreshMembers();
     };
-    this.#transform.onError = (key, message) => console.warn('[transform]', key, message);
+    this.#transform.onError = (key, message) => {
+      console.warn('[transform]', key, message);
+      if (/cannot be end-to-end encrypted/.test(message)) this.e2ee.alert('codec-refused', message);
+    };
+    this.#transform.onKeyError = (message) => {
+      console.warn('[e2ee]', message);
+      this.e2ee.alert('internal', message);
+    };
+    this.e2ee.attach({
+      safetyNumber: (peerId) => this.#safetyNumber(peerId),
+      markVerified: (peerId) => this.#markVerified(peerId),
+      sealChat: (text) => this.#sealChat(text),
+      openChat: (from, blob) => this.#openChat(from, blob),
+    });
   }
 
   get transformWorker(): TransformWorker {
@@ -216,7 +282,12 @@ export class CallSession {
       this.#ensurePeer(peerId);
       void this.#sendProfile(peerId);
     });
-    socket.on('peerLeft', ({ peerId }) => this.#removePeer(peerId));
+    socket.on('peerLeft', ({ peerId }) => {
+      this.#departed.add(peerId);
+      this.#removePeer(peerId);
+      // Forward secrecy on leave: the reducer forgets the member and switches us to a fresh key.
+      void this.#agent?.memberLeft(Date.now(), peerId);
+    });
     socket.on('newProducer', (info) => {
       if (info.peerId === this.peerId) return;
       if (!this.#ready) {
@@ -416,6 +487,9 @@ export class CallSession {
       }
       if (gen !== this.#gen) return;
       this.peerId = res.peerId;
+      // Keys first: our send key exists before the first frame is encoded (frames before it are dropped, never sent in clear).
+      await this.#startKeys(res.peerId, res.peers.map((p) => p.peerId).filter((id) => id !== res.peerId), gen);
+      if (gen !== this.#gen) return;
       const device = new Device();
       await device.load({ routerRtpCapabilities: res.routerRtpCapabilities as unknown as types.RtpCapabilities });
       this.#device = device;
@@ -456,13 +530,14 @@ export class CallSession {
           .catch((e: unknown) => errback(e instanceof Error ? e : new Error(String(e))));
       });
 
-      for (const p of res.peers) if (p.peerId !== res.peerId) this.#ensurePeer(p.peerId);
+      for (const p of res.peers) if (p.peerId !== res.peerId && !this.#departed.has(p.peerId)) this.#ensurePeer(p.peerId);
       this.#ready = true;
       this.#everJoined = true;
       this.status = 'joined';
       this.joinCount += 1;
       this.notice = null;
       this.#startStallWatchdog(gen);
+      this.#startBypassDetector(gen);
 
       // Re-produce whatever we are currently sending (first join, or after a rejoin).
       const m = this.media;
@@ -543,6 +618,10 @@ export class CallSession {
     this.#layerTimers.clear();
     if (this.#stallTimer) clearInterval(this.#stallTimer);
     this.#stallTimer = null;
+    if (this.#bypassTimer) clearInterval(this.#bypassTimer);
+    this.#bypassTimer = null;
+    this.#bypassLast.clear();
+    this.#stopKeys();
     this.#layerSent.clear();
     for (const p of Object.values(this.producers)) {
       if (!p) continue;
@@ -667,11 +746,17 @@ export class CallSession {
     const codecs = device.rtpCapabilities.codecs ?? [];
     const vp8 = codecs.find((c) => c.mimeType.toLowerCase() === 'video/vp8');
     const opus = codecs.find((c) => c.mimeType.toLowerCase() === 'audio/opus');
+    // Only codecs we can protect (VP8, Opus): anything else would be refused by the worker (frames dropped).
+    const sendCodec = track.kind === 'audio' ? (opus?.mimeType ?? 'none') : (vp8?.mimeType ?? 'none');
+    if (sendCodec === 'none') {
+      this.e2ee.alert('codec-refused', `No end-to-end encryptable ${track.kind} codec (VP8/Opus) is available: ${source} is not sent.`);
+      return;
+    }
     const options: types.ProducerOptions = {
       track,
       stopTracks: false,
       appData: { source, transformKey },
-      onRtpSender: (sender) => this.#transform.attachSender(sender, transformKey, track.kind === 'audio' ? 'audio' : 'video'),
+      onRtpSender: (sender) => this.#transform.attachSender(sender, transformKey, track.kind === 'audio' ? 'audio' : 'video', sendCodec),
     };
     if (source === 'camera') {
       options.encodings = [
@@ -748,11 +833,13 @@ export class CallSession {
         rtpParameters: res.rtpParameters as unknown as types.RtpParameters,
         streamId: `${res.peerId}-${res.source === 'screen' ? 'screen' : 'av'}`,
         appData: { peerId: res.peerId, source: res.source },
-        onRtpReceiver: (receiver) => this.#transform.attachReceiver(receiver, res.consumerId, res.kind),
+        onRtpReceiver: (receiver) =>
+          this.#transform.attachReceiver(receiver, res.consumerId, res.kind, (res.rtpParameters as unknown as types.RtpParameters).codecs[0]?.mimeType ?? 'none'),
       });
-      if (gen !== this.#gen) {
+      if (gen !== this.#gen || this.#departed.has(res.peerId)) {
         consumer.close();
         this.#transform.forget(consumer.id);
+        this.#consumingProducers.delete(info.producerId);
         return;
       }
       const media = new RemoteMedia(consumer, res.peerId, res.source, res.type, res.producerPaused || info.paused);
@@ -823,12 +910,40 @@ export class CallSession {
   }
 
   async #onRelay(from: string, blob: string): Promise<void> {
-    let msg: unknown;
+    let first: number | undefined;
     try {
-      const opened = await openMetadata(this.#opts.metadataKey, this.#opts.roomId, from, fromBase64url(blob));
+      first = fromBase64url(blob)[0];
+    } catch {
+      return;
+    }
+    if (first === RELAY_KIND.announcement || first === RELAY_KIND['key-batch'] || first === RELAY_KIND['channel-reset']) {
+      if (this.#agent) void this.#agent.relay(Date.now(), from, blob);
+      else if (this.#pendingRelays.length < 200) this.#pendingRelays.push({ from, blob });
+      return;
+    }
+    let msg: unknown;
+    let opened: Uint8Array;
+    try {
+      opened = await openMetadata(this.#opts.metadataKey, this.#opts.roomId, from, fromBase64url(blob));
+    } catch {
+      return; // not sealed with our invite (or forged): ignore
+    }
+    if (chatInnerKid(opened) !== null) {
+      for (const l of this.#chatBlobListeners) {
+        try {
+          l(from, blob);
+        } catch (e) {
+          console.warn('[chat] listener failed', e);
+        }
+      }
+      const m = await this.#openChatInner(from, opened);
+      if (m) this.e2ee.deliverChat({ from, text: m.text, at: m.at, blob });
+      return;
+    }
+    try {
       msg = JSON.parse(fromUtf8(opened));
     } catch {
-      return; // not a sealed profile for us (or forged): ignore
+      return;
     }
     if (typeof msg !== 'object' || msg === null) return;
     const o = msg as Record<string, unknown>;
@@ -838,6 +953,378 @@ export class CallSession {
     const peer = this.peers.get(from);
     if (peer) peer.name = name;
     else this.#pendingNames.set(from, name);
+    this.#refreshMembers();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // End-to-end encryption: KeyAgent over the relay, keys to the transform worker
+  // -------------------------------------------------------------------------------------------
+
+  #pendingRelays: { from: string; blob: string }[] = [];
+  /** Peers the server said left (a consume or join answer in flight must not bring them back). */
+  #departed = new Set<string>();
+
+  async #startKeys(peerId: string, existing: string[], gen: number): Promise<void> {
+    this.#stopKeys();
+    const identity = (this.#identity ??= await loadIdentity());
+    this.#verifications ??= await loadVerifications();
+    if (gen !== this.#gen) return;
+    this.e2ee.myFingerprint = fpDisplay(identityFingerprint(identity.publicKey));
+    const session = newSession(identity, this.#opts.roomId, peerId);
+    this.#session = session;
+    const transform = this.#transform;
+    const agent: KeyAgent = new KeyAgent(
+      { roomId: this.#opts.roomId, memberId: peerId, inviteKeys: this.#opts.inviteKeys, identity, session },
+      {
+        send: ({ to, blob }) => {
+          if (this.#agent !== agent) return;
+          void this.#try('relay', to !== undefined ? { to, blob } : { blob });
+        },
+        createSendRing: (senderIndex, generation, baseKey, now) => new SendKeyRing({ sender: senderIndex, generation, now }, baseKey),
+        sendKeyChanged: (key: SendKeyInfo, senderIndex: number) => {
+          if (this.#agent !== agent) return;
+          this.#senderIndex = senderIndex;
+          transform.setSendKey(senderIndex, key.generation, key.step, key.kid, key.baseKey);
+          this.#setChatKey(peerId, senderIndex, key.kid, key.baseKey);
+          if (this.#opts.testHooks) this.#testSend.push({ kid: key.kid.toString(), key: hex(key.baseKey) });
+          this.e2ee.sending = true;
+        },
+        installReceiveKey: (memberId, senderIndex, update) => {
+          if (this.#agent !== agent) return;
+          transform.addReceiveKey(senderIndex, update.kid, update.baseKey);
+          this.#setChatKey(memberId, senderIndex, update.kid, update.baseKey);
+          if (this.#opts.testHooks) this.#testRecv.push({ peerId: memberId, senderIndex, kid: update.kid.toString(), key: hex(update.baseKey) });
+          this.#keyed.add(memberId);
+          this.#requestReceiveKeyFrames(memberId);
+          this.#refreshMembers();
+        },
+        onEffect: (eff, state) => {
+          if (this.#agent !== agent) return;
+          this.#onKeyEffect(eff, state);
+        },
+      },
+    );
+    this.#agent = agent;
+    this.#keyTimer = setInterval(() => void agent.tick(Date.now()), KEY_TICK_MS);
+    await agent.join(Date.now(), existing);
+    const pending = this.#pendingRelays;
+    this.#pendingRelays = [];
+    for (const r of pending) void agent.relay(Date.now(), r.from, r.blob);
+  }
+
+  #stopKeys(): void {
+    if (this.#keyTimer) clearInterval(this.#keyTimer);
+    this.#keyTimer = null;
+    this.#pendingRelays = [];
+    const agent = this.#agent;
+    this.#agent = null;
+    if (agent) {
+      agent.destroy();
+      this.#transform.clearSendKey();
+      this.#transform.forgetAllSenders();
+    }
+    if (this.#session) wipeSession(this.#session);
+    this.#session = null;
+    for (const k of this.#chatKeys.values()) k.baseKey.fill(0);
+    this.#chatKeys.clear();
+    this.#keyed.clear();
+    this.#senderIndex = null;
+    this.e2ee.sending = false;
+    this.e2ee.roomCode = null;
+  }
+
+  #setChatKey(memberId: string, senderIndex: number, kid: bigint, baseKey: Uint8Array): void {
+    this.#chatKeys.get(memberId)?.baseKey.fill(0);
+    this.#chatKeys.set(memberId, { senderIndex, kid, baseKey: baseKey.slice() });
+  }
+
+  #onKeyEffect(eff: MembershipEffect, state: MembershipState): void {
+    switch (eff.kind) {
+      case 'roster-changed': {
+        for (const [id, idx] of state.senderIndices) if (id !== this.peerId) this.#transform.addSender(idx);
+        try {
+          const rc = currentRoomCode(state);
+          this.e2ee.roomCode = { emoji: rc.emoji.map((e) => e.emoji).join(' '), digits: rc.digits.replace(/(\d{4})(?=\d)/g, '$1 ') };
+        } catch {
+          this.e2ee.roomCode = null;
+        }
+        this.#refreshMembers();
+        break;
+      }
+      case 'forget-member':
+        if (eff.senderIndex !== undefined) this.#transform.forgetSender(eff.senderIndex);
+        this.#chatKeys.get(eff.memberId)?.baseKey.fill(0);
+        this.#chatKeys.delete(eff.memberId);
+        this.#keyed.delete(eff.memberId);
+        this.#refreshMembers();
+        break;
+      case 'sender-index-changed':
+        this.#transform.forgetSender(eff.from);
+        this.#transform.addSender(eff.to);
+        break;
+      case 'request-keyframe':
+        void this.#requestSendKeyFrames();
+        break;
+      case 'alert':
+        this.#raiseKeyAlert(eff.reason, eff.memberId, eff.detail);
+        break;
+      default:
+        break;
+    }
+  }
+
+  #raiseKeyAlert(reason: string, memberId: string | undefined, detail: string | undefined): void {
+    const who = memberId ? (this.peers.get(memberId)?.displayName ?? 'A participant') : 'A participant';
+    switch (reason) {
+      case 'bad-mac':
+        this.e2ee.alert('injected-member', `${who} tried to join the key exchange without the invite key. It gets no keys and cannot see or hear anyone.`);
+        break;
+      case 'session-changed':
+      case 'impersonation':
+        this.e2ee.alert('identity-changed', `${who} presented a different identity or session key; it was ignored.`);
+        break;
+      case 'replayed-announcement':
+        this.e2ee.alert('roster', 'The server replayed the key announcement of someone who already left; it was refused.');
+        break;
+      case 'internal-error':
+        this.e2ee.alert('internal', `Key handling failed (${detail ?? 'error'}); the next key rotation repairs it.`);
+        break;
+      case 'not-joined':
+        break;
+      default:
+        this.e2ee.alert('key-exchange', `A key message was rejected (${reason}${detail ? `: ${detail}` : ''}).`);
+    }
+  }
+
+  /** After our send key switched: the encoders send a key frame (worker first, the server as fallback). */
+  async #requestSendKeyFrames(): Promise<void> {
+    const videos = Object.values(this.producers).filter((p): p is LocalProducer => !!p && p.producer.kind === 'video' && !p.producer.closed);
+    if (videos.length === 0) return;
+    const { failed } = await this.#transform.generateKeyFrame();
+    const failedSet = new Set(failed);
+    for (const p of videos) {
+      if (!failedSet.has(p.transformKey) || p.producer.closed) continue;
+      const socket = this.#socket;
+      if (socket) await request(socket, 'requestProducerKeyFrame', { producerId: p.producer.id }).catch(() => undefined);
+    }
+  }
+
+  /** A receive key arrived for `memberId`: ask for key frames on its video so decoding starts at once. */
+  #requestReceiveKeyFrames(memberId: string): void {
+    const socket = this.#socket;
+    if (!socket) return;
+    for (const m of this.#consumers.values()) {
+      if (m.peerId !== memberId || m.consumer.kind !== 'video' || m.consumer.closed) continue;
+      void request(socket, 'requestKeyFrame', { consumerId: m.consumer.id }).catch(() => undefined);
+    }
+  }
+
+  #lastSenderStats = new Map<string, { opened: number; bad: number }>();
+  #rosterSeen = new Map<string, number>();
+
+  /** Rebuild the per-member view for the UI (roster from the server, keys and identities from the key exchange). */
+  #refreshMembers(): void {
+    const st = this.#agent?.state;
+    const senders = new Map(this.#transform.senders.map((x) => [x.senderIndex, x]));
+    const now = Date.now();
+    const members = [...this.peers.values()].map((peer) => {
+      const rec = st?.members.get(peer.id);
+      const idx = st?.senderIndices.get(peer.id);
+      const sc = idx !== undefined ? senders.get(idx) : undefined;
+      let verification: 'verified' | 'unverified' | 'changed' | 'creator' = 'unverified';
+      if (rec) {
+        if (isCreator(this.#opts.creatorFingerprint, rec.identityPublicKey)) verification = 'creator';
+        else if (peer.name && this.#verifications) {
+          try {
+            verification = checkVerification(this.#verifications, peer.name, rec.fingerprint).status;
+          } catch {
+            verification = 'unverified';
+          }
+        }
+        if (verification === 'changed') this.e2ee.alert('identity-changed', `${peer.displayName}'s identity key is not the one you verified before.`);
+      } else if (!this.#rosterSeen.has(peer.id)) this.#rosterSeen.set(peer.id, now);
+      const drops: Record<string, number> = {};
+      let bad = 0;
+      if (sc) {
+        for (const [k, v] of Object.entries(sc.dropped)) if (v > 0) drops[k] = v;
+        bad = (sc.dropped['auth'] ?? 0) + (sc.dropped['expired'] ?? 0) + (sc.dropped['overflow'] ?? 0) + (sc.dropped['malformed'] ?? 0);
+      }
+      const prev = this.#lastSenderStats.get(peer.id);
+      const opened = sc?.opened ?? 0;
+      const failing = !!prev && bad > prev.bad && opened === prev.opened;
+      this.#lastSenderStats.set(peer.id, { opened, bad });
+      const keyed = this.#keyed.has(peer.id);
+      const keyState: 'waiting' | 'encrypted' | 'verified' | 'failing' = !keyed ? 'waiting' : failing ? 'failing' : verification === 'verified' || verification === 'creator' ? 'verified' : 'encrypted';
+      if (failing) this.e2ee.alert('decrypt-failing', `Media from ${peer.displayName} does not decrypt (frames are dropped).`);
+      return {
+        peerId: peer.id,
+        ...(peer.name ? { name: peer.name } : {}),
+        fingerprint: rec ? fpDisplay(rec.fingerprint) : '',
+        verification,
+        keyState,
+        drops,
+        opened,
+      };
+    });
+    this.e2ee.members = members;
+  }
+
+  #safetyNumber(peerId: string): Promise<{ digits: string; emoji: string }> {
+    const rec = this.#agent?.state.members.get(peerId);
+    const me = this.#identity;
+    if (!rec || !me) return Promise.reject(new Error('this participant has not joined the key exchange'));
+    return new Promise((resolve, reject) => {
+      setTimeout(() => {
+        try {
+          const sn = computeSafetyNumber(me.publicKey, rec.identityPublicKey);
+          resolve({ digits: sn.groups.join(' '), emoji: sn.emoji.map((e) => e.emoji).join(' ') });
+        } catch (e) {
+          reject(e instanceof Error ? e : new Error(String(e)));
+        }
+      }, 0);
+    });
+  }
+
+  async #markVerified(peerId: string): Promise<void> {
+    const rec = this.#agent?.state.members.get(peerId);
+    const peer = this.peers.get(peerId);
+    if (!rec || !peer) throw new Error('this participant has not joined the key exchange');
+    const ver = this.#verifications ?? (await loadVerifications());
+    this.#verifications = recordVerified(ver, peer.name ?? peer.displayName, rec.fingerprint, Date.now());
+    await saveVerifications(this.#verifications);
+    this.#refreshMembers();
+  }
+
+  async #sealChat(text: string): Promise<string> {
+    const me = this.peerId;
+    const k = me ? this.#chatKeys.get(me) : undefined;
+    if (!me || !k) throw new Error('not in the call yet');
+    const inner = await sealChatInner(k.baseKey, k.kid, this.#opts.roomId, me, text, Date.now());
+    return toBase64url(await sealMetadata(this.#opts.metadataKey, this.#opts.roomId, me, inner));
+  }
+
+  async #openChat(from: string, blob: string): Promise<{ text: string; at: number } | null> {
+    try {
+      const opened = await openMetadata(this.#opts.metadataKey, this.#opts.roomId, from, fromBase64url(blob));
+      return await this.#openChatInner(from, opened);
+    } catch {
+      return null;
+    }
+  }
+
+  async #openChatInner(from: string, inner: Uint8Array): Promise<{ text: string; at: number } | null> {
+    const kid = chatInnerKid(inner);
+    const known = this.#chatKeys.get(from);
+    if (kid === null || !known) return null;
+    const base = baseKeyForKid(known, kid);
+    if (!base) return null;
+    try {
+      return await openChatInner(base, this.#opts.roomId, from, inner);
+    } catch {
+      return null;
+    } finally {
+      base.fill(0);
+    }
+  }
+
+  #chatBlobListeners = new Set<(fromPeerId: string, blob: string) => void>();
+
+  /** Chat transport (lib/chat.svelte.ts): relay a blob made by `e2ee.sealChat` to every other member. */
+  async sendChatBlob(blob: string): Promise<void> {
+    const socket = this.#socket;
+    if (!socket || !this.#ready) throw new Error('not connected');
+    await request(socket, 'relay', { blob });
+  }
+
+  /** Chat transport: incoming chat blobs (still sealed; open them with `e2ee.openChat`). Returns an unsubscribe function. */
+  onChatBlob(cb: (fromPeerId: string, blob: string) => void): () => void {
+    this.#chatBlobListeners.add(cb);
+    return () => this.#chatBlobListeners.delete(cb);
+  }
+
+  /** Send a chat message to everyone (sealed under our current media-derived chat key). */
+  async sendChat(text: string): Promise<void> {
+    const blob = await this.#sealChat(text);
+    await this.#try('relay', { blob });
+  }
+
+  /**
+   * Bypass detector: every BYPASS_CHECK_MS compare each producer's outbound bytes with the frames the worker sealed
+   * for it. Bytes rising twice in a row while nothing was sealed means frames reach the wire without our transform:
+   * the producer is closed and an alert raised.
+   */
+  #startBypassDetector(gen: number): void {
+    if (this.#bypassTimer) clearInterval(this.#bypassTimer);
+    this.#bypassLast.clear();
+    this.#bypassTimer = setInterval(() => void this.#checkBypass(gen), BYPASS_CHECK_MS);
+  }
+
+  async #checkBypass(gen: number): Promise<void> {
+    if (gen !== this.#gen) return;
+    const list = Object.values(this.producers).filter((p): p is LocalProducer => !!p && !p.producer.closed);
+    const bytes = new Map<string, number>();
+    for (const p of list) {
+      let b = 0;
+      try {
+        (await p.producer.getStats()).forEach((st: Record<string, unknown>) => {
+          if (st['type'] === 'outbound-rtp' && typeof st['bytesSent'] === 'number') b += st['bytesSent'];
+        });
+      } catch {
+        continue;
+      }
+      bytes.set(p.producer.id, b);
+    }
+    // Counts fetched after the stats: every frame whose bytes were counted was sealed before.
+    await this.#transform.requestCounts();
+    if (gen !== this.#gen) return;
+    for (const p of list) {
+      const b = bytes.get(p.producer.id);
+      if (b === undefined || p.producer.closed) continue;
+      const sealed = this.#transform.counts.get(p.transformKey)?.sealed ?? 0;
+      const last = this.#bypassLast.get(p.producer.id);
+      if (!last) {
+        this.#bypassLast.set(p.producer.id, { bytes: b, sealed, strikes: 0 });
+        continue;
+      }
+      const suspicious = b - last.bytes > BYPASS_SLACK_BYTES && sealed === last.sealed;
+      const strikes = suspicious ? last.strikes + 1 : 0;
+      this.#bypassLast.set(p.producer.id, { bytes: b, sealed, strikes });
+      if (strikes >= 2) {
+        console.error('[e2ee] transform bypassed: media stopped', p.source);
+        this.e2ee.alert('bypass', `Transform bypassed — media stopped (${p.source}). Your ${p.source} was not being encrypted, so it was turned off.`);
+        this.#dropProducer(p.source);
+        await this.#try('closeProducer', { producerId: p.producer.id });
+      }
+    }
+    this.#checkRoster();
+  }
+
+  /** Members the server lists that never joined the key exchange (no valid announcement) after 15 s. */
+  #checkRoster(): void {
+    const st = this.#agent?.state;
+    if (!st) return;
+    const now = Date.now();
+    for (const [id, since] of this.#rosterSeen) {
+      if (!this.peers.has(id) || st.members.has(id)) {
+        this.#rosterSeen.delete(id);
+        continue;
+      }
+      if (now - since > 15_000) this.e2ee.alert('roster', `A participant the server lists (${id.slice(0, 8)}) has not joined the key exchange: it receives no keys.`);
+    }
+  }
+
+  /** Test hook only (`?e2ee-test-hooks=1`): this browser's keys as hex. */
+  exportKeysForTest(): TestKeyExport | null {
+    if (!this.#opts.testHooks) return null;
+    const me = this.peerId;
+    const cur = me ? this.#chatKeys.get(me) : undefined;
+    return {
+      peerId: me,
+      senderIndex: this.#senderIndex,
+      send: cur ? { kid: cur.kid.toString(), key: hex(cur.baseKey) } : null,
+      sendHistory: [...this.#testSend],
+      receive: [...this.#testRecv],
+    };
   }
 
   // -------------------------------------------------------------------------------------------

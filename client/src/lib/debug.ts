@@ -12,6 +12,8 @@
  * Nothing in it can change the call.
  */
 import type { AppState } from './app.svelte.ts';
+import type { TestKeyExport } from './call.svelte.ts';
+import type { FrameCount } from '../transform/protocol.ts';
 
 export interface DebugMedia {
   id: string;
@@ -22,6 +24,16 @@ export interface DebugMedia {
   transformKey: string;
   workerFrames: number;
   workerBytes: number;
+  /** E2EE counts of this pipeline from the worker's last report. */
+  sealed: number;
+  opened: number;
+  buffered: number;
+  dropped: Record<string, number>;
+  /** Frames that left the worker unprotected/unauthenticated: always 0 (there is no such path). */
+  passthrough: number;
+  /** Send pipelines: KID of the current send key (decimal), else null. */
+  sendKid: string | null;
+  codec: string | null;
 }
 export interface DebugConsumer extends DebugMedia {
   peerId: string;
@@ -44,6 +56,13 @@ export interface DebugSnapshot {
   activeSpeaker: string | null;
   producers: DebugMedia[];
   consumers: DebugConsumer[];
+  e2ee: {
+    sending: boolean;
+    myFingerprint: string;
+    roomCode: { emoji: string; digits: string } | null;
+    members: { peerId: string; keyState: string; verification: string; fingerprint: string; opened: number; drops: Record<string, number> }[];
+    alerts: { kind: string; message: string; at: number }[];
+  };
 }
 export interface RtpSummary {
   direction: 'send' | 'recv';
@@ -64,6 +83,11 @@ export interface MeetDebug {
   snapshot(): DebugSnapshot;
   refresh(): Promise<DebugSnapshot>;
   stats(id: string): Promise<RtpSummary | null>;
+  /**
+   * ONLY when the page was opened with `?e2ee-test-hooks=1`: this browser's own send keys and the receive keys it
+   * was given, as hex (see client/README.md). Absent otherwise.
+   */
+  exportKeysForTest?(): TestKeyExport | null;
 }
 
 declare global {
@@ -76,6 +100,18 @@ function snapshot(app: AppState): DebugSnapshot {
   const s = app.session;
   const counts = s?.transformWorker.counts;
   const count = (key: string) => counts?.get(key);
+  const e2 = (key: string) => {
+    const c: FrameCount | undefined = count(key);
+    return {
+      sealed: c?.sealed ?? 0,
+      opened: c?.opened ?? 0,
+      buffered: c?.buffered ?? 0,
+      dropped: { ...(c?.dropped ?? {}) } as Record<string, number>,
+      passthrough: c?.passthrough ?? 0,
+      sendKid: c?.sendKid ?? null,
+      codec: c?.codec ?? null,
+    };
+  };
   return {
     route: app.route.name,
     phase: app.phase,
@@ -99,6 +135,7 @@ function snapshot(app: AppState): DebugSnapshot {
             transformKey: p.transformKey,
             workerFrames: count(p.transformKey)?.frames ?? 0,
             workerBytes: count(p.transformKey)?.bytes ?? 0,
+            ...e2(p.transformKey),
           }))
       : [],
     consumers: s
@@ -116,8 +153,16 @@ function snapshot(app: AppState): DebugSnapshot {
           transformKey: m.transformKey,
           workerFrames: count(m.transformKey)?.frames ?? 0,
           workerBytes: count(m.transformKey)?.bytes ?? 0,
+          ...e2(m.transformKey),
         }))
       : [],
+    e2ee: {
+      sending: s?.e2ee.sending ?? false,
+      myFingerprint: s?.e2ee.myFingerprint ?? '',
+      roomCode: s?.e2ee.roomCode ? { ...s.e2ee.roomCode } : null,
+      members: s ? s.e2ee.members.map((m) => ({ peerId: m.peerId, keyState: m.keyState, verification: m.verification, fingerprint: m.fingerprint, opened: m.opened, drops: { ...m.drops } })) : [],
+      alerts: s ? s.e2ee.alerts.map((a) => ({ kind: a.kind, message: a.message, at: a.at })) : [],
+    },
   };
 }
 
@@ -156,7 +201,15 @@ function summarize(report: RTCStatsReport, direction: 'send' | 'recv', kind: 'au
 }
 
 export function installDebug(app: AppState): void {
+  const testHooks = app.testHooks
+    ? {
+        // Test-only (?e2ee-test-hooks=1): exposes THIS browser's keys, which any script running in this page
+        // could read anyway. Never present without the query parameter.
+        exportKeysForTest: (): TestKeyExport | null => app.session?.exportKeysForTest() ?? null,
+      }
+    : {};
   const api: MeetDebug = Object.freeze({
+    ...testHooks,
     version: 1 as const,
     snapshot: () => snapshot(app),
     async refresh() {

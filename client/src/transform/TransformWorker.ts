@@ -4,7 +4,7 @@
  * Attach transforms from inside mediasoup-client's `onRtpSender` / `onRtpReceiver` callbacks: Chromium
  * silently bypasses a script transform that is set after the sender has started.
  */
-import type { FrameCount, FromWorker, MediaKind, PipelineInfo, ToWorker } from './protocol.ts';
+import type { FrameCount, FromWorker, MediaKind, PipelineInfo, SenderCount, ToWorker } from './protocol.ts';
 import type { TransformApi } from './support.ts';
 
 type EncodedStreamsCapable = {
@@ -16,11 +16,15 @@ export class TransformWorker {
   readonly #worker: Worker;
   readonly #counts = new Map<string, FrameCount>();
   readonly #pending = new Map<number, (counts: FrameCount[]) => void>();
+  readonly #keyFramePending = new Map<number, (r: { done: string[]; failed: string[] }) => void>();
+  #senders: SenderCount[] = [];
   #nextRequest = 1;
   #closed = false;
   /** Called after every count report from the worker. */
   onCounts: ((counts: ReadonlyMap<string, FrameCount>) => void) | null = null;
   onError: ((key: string, message: string) => void) | null = null;
+  /** A key could not be installed (reason only, never key material). */
+  onKeyError: ((message: string) => void) | null = null;
 
   constructor(api: TransformApi, reportIntervalMs = 500) {
     this.api = api;
@@ -38,12 +42,63 @@ export class TransformWorker {
     return this.#counts;
   }
 
-  attachSender(sender: RTCRtpSender, key: string, mediaKind: MediaKind): void {
-    this.#attach(sender, { key, direction: 'send', mediaKind, api: this.api });
+  /** Latest per-remote-sender receive counts. */
+  get senders(): readonly SenderCount[] {
+    return this.#senders;
   }
 
-  attachReceiver(receiver: RTCRtpReceiver, key: string, mediaKind: MediaKind): void {
-    this.#attach(receiver, { key, direction: 'recv', mediaKind, api: this.api });
+  attachSender(sender: RTCRtpSender, key: string, mediaKind: MediaKind, codec: string): void {
+    this.#attach(sender, { key, direction: 'send', mediaKind, api: this.api, codec });
+  }
+
+  attachReceiver(receiver: RTCRtpReceiver, key: string, mediaKind: MediaKind, codec: string): void {
+    this.#attach(receiver, { key, direction: 'recv', mediaKind, api: this.api, codec });
+  }
+
+  /** Hand our send key to the worker. `baseKey` is copied into a buffer that is transferred (the copy leaves this thread). */
+  setSendKey(senderIndex: number, generation: number, step: number, kid: bigint, baseKey: Uint8Array): void {
+    if (this.#closed) return;
+    const buf = baseKey.slice().buffer;
+    this.#post({ kind: 'set-send-key', senderIndex, generation, step, kid, baseKey: buf } satisfies ToWorker, [buf]);
+  }
+
+  clearSendKey(): void {
+    if (!this.#closed) this.#post({ kind: 'clear-send-key' } satisfies ToWorker);
+  }
+
+  addSender(senderIndex: number): void {
+    if (!this.#closed) this.#post({ kind: 'add-sender', senderIndex } satisfies ToWorker);
+  }
+
+  addReceiveKey(senderIndex: number, kid: bigint, baseKey: Uint8Array): void {
+    if (this.#closed) return;
+    const buf = baseKey.slice().buffer;
+    this.#post({ kind: 'add-receive-key', senderIndex, kid, baseKey: buf } satisfies ToWorker, [buf]);
+  }
+
+  forgetSender(senderIndex: number): void {
+    if (!this.#closed) this.#post({ kind: 'forget-sender', senderIndex } satisfies ToWorker);
+  }
+
+  forgetAllSenders(): void {
+    if (!this.#closed) this.#post({ kind: 'forget-all-senders' } satisfies ToWorker);
+  }
+
+  /** Ask the send video encoders for a key frame from inside the worker; resolves with the pipelines it could not reach. */
+  generateKeyFrame(timeoutMs = 2000): Promise<{ done: string[]; failed: string[] }> {
+    if (this.#closed) return Promise.resolve({ done: [], failed: [] });
+    const requestId = this.#nextRequest++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#keyFramePending.delete(requestId);
+        resolve({ done: [], failed: [...this.#counts.values()].filter((c) => c.direction === 'send' && c.mediaKind === 'video').map((c) => c.key) });
+      }, timeoutMs);
+      this.#keyFramePending.set(requestId, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+      this.#post({ kind: 'generate-key-frame', requestId } satisfies ToWorker);
+    });
   }
 
   /** Stop counting a pipeline (its sender/receiver is gone). */
@@ -76,6 +131,8 @@ export class TransformWorker {
     this.#worker.terminate();
     for (const resolve of this.#pending.values()) resolve([...this.#counts.values()]);
     this.#pending.clear();
+    for (const resolve of this.#keyFramePending.values()) resolve({ done: [], failed: [] });
+    this.#keyFramePending.clear();
   }
 
   #attach(target: RTCRtpSender | RTCRtpReceiver, info: PipelineInfo): void {
@@ -98,6 +155,7 @@ export class TransformWorker {
         // The worker's report lists every live pipeline: it replaces what we had (forgotten keys drop out).
         this.#counts.clear();
         for (const c of msg.counts) this.#counts.set(c.key, c);
+        this.#senders = msg.senders;
         if (msg.requestId !== null) {
           this.#pending.get(msg.requestId)?.(msg.counts);
           this.#pending.delete(msg.requestId);
@@ -107,6 +165,13 @@ export class TransformWorker {
       }
       case 'pipeline-error':
         this.onError?.(msg.key, msg.message);
+        break;
+      case 'key-frame-result':
+        this.#keyFramePending.get(msg.requestId)?.({ done: msg.done, failed: msg.failed });
+        this.#keyFramePending.delete(msg.requestId);
+        break;
+      case 'key-error':
+        this.onKeyError?.(msg.message);
         break;
       default: {
         const never: never = msg;

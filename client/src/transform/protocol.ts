@@ -1,6 +1,9 @@
 /**
  * Messages between the page and the transform worker (`worker.ts`). Every message is tagged by `kind`;
  * senders build them with `satisfies ToWorker` / `satisfies FromWorker` so a typo is a compile error.
+ *
+ * Key bytes travel as transferred ArrayBuffers (the page's copy is detached by the transfer); the worker wipes
+ * them once imported. Keys are never logged and never reported back.
  */
 import type { TransformApi } from './support.ts';
 
@@ -14,14 +17,52 @@ export interface PipelineInfo {
   direction: Direction;
   mediaKind: MediaKind;
   api: TransformApi;
+  /** Negotiated codec mime type (e.g. `video/VP8`); frames of an unprotectable or unknown codec are dropped. */
+  codec: string;
 }
+
+/** Why the worker dropped a frame (SFrame drop reasons plus the send-side ones). */
+export type WorkerDropReason =
+  | 'unknown-kid'
+  | 'auth'
+  | 'replay'
+  | 'retired'
+  | 'malformed'
+  | 'expired'
+  | 'overflow'
+  | 'no-send-key'
+  | 'codec'
+  | 'empty'
+  | 'seal-failed';
 
 export interface FrameCount extends PipelineInfo {
   frames: number;
   bytes: number;
   keyFrames: number;
+  /** Outgoing frames protected with SFrame. */
+  sealed: number;
+  /** Incoming frames authenticated and decrypted (buffered ones included once released). */
+  opened: number;
+  /** Incoming frames waiting for their key (counted once when buffered). */
+  buffered: number;
+  /** Frames dropped, by reason. A dropped frame never reaches the packetizer / decoder. */
+  dropped: Partial<Record<WorkerDropReason, number>>;
+  /** Frames that left the worker unprotected / unauthenticated. Always 0: there is no such path. */
+  passthrough: 0;
+  /** Send pipelines: KID of the send key (decimal string), null before the key exists. */
+  sendKid: string | null;
   /** The pipeline ended (stream closed / track gone). */
   ended: boolean;
+}
+
+/** Per remote sender index: what its receive ring did. */
+export interface SenderCount {
+  senderIndex: number;
+  opened: number;
+  buffered: number;
+  dropped: Record<string, number>;
+  /** Has at least one key been installed. */
+  keyed: boolean;
 }
 
 export type ToWorker =
@@ -30,8 +71,25 @@ export type ToWorker =
   | { kind: 'attach-streams'; info: PipelineInfo; readable: ReadableStream; writable: WritableStream }
   | { kind: 'forget'; key: string }
   | { kind: 'report'; requestId: number }
+  /** Our send key changed (KeyAgent `sendKeyChanged`): the worker mirrors it (create / ratchet / rekey) and checks the KID. */
+  | { kind: 'set-send-key'; senderIndex: number; generation: number; step: number; kid: bigint; baseKey: ArrayBuffer }
+  /** Drop the send key (leaving / rejoining): outgoing frames are dropped until the next set-send-key. */
+  | { kind: 'clear-send-key' }
+  /** A member was admitted: frames under its sender index are buffered (not dropped) until its key arrives. */
+  | { kind: 'add-sender'; senderIndex: number }
+  | { kind: 'add-receive-key'; senderIndex: number; kid: bigint; baseKey: ArrayBuffer }
+  /** Member left or its index moved: wipe its receive ring. */
+  | { kind: 'forget-sender'; senderIndex: number }
+  /** Forget every receive ring (rejoin). */
+  | { kind: 'forget-all-senders' }
+  /** Ask the encoders of the send video pipelines for a key frame (RTCRtpScriptTransformer.generateKeyFrame). */
+  | { kind: 'generate-key-frame'; requestId: number }
   | { kind: 'stop' };
 
 export type FromWorker =
-  | { kind: 'counts'; requestId: number | null; counts: FrameCount[] }
-  | { kind: 'pipeline-error'; key: string; message: string };
+  | { kind: 'counts'; requestId: number | null; counts: FrameCount[]; senders: SenderCount[] }
+  | { kind: 'pipeline-error'; key: string; message: string }
+  /** Result of generate-key-frame: pipelines where the worker could not ask the encoder (page falls back to the server). */
+  | { kind: 'key-frame-result'; requestId: number; done: string[]; failed: string[] }
+  /** Something about keys went wrong (no key bytes, only a reason). */
+  | { kind: 'key-error'; message: string };

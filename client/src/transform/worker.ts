@@ -1,20 +1,31 @@
 /**
- * The transform worker: ONE dedicated module worker runs every sender and receiver encoded transform.
+ * The transform worker: ONE dedicated module worker runs every sender and receiver encoded transform, and it
+ * runs the E2EE frame layer (client/src/e2ee: SFrame RFC 9605 + codec-aware clear prefix, docs/protocol/sframe.md).
  *
  * Two ways frames arrive:
  * - `rtctransform` events (RTCRtpScriptTransform; the page passes a `PipelineInfo` as the options), or
  * - `attach-streams` messages carrying the readable/writable pair from `createEncodedStreams()`.
  *
- * Both end in the same `FrameHandler`. For now it passes frames through unchanged and counts them; the
- * E2EE layer will replace it with SFrame encrypt/decrypt. All state lives in the object made by
- * `createWorkerState()`; the module itself holds none.
+ * Both end in the same frame handler:
+ * - send: `protectFrame` with the ONE send key ring of this member (one CTR space for all tracks). No key yet,
+ *   an unprotectable codec, or a failed seal → the frame is dropped and counted. Nothing is ever sent in clear.
+ * - recv: `unprotectFrame` through the room's `ReceiveKeyRings` (routed by KID). Only authenticated plaintext is
+ *   enqueued; frames under a not-yet-known KID are buffered and released when the key arrives; everything else
+ *   is dropped and counted by reason.
+ *
+ * `passthrough` is reported as the constant 0: there is no code path that enqueues a frame that was not sealed
+ * (send) or opened (recv). Keys arrive by message (transferred buffers), are copied into the key rings and the
+ * transferred buffers wiped. No key material is ever logged or posted back.
  */
-import type { FrameCount, FromWorker, PipelineInfo, ToWorker } from './protocol.ts';
+import { assertProtectableCodec, frameFromResult, protectFrame, unprotectFrame, type MediaCodec } from '../e2ee/frame-codec.ts';
+import { ReceiveKeyRings, SendKeyRing, type OpenResult } from '../e2ee/keyring.ts';
+import type { FrameCount, FromWorker, PipelineInfo, SenderCount, ToWorker, WorkerDropReason } from './protocol.ts';
 
 /** The parts of an encoded audio/video frame the handler uses (both RTCEncodedAudioFrame and RTCEncodedVideoFrame). */
 interface EncodedFrame {
   data: ArrayBuffer;
   readonly type?: 'key' | 'delta' | 'empty';
+  getMetadata?(): { mimeType?: string };
 }
 
 /** Minimal typing for the dedicated worker global scope (the client is type-checked with the DOM lib). */
@@ -22,6 +33,7 @@ interface TransformerLike {
   readonly options: unknown;
   readonly readable: ReadableStream<EncodedFrame>;
   readonly writable: WritableStream<EncodedFrame>;
+  generateKeyFrame?(rid?: string): Promise<unknown>;
 }
 interface WorkerScope {
   postMessage(message: FromWorker): void;
@@ -30,23 +42,32 @@ interface WorkerScope {
   close(): void;
 }
 
-/** Decides what happens to one frame. Returning `null` drops it. */
-export type FrameHandler = (frame: EncodedFrame, info: PipelineInfo) => EncodedFrame | null;
-
-const passThrough: FrameHandler = (frame) => frame;
-
 interface Pipeline {
   info: PipelineInfo;
+  codec: MediaCodec | null;
   count: FrameCount;
   abort: AbortController;
+  transformer: TransformerLike | null;
+}
+
+interface RecvToken {
+  pipeline: Pipeline;
+  frame: EncodedFrame;
+  controller: TransformStreamDefaultController<EncodedFrame>;
 }
 
 interface WorkerState {
   pipelines: Map<string, Pipeline>;
   timer: ReturnType<typeof setInterval> | null;
+  tickTimer: ReturnType<typeof setInterval> | null;
   dirty: boolean;
-  handler: FrameHandler;
+  sendRing: SendKeyRing | null;
+  recv: ReceiveKeyRings<RecvToken>;
+  senders: Set<number>;
+  keyed: Set<number>;
 }
+
+const TICK_MS = 250;
 
 function isPipelineInfo(v: unknown): v is PipelineInfo {
   if (typeof v !== 'object' || v === null) return false;
@@ -55,21 +76,119 @@ function isPipelineInfo(v: unknown): v is PipelineInfo {
     typeof o['key'] === 'string' &&
     (o['direction'] === 'send' || o['direction'] === 'recv') &&
     (o['mediaKind'] === 'audio' || o['mediaKind'] === 'video') &&
-    (o['api'] === 'script' || o['api'] === 'streams')
+    (o['api'] === 'script' || o['api'] === 'streams') &&
+    typeof o['codec'] === 'string'
   );
 }
 
+function newRecvRings(): ReceiveKeyRings<RecvToken> {
+  return new ReceiveKeyRings<RecvToken>({});
+}
+
 function createWorkerState(): WorkerState {
-  return { pipelines: new Map(), timer: null, dirty: false, handler: passThrough };
+  return { pipelines: new Map(), timer: null, tickTimer: null, dirty: false, sendRing: null, recv: newRecvRings(), senders: new Set(), keyed: new Set() };
 }
 
 function snapshot(state: WorkerState): FrameCount[] {
-  return [...state.pipelines.values()].map((p) => ({ ...p.count }));
+  const kid = state.sendRing ? state.sendRing.kid.toString() : null;
+  return [...state.pipelines.values()].map((p) => ({
+    ...p.count,
+    dropped: { ...p.count.dropped },
+    passthrough: 0 as const,
+    sendKid: p.info.direction === 'send' ? kid : null,
+  }));
+}
+
+function senderCounts(state: WorkerState): SenderCount[] {
+  return [...state.senders].map((idx) => {
+    const s = state.recv.ring(idx).stats;
+    return { senderIndex: idx, opened: s.opened, buffered: s.buffered, dropped: { ...s.dropped }, keyed: state.keyed.has(idx) };
+  });
 }
 
 function report(scope: WorkerScope, state: WorkerState, requestId: number | null): void {
   state.dirty = false;
-  scope.postMessage({ kind: 'counts', requestId, counts: snapshot(state) } satisfies FromWorker);
+  scope.postMessage({ kind: 'counts', requestId, counts: snapshot(state), senders: senderCounts(state) } satisfies FromWorker);
+}
+
+function drop(p: Pipeline, state: WorkerState, reason: WorkerDropReason): void {
+  p.count.dropped[reason] = (p.count.dropped[reason] ?? 0) + 1;
+  state.dirty = true;
+}
+
+/** An exact ArrayBuffer holding `b` (EncodedFrame.data must be a whole ArrayBuffer). */
+function exactBuffer(b: Uint8Array): ArrayBuffer {
+  if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer) return b.buffer;
+  return b.slice().buffer as ArrayBuffer;
+}
+
+function codecOf(p: Pipeline, frame: EncodedFrame): MediaCodec | null {
+  // Prefer what the frame says (newer browsers), else the negotiated codec from the pipeline info.
+  let mime: string | undefined;
+  try {
+    mime = frame.getMetadata?.().mimeType;
+  } catch {
+    mime = undefined;
+  }
+  if (mime) {
+    try {
+      return assertProtectableCodec(mime);
+    } catch {
+      return null;
+    }
+  }
+  return p.codec;
+}
+
+async function sealFrame(state: WorkerState, p: Pipeline, frame: EncodedFrame, controller: TransformStreamDefaultController<EncodedFrame>): Promise<void> {
+  const ring = state.sendRing;
+  if (ring === null) return drop(p, state, 'no-send-key');
+  const codec = codecOf(p, frame);
+  if (codec === null) return drop(p, state, 'codec');
+  if (frame.data.byteLength === 0) return drop(p, state, 'empty');
+  let out: Uint8Array;
+  try {
+    out = await protectFrame(ring, codec, new Uint8Array(frame.data));
+  } catch {
+    return drop(p, state, 'seal-failed');
+  }
+  frame.data = exactBuffer(out);
+  p.count.sealed += 1;
+  state.dirty = true;
+  controller.enqueue(frame);
+}
+
+function deliver(state: WorkerState, r: OpenResult<RecvToken>): void {
+  if (r.status === 'buffered') return;
+  const tok = r.token;
+  if (!tok) return;
+  const p = tok.pipeline;
+  if (r.status === 'ok') {
+    const plain = frameFromResult(r);
+    if (!plain || p.abort.signal.aborted) return;
+    tok.frame.data = exactBuffer(plain);
+    p.count.opened += 1;
+    state.dirty = true;
+    try {
+      tok.controller.enqueue(tok.frame);
+    } catch {
+      /* stream already closed */
+    }
+  } else if (r.status === 'dropped') {
+    drop(p, state, r.reason);
+  }
+}
+
+async function openFrame(state: WorkerState, p: Pipeline, frame: EncodedFrame, controller: TransformStreamDefaultController<EncodedFrame>): Promise<void> {
+  const codec = codecOf(p, frame);
+  if (codec === null) return drop(p, state, 'codec');
+  const r = await unprotectFrame(state.recv, codec, new Uint8Array(frame.data), Date.now(), { pipeline: p, frame, controller });
+  if (r.status === 'buffered') {
+    p.count.buffered += 1;
+    state.dirty = true;
+    return;
+  }
+  deliver(state, r);
 }
 
 function runPipeline(
@@ -78,24 +197,34 @@ function runPipeline(
   info: PipelineInfo,
   readable: ReadableStream<EncodedFrame>,
   writable: WritableStream<EncodedFrame>,
+  transformer: TransformerLike | null,
 ): void {
   // A re-attach under the same key (should not happen) replaces the old pipeline.
   state.pipelines.get(info.key)?.abort.abort();
+  let codec: MediaCodec | null;
+  try {
+    codec = assertProtectableCodec(info.codec);
+  } catch {
+    codec = null;
+    scope.postMessage({ kind: 'pipeline-error', key: info.key, message: `codec ${info.codec} cannot be end-to-end encrypted: its frames are dropped` } satisfies FromWorker);
+  }
   const pipeline: Pipeline = {
     info,
-    count: { ...info, frames: 0, bytes: 0, keyFrames: 0, ended: false },
+    codec,
+    transformer,
+    count: { ...info, frames: 0, bytes: 0, keyFrames: 0, sealed: 0, opened: 0, buffered: 0, dropped: {}, passthrough: 0, sendKid: null, ended: false },
     abort: new AbortController(),
   };
   state.pipelines.set(info.key, pipeline);
   state.dirty = true;
   const transform = new TransformStream<EncodedFrame, EncodedFrame>({
-    transform(frame, controller) {
+    async transform(frame, controller) {
       pipeline.count.frames += 1;
       pipeline.count.bytes += frame.data.byteLength;
       if (frame.type === 'key') pipeline.count.keyFrames += 1;
       state.dirty = true;
-      const out = state.handler(frame, info);
-      if (out) controller.enqueue(out);
+      if (info.direction === 'send') await sealFrame(state, pipeline, frame, controller);
+      else await openFrame(state, pipeline, frame, controller);
     },
   });
   readable
@@ -111,13 +240,92 @@ function runPipeline(
     });
 }
 
+/** Mirror the page's send key change on our own ring (same KID sequence, our own CTR space). */
+function setSendKey(scope: WorkerScope, state: WorkerState, msg: Extract<ToWorker, { kind: 'set-send-key' }>): void {
+  const key = new Uint8Array(msg.baseKey);
+  const now = Date.now();
+  try {
+    const ring = state.sendRing;
+    if (ring !== null && ring.sender === msg.senderIndex && ring.generation === msg.generation && msg.step > ring.step) {
+      while (ring.step < msg.step) ring.ratchet();
+    } else if (ring !== null && ring.sender === msg.senderIndex && msg.generation === ring.generation + 1 && msg.step === 0) {
+      ring.rekey(key, now);
+    } else {
+      ring?.destroy();
+      state.sendRing = null;
+      const fresh = new SendKeyRing({ sender: msg.senderIndex, generation: msg.generation, now }, key);
+      // A key handed over at a later ratchet step: follow it by ratcheting is impossible (we only have the
+      // ratcheted key); such a key must arrive as a fresh ring at step 0.
+      if (msg.step !== 0) {
+        fresh.destroy();
+        throw new Error('send key at a ratchet step without a ring to ratchet');
+      }
+      state.sendRing = fresh;
+    }
+    if (state.sendRing !== null && state.sendRing.kid !== msg.kid) {
+      state.sendRing.destroy();
+      state.sendRing = null;
+      throw new Error('send key KID mismatch');
+    }
+  } catch (e) {
+    state.sendRing?.destroy();
+    state.sendRing = null;
+    scope.postMessage({ kind: 'key-error', message: `send key not installed (${e instanceof Error ? e.message : 'error'}): outgoing frames are dropped` } satisfies FromWorker);
+  } finally {
+    key.fill(0);
+  }
+  state.dirty = true;
+}
+
+async function addReceiveKey(scope: WorkerScope, state: WorkerState, msg: Extract<ToWorker, { kind: 'add-receive-key' }>): Promise<void> {
+  const key = new Uint8Array(msg.baseKey);
+  try {
+    state.senders.add(msg.senderIndex);
+    state.recv.ring(msg.senderIndex);
+    const released = await state.recv.addKey(msg.kid, key, Date.now());
+    state.keyed.add(msg.senderIndex);
+    for (const r of released) deliver(state, r);
+  } catch (e) {
+    scope.postMessage({ kind: 'key-error', message: `receive key not installed (${e instanceof Error ? e.name : 'error'})` } satisfies FromWorker);
+  } finally {
+    key.fill(0);
+    state.dirty = true;
+  }
+}
+
+async function generateKeyFrames(scope: WorkerScope, state: WorkerState, requestId: number): Promise<void> {
+  const done: string[] = [];
+  const failed: string[] = [];
+  await Promise.all(
+    [...state.pipelines.values()]
+      .filter((p) => p.info.direction === 'send' && p.info.mediaKind === 'video' && !p.count.ended)
+      .map(async (p) => {
+        const t = p.transformer;
+        if (t && typeof t.generateKeyFrame === 'function') {
+          try {
+            await t.generateKeyFrame();
+            done.push(p.info.key);
+            return;
+          } catch {
+            /* fall through */
+          }
+        }
+        failed.push(p.info.key);
+      }),
+  );
+  scope.postMessage({ kind: 'key-frame-result', requestId, done, failed } satisfies FromWorker);
+}
+
 function start(scope: WorkerScope): void {
   const state = createWorkerState();
+  state.tickTimer = setInterval(() => {
+    if (state.recv.tick(Date.now()) > 0) state.dirty = true;
+  }, TICK_MS);
 
   scope.addEventListener('rtctransform', (ev) => {
     const { transformer } = ev;
     if (!isPipelineInfo(transformer.options)) return; // not ours: never pass frames through unaccounted
-    runPipeline(scope, state, transformer.options, transformer.readable, transformer.writable);
+    runPipeline(scope, state, transformer.options, transformer.readable, transformer.writable, transformer);
   });
 
   scope.addEventListener('message', (ev) => {
@@ -131,7 +339,8 @@ function start(scope: WorkerScope): void {
         }
         break;
       case 'attach-streams':
-        runPipeline(scope, state, msg.info, msg.readable as ReadableStream<EncodedFrame>, msg.writable as WritableStream<EncodedFrame>);
+        if (!isPipelineInfo(msg.info)) break;
+        runPipeline(scope, state, msg.info, msg.readable as ReadableStream<EncodedFrame>, msg.writable as WritableStream<EncodedFrame>, null);
         break;
       case 'forget': {
         const p = state.pipelines.get(msg.key);
@@ -145,10 +354,46 @@ function start(scope: WorkerScope): void {
       case 'report':
         report(scope, state, msg.requestId);
         break;
+      case 'set-send-key':
+        setSendKey(scope, state, msg);
+        break;
+      case 'clear-send-key':
+        state.sendRing?.destroy();
+        state.sendRing = null;
+        state.dirty = true;
+        break;
+      case 'add-sender':
+        state.senders.add(msg.senderIndex);
+        state.recv.ring(msg.senderIndex);
+        state.dirty = true;
+        break;
+      case 'add-receive-key':
+        void addReceiveKey(scope, state, msg);
+        break;
+      case 'forget-sender':
+        state.recv.remove(msg.senderIndex);
+        state.senders.delete(msg.senderIndex);
+        state.keyed.delete(msg.senderIndex);
+        state.dirty = true;
+        break;
+      case 'forget-all-senders':
+        state.recv.destroy();
+        state.recv = newRecvRings();
+        state.senders.clear();
+        state.keyed.clear();
+        state.dirty = true;
+        break;
+      case 'generate-key-frame':
+        void generateKeyFrames(scope, state, msg.requestId);
+        break;
       case 'stop':
         if (state.timer !== null) clearInterval(state.timer);
+        if (state.tickTimer !== null) clearInterval(state.tickTimer);
         for (const p of state.pipelines.values()) p.abort.abort();
         state.pipelines.clear();
+        state.sendRing?.destroy();
+        state.sendRing = null;
+        state.recv.destroy();
         scope.close();
         break;
       default: {

@@ -1,0 +1,114 @@
+/**
+ * Chat messages under a per-sender chat key derived from that sender's current media base key.
+ *
+ *     chatKey = HKDF-SHA256(IKM = base_key, salt = "" , info = UTF-8("sealed-meet v1 chat") || u64(KID), 32)
+ *
+ * Separate label, so a chat key never equals or reveals an SFrame key/salt (those use "SFrame 1.0 Secret ..."
+ * labels on HKDF-Extract(base_key)). Whoever can open a sender's media can open its chat; a member that left
+ * (fresh key) or joined later (ratchet) is excluded exactly as for media.
+ *
+ *     inner = 0x43 ('C') || u64 KID || nonce(12) || AES-256-GCM(chatKey, nonce, AAD, JSON {"t": text, "at": ms})
+ *     AAD   = UTF-8("sealed-meet v1 chat") || lp16(UTF-8(roomId)) || lp16(UTF-8(senderId)) || u64 KID
+ *
+ * On the relay the inner blob is additionally sealed as metadata (metadata.ts, invite metadata key), so it has
+ * the relay framing of the core (kind byte 0x01, same shape as profile blobs): the server cannot tell chat
+ * from other sealed relay traffic by its format.
+ *
+ * The receiver holds the sender's newest installed (KID, base key); a later ratchet step of the same generation
+ * is derived forward (RFC 9605 §5.1), never backward.
+ *
+ * @module
+ */
+import { hkdf } from '@noble/hashes/hkdf.js';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { ab, concat, fromUtf8, lp16, randomBytes, readU64be, u64be, utf8 } from './bytes.ts';
+import { KeyError } from './key-errors.ts';
+import { splitKid } from './keyring.ts';
+import { DEFAULT_SUITE, ratchetBaseKey } from './sframe.ts';
+
+export const CHAT_LABEL = 'sealed-meet v1 chat';
+export const CHAT_INNER_KIND = 0x43;
+const NONCE_LEN = 12;
+
+/** The chat key of a sender for its media key (KID, base key). */
+export function chatKeyFor(baseKey: Uint8Array, kid: bigint): Uint8Array {
+  if (baseKey.length < 16) throw new KeyError('bad-key', 'base key must be at least 16 bytes');
+  return hkdf(sha256, baseKey, new Uint8Array(0), concat(utf8(CHAT_LABEL), u64be(kid)), 32);
+}
+
+/**
+ * The base key for `kid` given the newest key we hold for that sender: the same key, or a later ratchet step of
+ * the same generation derived forward. Null if `kid` is not reachable (other sender, other generation, older step).
+ * The returned array is new (wipe it after use).
+ */
+export function baseKeyForKid(known: { kid: bigint; baseKey: Uint8Array }, kid: bigint): Uint8Array | null {
+  const a = splitKid(known.kid);
+  let b;
+  try {
+    b = splitKid(kid);
+  } catch {
+    return null;
+  }
+  if (a.sender !== b.sender || a.generation !== b.generation || b.step < a.step) return null;
+  let k: Uint8Array = known.baseKey.slice();
+  for (let s = a.step; s < b.step; s++) {
+    const next = ratchetBaseKey(DEFAULT_SUITE, k);
+    k.fill(0);
+    k = next;
+  }
+  return k;
+}
+
+function aad(roomId: string, senderId: string, kid: bigint): Uint8Array<ArrayBuffer> {
+  return concat(utf8(CHAT_LABEL), lp16(utf8(roomId)), lp16(utf8(senderId)), u64be(kid));
+}
+
+async function aesKey(chatKey: Uint8Array, usage: 'encrypt' | 'decrypt'): Promise<CryptoKey> {
+  return crypto.subtle.importKey('raw', ab(chatKey), { name: 'AES-GCM' }, false, [usage]);
+}
+
+/** Seal one chat message (inner blob) with the sender's current media key. */
+export async function sealChatInner(baseKey: Uint8Array, kid: bigint, roomId: string, senderId: string, text: string, at: number): Promise<Uint8Array> {
+  const ck = chatKeyFor(baseKey, kid);
+  try {
+    const key = await aesKey(ck, 'encrypt');
+    const nonce = randomBytes(NONCE_LEN);
+    const ct = new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv: nonce, additionalData: aad(roomId, senderId, kid) }, key, utf8(JSON.stringify({ t: text, at }))));
+    return concat(Uint8Array.of(CHAT_INNER_KIND), u64be(kid), nonce, ct);
+  } finally {
+    ck.fill(0);
+  }
+}
+
+/** KID an inner chat blob is sealed under, or null if it is not a chat blob. */
+export function chatInnerKid(inner: Uint8Array): bigint | null {
+  if (inner.length < 1 + 8 + NONCE_LEN + 16 || inner[0] !== CHAT_INNER_KIND) return null;
+  return readU64be(inner, 1);
+}
+
+/** Open an inner chat blob with the base key of its KID. @throws KeyError('malformed' | 'auth') */
+export async function openChatInner(baseKey: Uint8Array, roomId: string, senderId: string, inner: Uint8Array): Promise<{ text: string; at: number }> {
+  const kid = chatInnerKid(inner);
+  if (kid === null) throw new KeyError('malformed', 'not a chat message');
+  const ck = chatKeyFor(baseKey, kid);
+  let pt: Uint8Array;
+  try {
+    const key = await aesKey(ck, 'decrypt');
+    const nonce = inner.slice(9, 9 + NONCE_LEN);
+    pt = new Uint8Array(await crypto.subtle.decrypt({ name: 'AES-GCM', iv: nonce, additionalData: aad(roomId, senderId, kid) }, key, ab(inner.subarray(9 + NONCE_LEN))));
+  } catch {
+    throw new KeyError('auth', 'chat message does not authenticate');
+  } finally {
+    ck.fill(0);
+  }
+  let o: unknown;
+  try {
+    o = JSON.parse(fromUtf8(pt));
+  } catch {
+    throw new KeyError('malformed', 'chat payload is not JSON');
+  }
+  if (typeof o !== 'object' || o === null) throw new KeyError('malformed', 'chat payload');
+  const r = o as Record<string, unknown>;
+  if (typeof r['t'] !== 'string' || typeof r['at'] !== 'number' || !Number.isFinite(r['at'])) throw new KeyError('malformed', 'chat payload fields');
+  return { text: r['t'], at: r['at'] };
+}

@@ -1,0 +1,161 @@
+/**
+ * Helpers for the E2EE e2e tests: pages opened with `?e2ee-test-hooks=1` (test-only key export), and Node-side
+ * decryption of frames recorded by the server's media tap with the real core (client/src/e2ee).
+ */
+import { joinFrame, splitProtected, type MediaCodec } from '../../client/src/e2ee/frame-codec.ts';
+import { splitKid } from '../../client/src/e2ee/keyring.ts';
+import { DEFAULT_SUITE, decodeHeader, open as sframeOpen, ratchetBaseKey } from '../../client/src/e2ee/sframe.ts';
+import type { TestKeyExport } from '../../client/src/lib/call.svelte.ts';
+import type { TapFrame } from '../../sfu/src/MediaTap.ts';
+import { joinFromLobby, snapshot, type Participant, type TransformApi } from './harness.ts';
+
+export function hooked(url: string, api: TransformApi): string {
+  const u = new URL(url);
+  u.searchParams.set('transform', api);
+  u.searchParams.set('e2ee-test-hooks', '1');
+  return u.toString();
+}
+
+/** Home → New meeting → Join (creator) with test hooks; returns the invite link. */
+export async function createAndJoin(p: Participant, baseUrl: string, api: TransformApi): Promise<string> {
+  await p.page.goto(hooked(`${baseUrl}/`, api));
+  await p.page.getByTestId('new-meeting').click();
+  const link = await p.page.getByTestId('invite-link').inputValue();
+  await p.page.getByTestId('join-created').click();
+  await joinFromLobby(p);
+  return link;
+}
+
+export async function joinHooked(p: Participant, link: string, api: TransformApi): Promise<void> {
+  await p.page.goto(hooked(link, api));
+  await joinFromLobby(p);
+}
+
+export async function exportKeys(p: Participant): Promise<TestKeyExport> {
+  const k = await p.page.evaluate(() => window.__meet!.exportKeysForTest?.() ?? null);
+  if (!k) throw new Error(`${p.name}: no key export (test hooks off?)`);
+  return k;
+}
+
+export const fromHex = (h: string): Uint8Array => Uint8Array.from(Buffer.from(h, 'hex'));
+
+export function codecOf(mime: string): MediaCodec {
+  const m = mime.toLowerCase();
+  if (m === 'video/vp8') return 'vp8';
+  if (m === 'video/vp9') return 'vp9';
+  if (m === 'audio/opus') return 'opus';
+  throw new Error(`unexpected codec ${mime}`);
+}
+
+export interface Parsed {
+  prefix: Uint8Array;
+  sframe: Uint8Array;
+  kid: bigint;
+  ctr: bigint;
+  headerLength: number;
+}
+
+/** Parse a tapped frame as `clear prefix || SFrame header || ciphertext+tag` (throws if it is not). */
+export function parseProtected(codec: MediaCodec, data: Uint8Array): Parsed {
+  const { prefix, sframe } = splitProtected(codec, data);
+  const h = decodeHeader(sframe);
+  if (sframe.length < h.length + 16) throw new Error('shorter than header + tag');
+  return { prefix, sframe, kid: h.kid, ctr: h.ctr, headerLength: h.length };
+}
+
+/** Open a tapped frame with a base key; null if it does not authenticate. */
+export async function tryOpen(codec: MediaCodec, data: Uint8Array, baseKey: Uint8Array): Promise<Uint8Array | null> {
+  try {
+    const { prefix, sframe } = splitProtected(codec, data);
+    return joinFrame(prefix, await sframeOpen(DEFAULT_SUITE, baseKey, prefix, sframe));
+  } catch {
+    return null;
+  }
+}
+
+/** Every base key derivable by ratcheting forward (0..15 steps) from the given keys, by KID. */
+export function withRatchets(keys: { kid: string; key: string }[]): Map<bigint, Uint8Array> {
+  const out = new Map<bigint, Uint8Array>();
+  for (const k of keys) {
+    let kid = BigInt(k.kid);
+    let base = fromHex(k.key);
+    out.set(kid, base);
+    const { step } = splitKid(kid);
+    for (let s = step; s < 15; s++) {
+      base = ratchetBaseKey(DEFAULT_SUITE, base);
+      kid += 1n;
+      if (!out.has(kid)) out.set(kid, base);
+    }
+  }
+  return out;
+}
+
+/** VP8 key frame (RFC 6386 §9.1): frame tag bit 0 = 0, start code 9d 01 2a, non-zero dimensions. */
+export function isValidVp8KeyFrame(f: Uint8Array): boolean {
+  if (f.length < 10 || (f[0]! & 1) !== 0) return false;
+  if (f[3] !== 0x9d || f[4] !== 0x01 || f[5] !== 0x2a) return false;
+  const w = (f[6]! | (f[7]! << 8)) & 0x3fff;
+  const h = (f[8]! | (f[9]! << 8)) & 0x3fff;
+  return w > 0 && h > 0;
+}
+
+/** VP8 frame tag (RFC 6386 §9.1): version 0..3 and a first partition that fits in the frame. */
+export function isPlausibleVp8Frame(f: Uint8Array): boolean {
+  if (f.length < 3) return false;
+  const tag = f[0]! | (f[1]! << 8) | (f[2]! << 16);
+  const version = (tag >> 1) & 7;
+  const showFrame = (tag >> 4) & 1;
+  const firstPart = tag >>> 5;
+  const hdr = (tag & 1) === 0 ? 10 : 3;
+  return version <= 3 && showFrame === 1 && hdr + firstPart <= f.length;
+}
+
+/** Opus packet (RFC 6716 §3): TOC byte and a length consistent with its frame-count code. */
+export function isPlausibleOpus(f: Uint8Array): boolean {
+  if (f.length < 1) return false;
+  const c = f[0]! & 3;
+  if (c === 0) return f.length <= 1276;
+  if (c === 1) return (f.length - 1) % 2 === 0;
+  if (c === 2) return f.length >= 2;
+  return f.length >= 2 && (f[1]! & 0x3f) > 0;
+}
+
+export async function e2eeSnapshot(p: Participant) {
+  return (await snapshot(p)).e2ee;
+}
+
+export type { TapFrame };
+
+/**
+ * (a) checks for one participant, 3 s apart: every producer's sealed count rises and every frame it got was sealed
+ * or dropped (never passed through); every consumer's opened count rises; passthrough 0 everywhere; every member's
+ * key state is encrypted/verified; no bypass alert.
+ */
+export async function expectEncryptedFlow(p: Participant, expectedConsumers: number, refreshFn: (p: Participant) => Promise<import('../../client/src/lib/debug.ts').DebugSnapshot>): Promise<void> {
+  const a = await refreshFn(p);
+  await new Promise((r) => setTimeout(r, 3000));
+  const b = await refreshFn(p);
+  if (!b.e2ee.sending) throw new Error(`${p.name}: no send key`);
+  if (!b.e2ee.roomCode) throw new Error(`${p.name}: no room code`);
+  for (const x of b.producers) {
+    const y = a.producers.find((q) => q.id === x.id);
+    const label = `${p.name} send ${x.source}`;
+    if (!y || x.sealed <= y.sealed) throw new Error(`${label}: sealed not rising (${y?.sealed} → ${x.sealed})`);
+    if (x.passthrough !== 0) throw new Error(`${label}: passthrough ${x.passthrough}`);
+    if (x.sendKid === null) throw new Error(`${label}: no send KID`);
+    const dropped = Object.values(x.dropped).reduce((s, n) => s + n, 0);
+    if (x.sealed + dropped !== x.workerFrames) throw new Error(`${label}: sealed ${x.sealed} + dropped ${dropped} != frames ${x.workerFrames}`);
+  }
+  if (b.consumers.length !== expectedConsumers) throw new Error(`${p.name}: ${b.consumers.length} consumers, expected ${expectedConsumers}`);
+  for (const x of b.consumers) {
+    const y = a.consumers.find((q) => q.id === x.id);
+    const label = `${p.name} recv ${x.source} from ${x.peerId}`;
+    if (!y || x.opened <= y.opened) throw new Error(`${label}: opened not rising (${y?.opened} → ${x.opened})`);
+    if (x.passthrough !== 0) throw new Error(`${label}: passthrough ${x.passthrough}`);
+  }
+  for (const m of b.e2ee.members) {
+    if (m.keyState !== 'encrypted' && m.keyState !== 'verified') throw new Error(`${p.name}: member ${m.peerId} key state ${m.keyState}`);
+  }
+  const bypass = b.e2ee.alerts.filter((x) => x.kind === 'bypass');
+  if (bypass.length) throw new Error(`${p.name}: bypass alert ${JSON.stringify(bypass)}`);
+}
