@@ -19,6 +19,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateIdentity, newSession } from '../../client/src/e2ee/identity.ts';
 import { encodeRelay, encodeSignedAnnouncement } from '../../client/src/e2ee/membership.ts';
+import { deriveInviteKeysSync, parseInviteFragment } from '../../client/src/e2ee/invite.ts';
+import { openRelay } from '../../client/src/e2ee/relay-envelope.ts';
 import {
   Harness,
   createMeeting,
@@ -206,6 +208,12 @@ describe('trust UI, chat and served-code integrity', () => {
     const blobs = s.capture!.relayBlobs();
     expect(blobs.length).toBeGreaterThan(0);
     for (const b of blobs) for (const x of secrets) expect(contains(b.blob, x), `relay blob has "${x}"`).toBe(false);
+    // The server cannot tell key messages, names and chat apart: every relay blob (announcements, key batches,
+    // profiles, chat) has the same outer form, 0x01 || nonce || AES-GCM over a 1 KiB-bucketed body.
+    for (const b of blobs) {
+      expect(b.blob[0], 'outer envelope kind').toBe(0x01);
+      expect((b.blob.length - 29) % 1024, 'bucketed size').toBe(0);
+    }
     for (const line of h.serverLog) for (const x of secrets) expect(line.includes(x), `server log has "${x}"`).toBe(false);
     for (const p of s.tap!.producers()) {
       for (const f of [...s.tap!.firstFrames(p.producerId), ...s.tap!.frames(p.producerId)]) {
@@ -233,9 +241,18 @@ describe('trust UI, chat and served-code integrity', () => {
     await sleep(3000);
     // Nothing addressed to the ghost: relays from the browsers with `to: ghost`.
     const after = (h.server.capture!.parsed() as { dir: string; event: string; args: unknown[] }[]).slice(before);
-    const toGhost = after
-      .filter((m) => m.dir === 'in' && m.event === 'relay' && (m.args[0] as { to?: string } | undefined)?.to === ghostId)
-      .map((m) => Buffer.from((m.args[0] as { blob: string }).blob, 'base64url')[0]);
+    // On the wire every relay blob is the uniform outer envelope (0x01, sealed under the invite's metadata key), so
+    // the server cannot tell kinds apart; the test holds the invite and unwraps them to see what was sent.
+    const { metadataKey } = deriveInviteKeysSync(parseInviteFragment(new URL(link).hash.slice(1)).secret, roomId);
+    const wire = after.filter(
+      (m) => m.dir === 'in' && m.event === 'relay' && (m.args[0] as { to?: string } | undefined)?.to === ghostId,
+    ) as unknown as { peerId: string; args: [{ blob: string }] }[];
+    const toGhost: (number | undefined)[] = [];
+    for (const m of wire) {
+      const outer = Buffer.from(m.args[0].blob, 'base64url');
+      expect(outer[0]).toBe(0x01);
+      toGhost.push((await openRelay(metadataKey, roomId, m.peerId, new Uint8Array(outer)))[0]);
+    }
     // No key batch (0x4B 'K') and no channel reset (0x52 'R') to the ghost. Public announcements (0x41) and metadata
     // sealed under the invite's metadata key (0x01) carry nothing it can use without the invite.
     const KEY_BATCH = 0x4b;

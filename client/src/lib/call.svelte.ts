@@ -12,6 +12,7 @@ import { Device, type types } from 'mediasoup-client';
 import { SvelteMap } from 'svelte/reactivity';
 import { fromBase64url, toBase64url, utf8, fromUtf8 } from '../e2ee/bytes.ts';
 import { openMetadata, sealMetadata } from '../e2ee/metadata.ts';
+import { openRelay, sealRelay } from '../e2ee/relay-envelope.ts';
 import { safetyNumber as computeSafetyNumber } from '../e2ee/codes.ts';
 import { fingerprint as identityFingerprint, newSession, wipeSession, type Identity, type Session } from '../e2ee/identity.ts';
 import type { InviteKeys } from '../e2ee/invite.ts';
@@ -314,7 +315,10 @@ export class CallSession {
     socket.on('activeSpeaker', ({ peerId }) => {
       this.activeSpeaker = peerId;
     });
-    socket.on('relay', ({ from, blob }) => void this.#onRelay(from, blob));
+    // Unwrapping is async; a chain keeps relay messages in arrival order (announcement before key batch).
+    socket.on('relay', ({ from, blob }) => {
+      this.#relayChain = this.#relayChain.then(() => this.#onRelay(from, blob)).catch(() => undefined);
+    });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -905,15 +909,35 @@ export class CallSession {
     if (!socket || !me || !this.displayName) return;
     const body = utf8(JSON.stringify({ t: 'profile', v: 1, name: this.displayName }));
     const sealed = await sealMetadata(this.#opts.metadataKey, this.#opts.roomId, me, body);
-    const blob = toBase64url(sealed);
-    await this.#try('relay', to ? { to, blob } : { blob });
+    await this.#sendRelay(toBase64url(sealed), to);
   }
 
-  async #onRelay(from: string, blob: string): Promise<void> {
+  /**
+   * Every relay blob leaves inside the uniform outer envelope (e2ee/relay-envelope.ts): padded to 1 KiB buckets and
+   * sealed under the invite's metadata key, so the server cannot tell key messages, names and chat apart.
+   */
+  async #wrapRelay(inner: string): Promise<string> {
+    const me = this.peerId;
+    if (!me) throw new Error('not joined');
+    return toBase64url(await sealRelay(this.#opts.metadataKey, this.#opts.roomId, me, fromBase64url(inner)));
+  }
+
+  async #sendRelay(inner: string, to?: string): Promise<void> {
+    const blob = await this.#wrapRelay(inner);
+    await this.#try('relay', to !== undefined ? { to, blob } : { blob });
+  }
+
+  async #onRelay(from: string, outer: string): Promise<void> {
     let first: number | undefined;
+    let blob: string;
     try {
-      first = fromBase64url(blob)[0];
+      const inner = await openRelay(this.#opts.metadataKey, this.#opts.roomId, from, fromBase64url(outer));
+      first = inner[0];
+      blob = toBase64url(inner);
     } catch {
+      // Not sealed with this meeting's invite (or re-attributed by the server): whoever sent it has no invite key.
+      const who = this.peers.get(from)?.displayName ?? 'A participant';
+      this.e2ee.alert('injected-member', `${who} sent key-exchange traffic without the invite key. It gets no keys and cannot see or hear anyone.`);
       return;
     }
     if (first === RELAY_KIND.announcement || first === RELAY_KIND['key-batch'] || first === RELAY_KIND['channel-reset']) {
@@ -961,6 +985,7 @@ export class CallSession {
   // -------------------------------------------------------------------------------------------
 
   #pendingRelays: { from: string; blob: string }[] = [];
+  #relayChain: Promise<void> = Promise.resolve();
   /** Peers the server said left (a consume or join answer in flight must not bring them back). */
   #departed = new Set<string>();
 
@@ -978,7 +1003,7 @@ export class CallSession {
       {
         send: ({ to, blob }) => {
           if (this.#agent !== agent) return;
-          void this.#try('relay', to !== undefined ? { to, blob } : { blob });
+          void this.#sendRelay(blob, to);
         },
         createSendRing: (senderIndex, generation, baseKey, now) => new SendKeyRing({ sender: senderIndex, generation, now }, baseKey),
         sendKeyChanged: (key: SendKeyInfo, senderIndex: number) => {
@@ -1233,7 +1258,7 @@ export class CallSession {
   async sendChatBlob(blob: string): Promise<void> {
     const socket = this.#socket;
     if (!socket || !this.#ready) throw new Error('not connected');
-    await request(socket, 'relay', { blob });
+    await request(socket, 'relay', { blob: await this.#wrapRelay(blob) });
   }
 
   /** Chat transport: incoming chat blobs (still sealed; open them with `e2ee.openChat`). Returns an unsubscribe function. */
@@ -1244,8 +1269,7 @@ export class CallSession {
 
   /** Send a chat message to everyone (sealed under our current media-derived chat key). */
   async sendChat(text: string): Promise<void> {
-    const blob = await this.#sealChat(text);
-    await this.#try('relay', { blob });
+    await this.#sendRelay(await this.#sealChat(text));
   }
 
   /**
