@@ -8,7 +8,7 @@ import { createContext } from 'svelte';
 import { deriveInviteKeys, generateInvite, newRoomId, parseInviteFragment, ROOM_ID_RE, type InviteKeys } from '../e2ee/invite.ts';
 import { transformSupport } from '../transform/support.ts';
 import { fingerprint } from '../e2ee/identity.ts';
-import { loadIdentity } from './identity-store.ts';
+import { loadIdentity, resetIdentity } from './identity-store.ts';
 import { CallSession } from './call.svelte.ts';
 import { LocalMedia } from './media.svelte.ts';
 
@@ -56,6 +56,19 @@ export class AppState {
   readonly testHooks = new URLSearchParams(location.search).get('e2ee-test-hooks') === '1';
   /** Our identity fingerprint (loaded from IndexedDB at startup), put into the invite links we create. */
   #myFingerprint: Uint8Array | undefined;
+  /** Set after `resetIdentity()` succeeded, for the home page to confirm it. */
+  identityReset = $state(false);
+
+  /**
+   * Throw away this browser profile's identity key (verification records of others stay): the next meeting uses a new
+   * identity, which others who verified the old one will see as "identity changed" until they verify again.
+   */
+  async resetIdentity(): Promise<void> {
+    await resetIdentity();
+    const id = await loadIdentity();
+    this.#myFingerprint = fingerprint(id.publicKey);
+    this.identityReset = true;
+  }
 
   constructor() {
     loadIdentity().then(
