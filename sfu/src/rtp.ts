@@ -66,6 +66,18 @@ export interface Vp8Descriptor {
   keyIdx?: number;
 }
 
+/**
+ * PictureID as VP8 (RFC 7741 §4.2) and VP9 (RFC 9628 §4.2) encode it: M bit set → 15 bits in two bytes, else
+ * 7 bits in one. Null if truncated.
+ */
+function readPictureId(p: Buffer, off: number): { pictureId: number; next: number } | null {
+  if (off >= p.length) return null;
+  const m = p[off]!;
+  if (!(m & 0x80)) return { pictureId: m & 0x7f, next: off + 1 };
+  if (off + 1 >= p.length) return null;
+  return { pictureId: ((m & 0x7f) << 8) | p[off + 1]!, next: off + 2 };
+}
+
 /** RFC 7741 §4.2. Null if the descriptor is truncated. */
 export function parseVp8Descriptor(p: Buffer): Vp8Descriptor | null {
   if (p.length < 1) return null;
@@ -85,16 +97,10 @@ export function parseVp8Descriptor(p: Buffer): Vp8Descriptor | null {
     const t = (x & 0x20) !== 0;
     const k = (x & 0x10) !== 0;
     if (i) {
-      if (off >= p.length) return null;
-      const m = p[off]!;
-      if (m & 0x80) {
-        if (off + 1 >= p.length) return null;
-        d.pictureId = ((m & 0x7f) << 8) | p[off + 1]!;
-        off += 2;
-      } else {
-        d.pictureId = m & 0x7f;
-        off += 1;
-      }
+      const pid = readPictureId(p, off);
+      if (!pid) return null;
+      d.pictureId = pid.pictureId;
+      off = pid.next;
     }
     if (l) {
       if (off >= p.length) return null;
@@ -137,16 +143,10 @@ export function parseVp9Descriptor(p: Buffer): Vp9Descriptor | null {
   let off = 1;
   const need = (n: number): boolean => off + n <= p.length;
   if (i) {
-    if (!need(1)) return null;
-    const m = p[off]!;
-    if (m & 0x80) {
-      if (!need(2)) return null;
-      d.pictureId = ((m & 0x7f) << 8) | p[off + 1]!;
-      off += 2;
-    } else {
-      d.pictureId = m & 0x7f;
-      off += 1;
-    }
+    const pid = readPictureId(p, off);
+    if (!pid) return null;
+    d.pictureId = pid.pictureId;
+    off = pid.next;
   }
   if (l) {
     if (!need(1)) return null;
