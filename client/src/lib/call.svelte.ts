@@ -36,6 +36,7 @@ import {
   type ProducerInfo,
   type RequestName,
   type Requests,
+  type TransportResponse,
 } from './signaling.ts';
 
 export type CallStatus = 'connecting' | 'joined' | 'reconnecting' | 'unreachable' | 'fatal' | 'left';
@@ -502,24 +503,16 @@ export class CallSession {
         request(socket, 'createTransport', { direction: 'recv' }),
       ]);
       if (gen !== this.#gen) return;
-      const common = {
+      const options = (info: TransportResponse): types.TransportOptions => ({
+        id: info.id,
+        iceParameters: info.iceParameters as unknown as types.IceParameters,
+        iceCandidates: info.iceCandidates as unknown as types.IceCandidate[],
+        dtlsParameters: info.dtlsParameters as unknown as types.DtlsParameters,
         iceServers: res.iceServers as RTCIceServer[],
         additionalSettings: peerConnectionSettings(this.transformApi),
-      };
-      const send = device.createSendTransport({
-        id: sendInfo.id,
-        iceParameters: sendInfo.iceParameters as unknown as types.IceParameters,
-        iceCandidates: sendInfo.iceCandidates as unknown as types.IceCandidate[],
-        dtlsParameters: sendInfo.dtlsParameters as unknown as types.DtlsParameters,
-        ...common,
       });
-      const recv = device.createRecvTransport({
-        id: recvInfo.id,
-        iceParameters: recvInfo.iceParameters as unknown as types.IceParameters,
-        iceCandidates: recvInfo.iceCandidates as unknown as types.IceCandidate[],
-        dtlsParameters: recvInfo.dtlsParameters as unknown as types.DtlsParameters,
-        ...common,
-      });
+      const send = device.createSendTransport(options(sendInfo));
+      const recv = device.createRecvTransport(options(recvInfo));
       this.#send = send;
       this.#recv = recv;
       for (const t of [send, recv]) this.#wireTransport(t, gen);
