@@ -19,6 +19,7 @@
 import type { types as ms } from 'mediasoup';
 import { errorMessage, type Logger } from './Logger.ts';
 import { parseRtp, StreamAssembler, tapCodecOf, type AssembledFrame, type TapCodec } from './rtp.ts';
+import type { MediaKind } from './wire.ts';
 
 const KEYFRAME_RETRIES = 15;
 
@@ -36,7 +37,7 @@ export interface TapProducerInfo {
   roomId: string;
   /** `appData.peerId` of the producer (null if it has none). */
   peerId: string | null;
-  kind: 'audio' | 'video';
+  kind: MediaKind;
   /** `appData.source` of the producer: mic | camera | screen (null if it has none). */
   source: string | null;
   /** Media codec mime type, e.g. `video/VP8`, `audio/opus`. */

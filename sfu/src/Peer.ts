@@ -9,36 +9,7 @@ import type { types as ms } from 'mediasoup';
 import { filterCapabilities, filterParameters } from './codecs.ts';
 import { SfuError } from './SfuError.ts';
 import { TypedEmitter } from './TypedEmitter.ts';
-
-export type Direction = 'send' | 'recv';
-export type MediaSource = 'mic' | 'camera' | 'screen';
-export type MediaKind = 'audio' | 'video';
-
-export interface ProducerInfo {
-  peerId: string;
-  producerId: string;
-  kind: MediaKind;
-  source: MediaSource;
-  paused: boolean;
-}
-
-export interface TransportInfo {
-  id: string;
-  iceParameters: Record<string, unknown>;
-  iceCandidates: Record<string, unknown>[];
-  dtlsParameters: Record<string, unknown>;
-}
-
-export interface ConsumerInfo {
-  consumerId: string;
-  producerId: string;
-  peerId: string;
-  kind: MediaKind;
-  source: MediaSource;
-  rtpParameters: Record<string, unknown>;
-  type: string;
-  producerPaused: boolean;
-}
+import type { ConsumerInfo, Direction, MediaKind, ProducerInfo, TrackSource, TransportInfo } from './wire.ts';
 
 export interface PeerLimits {
   maxTransports: number;
@@ -50,7 +21,7 @@ export const DEFAULT_PEER_LIMITS: PeerLimits = { maxTransports: 8, maxProducers:
 export type TransportOptions = Omit<ms.WebRtcTransportOptions, 'appData'>;
 
 /** Finds a producer anywhere in the room (for consume). */
-export type ProducerLookup = (producerId: string) => { producer: ms.Producer; peerId: string; source: MediaSource } | undefined;
+export type ProducerLookup = (producerId: string) => { producer: ms.Producer; peerId: string; source: TrackSource } | undefined;
 
 export interface PeerOptions {
   id: string;
@@ -83,7 +54,7 @@ export type PeerCloseReason = 'left' | 'worker-died' | 'room-closed';
 
 interface ProducerAppData {
   peerId: string;
-  source: MediaSource;
+  source: TrackSource;
 }
 interface TransportAppData {
   peerId: string;
@@ -180,7 +151,7 @@ export class Peer extends TypedEmitter<PeerEvents> {
     transportId: string;
     kind: MediaKind;
     rtpParameters: Record<string, unknown>;
-    source: MediaSource;
+    source: TrackSource;
   }): Promise<ProducerInfo> {
     const transport = this.#transport(params.transportId, 'send');
     if (params.source === 'mic' && params.kind !== 'audio') throw new SfuError('BAD_REQUEST', 'source "mic" must be audio');

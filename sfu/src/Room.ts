@@ -12,9 +12,10 @@ import type { types as ms } from 'mediasoup';
 import { clientRtpCapabilities, MEDIA_CODECS } from './codecs.ts';
 import { errorMessage, type Logger } from './Logger.ts';
 import type { MediaTap } from './MediaTap.ts';
-import { Peer, type MediaSource, type PeerLimits, type ProducerInfo, type TransportOptions } from './Peer.ts';
+import { Peer, type PeerLimits, type TransportOptions } from './Peer.ts';
 import { SfuError } from './SfuError.ts';
 import { TypedEmitter } from './TypedEmitter.ts';
+import type { ProducerInfo, TrackSource } from './wire.ts';
 import type { WorkerPool } from './WorkerPool.ts';
 
 /** requestProducerKeyFrame calls for one producer within this window share one fan-out. */
@@ -307,10 +308,10 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.removeAllListeners();
   }
 
-  #lookupProducer(producerId: string): { producer: ms.Producer; peerId: string; source: MediaSource } | undefined {
+  #lookupProducer(producerId: string): { producer: ms.Producer; peerId: string; source: TrackSource } | undefined {
     for (const peer of this.#peers.values()) {
       const producer = peer.findProducer(producerId);
-      if (producer) return { producer, peerId: peer.id, source: (producer.appData as { source: MediaSource }).source };
+      if (producer) return { producer, peerId: peer.id, source: (producer.appData as { source: TrackSource }).source };
     }
     return undefined;
   }

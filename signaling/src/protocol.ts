@@ -8,6 +8,10 @@
  * material travel only inside opaque `relay` blobs that the clients encrypt.
  */
 import { z } from 'zod';
+import { DIRECTIONS, MEDIA_KINDS, TRACK_SOURCES, type ConsumerInfo, type ProducerInfo, type TransportInfo } from '../../sfu/src/wire.ts';
+
+// The DTOs the SFU hands out and their enums, defined once in sfu/src/wire.ts; the schemas below use the same tuples.
+export type { ConsumerInfo, Direction, MediaKind, ProducerInfo, TrackSource, TransportInfo } from '../../sfu/src/wire.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Errors: a closed set of codes.
@@ -42,8 +46,6 @@ export const RoomId = z.string().regex(/^[A-Za-z0-9_-]{22}$/, 'roomId must be 22
 /** Server access token: 32 bytes base64url (43 chars), HKDF-derived from the invite secret. */
 export const AccessToken = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'accessToken must be 43 base64url chars');
 export const Id = z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/);
-export const MediaSource = z.enum(['mic', 'camera', 'screen']);
-export type MediaSource = z.infer<typeof MediaSource>;
 
 /** mediasoup parameter objects are passed through to mediasoup, which validates them itself; we bound their shape and size. */
 const Json = z.record(z.string(), z.unknown());
@@ -51,14 +53,14 @@ const Json = z.record(z.string(), z.unknown());
 export const schemas = {
   join: z.strictObject({ roomId: RoomId, accessToken: AccessToken }),
   leave: z.strictObject({}),
-  createTransport: z.strictObject({ direction: z.enum(['send', 'recv']) }),
+  createTransport: z.strictObject({ direction: z.enum(DIRECTIONS) }),
   connectTransport: z.strictObject({ transportId: Id, dtlsParameters: Json }),
   restartIce: z.strictObject({ transportId: Id }),
   produce: z.strictObject({
     transportId: Id,
-    kind: z.enum(['audio', 'video']),
+    kind: z.enum(MEDIA_KINDS),
     rtpParameters: Json,
-    source: MediaSource,
+    source: z.enum(TRACK_SOURCES),
   }),
   closeProducer: z.strictObject({ producerId: Id }),
   pauseProducer: z.strictObject({ producerId: Id }),
@@ -92,13 +94,6 @@ export type Requests = { [K in keyof typeof schemas]: z.infer<(typeof schemas)[K
 export interface PeerInfo {
   peerId: string;
 }
-export interface ProducerInfo {
-  peerId: string;
-  producerId: string;
-  kind: 'audio' | 'video';
-  source: MediaSource;
-  paused: boolean;
-}
 export interface JoinResponse {
   peerId: string;
   routerRtpCapabilities: Record<string, unknown>;
@@ -107,34 +102,18 @@ export interface JoinResponse {
   /** ICE servers (TURN) the client should use, if configured. */
   iceServers: { urls: string | string[]; username?: string; credential?: string }[];
 }
-export interface TransportResponse {
-  id: string;
-  iceParameters: Record<string, unknown>;
-  iceCandidates: Record<string, unknown>[];
-  dtlsParameters: Record<string, unknown>;
-}
-export interface ConsumeResponse {
-  consumerId: string;
-  producerId: string;
-  peerId: string;
-  kind: 'audio' | 'video';
-  source: MediaSource;
-  rtpParameters: Record<string, unknown>;
-  type: string;
-  producerPaused: boolean;
-}
 
 export interface Responses {
   join: JoinResponse;
   leave: Record<string, never>;
-  createTransport: TransportResponse;
+  createTransport: TransportInfo;
   connectTransport: Record<string, never>;
   restartIce: { iceParameters: Record<string, unknown> };
   produce: { producerId: string };
   closeProducer: Record<string, never>;
   pauseProducer: Record<string, never>;
   resumeProducer: Record<string, never>;
-  consume: ConsumeResponse;
+  consume: ConsumerInfo;
   resumeConsumer: Record<string, never>;
   pauseConsumer: Record<string, never>;
   setPreferredLayers: Record<string, never>;

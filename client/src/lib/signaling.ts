@@ -12,7 +12,19 @@ import type {
   ServerToClientEvents,
 } from '../../../signaling/src/protocol.ts';
 
-export type { ErrorCode, Requests, Responses, ProducerInfo, JoinResponse, TransportResponse, ConsumeResponse, MediaSource } from '../../../signaling/src/protocol.ts';
+export type {
+  ConsumerInfo,
+  ErrorCode,
+  JoinResponse,
+  MediaKind,
+  ProducerInfo,
+  Requests,
+  Responses,
+  TrackSource,
+  TransportInfo,
+} from '../../../signaling/src/protocol.ts';
+/** @deprecated the `createTransport` answer is `TransportInfo` (one definition, sfu/src/wire.ts); alias kept while call.svelte.ts moves over. */
+export type { TransportInfo as TransportResponse, ConsumerInfo as ConsumeResponse } from '../../../signaling/src/protocol.ts';
 
 export type RequestName = keyof Requests & keyof Responses;
 export type LocalErrorCode = 'TIMEOUT' | 'DISCONNECTED';
