@@ -9,7 +9,7 @@ import { openKeyBatch, sealKeyBatch, type KeyUpdate } from '../client/src/e2ee/e
 import type { SenderChannel } from '../client/src/e2ee/hpke.ts';
 import { generateIdentity, generateSessionKeyPair, newSession } from '../client/src/e2ee/identity.ts';
 import { deriveInviteKeysSync } from '../client/src/e2ee/invite.ts';
-import { encodeSignedAnnouncement, openSignedAnnouncement } from '../client/src/e2ee/membership.ts';
+import { encodeSignedAnnouncement, openSignedAnnouncement } from '../client/src/e2ee/membership-messages.ts';
 import { safetyNumber } from '../client/src/e2ee/codes.ts';
 import { loadavg } from 'node:os';
 

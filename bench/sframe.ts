@@ -7,8 +7,11 @@
  * interleaved in rounds and the median round is reported, so background load hits them alike.
  */
 import { loadavg } from 'node:os';
-import { ReceiveKeyRing, ReplayWindow, SendKeyRing, splitKid } from '../client/src/e2ee/keyring.ts';
-import type { OpenResult } from '../client/src/e2ee/keyring.ts';
+import { ReceiveKeyRing } from '../client/src/e2ee/receive-rings.ts';
+import { ReplayWindow } from '../client/src/e2ee/replay-window.ts';
+import { SendKeyRing } from '../client/src/e2ee/send-ring.ts';
+import { splitKid } from '../client/src/e2ee/kid.ts';
+import type { OpenResult } from '../client/src/e2ee/receive-rings.ts';
 import { DEFAULT_SUITE, decodeHeader, encodeHeader, sframeNonce, suiteParams } from '../client/src/e2ee/sframe.ts';
 
 const subtle = globalThis.crypto.subtle;

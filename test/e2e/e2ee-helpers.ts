@@ -3,7 +3,7 @@
  * decryption of frames recorded by the server's media tap with the real core (client/src/e2ee).
  */
 import { joinFrame, splitProtected, type MediaCodec } from '../../client/src/e2ee/frame-codec.ts';
-import { splitKid } from '../../client/src/e2ee/keyring.ts';
+import { splitKid } from '../../client/src/e2ee/kid.ts';
 import { DEFAULT_SUITE, decodeHeader, open as sframeOpen, ratchetBaseKey } from '../../client/src/e2ee/sframe.ts';
 import type { TestKeyExport } from '../../client/src/lib/call.svelte.ts';
 import type { TapFrame } from '../../sfu/src/MediaTap.ts';

@@ -8,7 +8,7 @@
  *     not open with any key the leaver held (ratchets included).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { splitKid } from '../../client/src/e2ee/keyring.ts';
+import { splitKid } from '../../client/src/e2ee/kid.ts';
 import { Harness, dumpLogs, expectMediaFlowing, refresh, roomIdOf, sleep, snapshot, waitUntil, type Participant } from './harness.ts';
 import {
   codecOf,

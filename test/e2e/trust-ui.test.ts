@@ -18,7 +18,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateIdentity, newSession } from '../../client/src/e2ee/identity.ts';
-import { encodeRelay, encodeSignedAnnouncement } from '../../client/src/e2ee/membership.ts';
+import { encodeRelay } from '../../client/src/e2ee/relay-framing.ts';
+import { encodeSignedAnnouncement } from '../../client/src/e2ee/membership-messages.ts';
 import { deriveInviteKeysSync, parseInviteFragment } from '../../client/src/e2ee/invite.ts';
 import { openRelay } from '../../client/src/e2ee/relay-envelope.ts';
 import {

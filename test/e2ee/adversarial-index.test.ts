@@ -10,8 +10,8 @@
  * key-agent.ts `KeyAgentHooks.onEffect` does not say so; no client code consumes KeyAgent yet.
  */
 import { describe, expect, it } from 'vitest';
-import { assignSenderIndices } from '../../client/src/e2ee/membership.ts';
-import { splitKid } from '../../client/src/e2ee/keyring.ts';
+import { assignSenderIndices } from '../../client/src/e2ee/sender-index.ts';
+import { splitKid } from '../../client/src/e2ee/kid.ts';
 import { decodeHeader } from '../../client/src/e2ee/sframe.ts';
 import { Sim, vp8Frame } from './relay-sim.ts';
 

@@ -6,7 +6,9 @@ import { describe, expect, it } from 'vitest';
 import { decodeKeyBatch, encodeKeyBatch } from '../../client/src/e2ee/envelope.ts';
 import { generateIdentity, newSession, SIGNATURE_LEN } from '../../client/src/e2ee/identity.ts';
 import { deriveInviteKeysSync } from '../../client/src/e2ee/invite.ts';
-import { decodeRelay, encodeRelay, encodeSignedAnnouncement, MAC_LEN, roster } from '../../client/src/e2ee/membership.ts';
+import { decodeRelay, encodeRelay } from '../../client/src/e2ee/relay-framing.ts';
+import { encodeSignedAnnouncement, MAC_LEN } from '../../client/src/e2ee/membership-messages.ts';
+import { roster } from '../../client/src/e2ee/membership.ts';
 import { bruteOpen, hex, INVITE_KEYS, keysHeldBy, ROOM, rewriteBlob, Sim, vp8Frame, type Packet, type SimMember } from './relay-sim.ts';
 
 const ids = (m: SimMember): string[] => roster(m.agent.state).map((r) => r.memberId).sort();

@@ -5,7 +5,9 @@ import { describe, expect, it } from 'vitest';
 import { safetyNumber } from '../../client/src/e2ee/codes.ts';
 import { fromBase64url } from '../../client/src/e2ee/bytes.ts';
 import { generateIdentity, newSession } from '../../client/src/e2ee/identity.ts';
-import { encodeRelay, encodeSignedAnnouncement, roster } from '../../client/src/e2ee/membership.ts';
+import { encodeRelay } from '../../client/src/e2ee/relay-framing.ts';
+import { encodeSignedAnnouncement } from '../../client/src/e2ee/membership-messages.ts';
+import { roster } from '../../client/src/e2ee/membership.ts';
 import { openMetadataText, sealMetadataText } from '../../client/src/e2ee/metadata.ts';
 import { hex, INVITE_KEYS, INVITE_SECRET, ROOM, Sim, vp8Frame, type SimMember } from './relay-sim.ts';
 

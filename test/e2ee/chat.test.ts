@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { baseKeyForKid, chatInnerKid, chatKeyFor, openChatInner, sealChatInner } from '../../client/src/e2ee/chat.ts';
-import { makeKid } from '../../client/src/e2ee/keyring.ts';
+import { makeKid } from '../../client/src/e2ee/kid.ts';
 import { DEFAULT_SUITE, deriveKeySalt, ratchetBaseKey } from '../../client/src/e2ee/sframe.ts';
 
 const ROOM = 'RoomRoomRoomRoomRoom00';

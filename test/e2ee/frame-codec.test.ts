@@ -14,8 +14,9 @@ import {
   unprotectFrameWithKey,
 } from '../../client/src/e2ee/frame-codec.ts';
 import type { MediaCodec } from '../../client/src/e2ee/frame-codec.ts';
-import { ReceiveKeyRing, SendKeyRing } from '../../client/src/e2ee/keyring.ts';
-import type { OpenResult } from '../../client/src/e2ee/keyring.ts';
+import { ReceiveKeyRing } from '../../client/src/e2ee/receive-rings.ts';
+import { SendKeyRing } from '../../client/src/e2ee/send-ring.ts';
+import type { OpenResult } from '../../client/src/e2ee/receive-rings.ts';
 import { decodeHeader, importSFrameKey } from '../../client/src/e2ee/sframe.ts';
 import { isSFrameError } from '../../client/src/e2ee/errors.ts';
 

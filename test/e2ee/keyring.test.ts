@@ -1,15 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import {
-  MAX_SENDER_INDEX,
-  ReceiveKeyRing,
-  ReceiveKeyRings,
-  ReplayWindow,
-  SendKeyRing,
-  makeKid,
-  splitKid,
-} from '../../client/src/e2ee/keyring.ts';
-import type { OpenResult } from '../../client/src/e2ee/keyring.ts';
+import { MAX_SENDER_INDEX, makeKid, splitKid } from '../../client/src/e2ee/kid.ts';
+import { ReceiveKeyRing, ReceiveKeyRings } from '../../client/src/e2ee/receive-rings.ts';
+import { ReplayWindow } from '../../client/src/e2ee/replay-window.ts';
+import { SendKeyRing } from '../../client/src/e2ee/send-ring.ts';
+import type { OpenResult } from '../../client/src/e2ee/receive-rings.ts';
 import { decodeHeader, encodeHeader, open, ratchetBaseKey } from '../../client/src/e2ee/sframe.ts';
 import { isSFrameError } from '../../client/src/e2ee/errors.ts';
 import type { SFrameErrorCode } from '../../client/src/e2ee/errors.ts';

@@ -1,23 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import {
-  assignSenderIndices,
-  decodeRelay,
-  encodeRelay,
-  encodeSignedAnnouncement,
-  initialMembershipState,
-  openSignedAnnouncement,
-  reduce,
-  roster,
-  currentRoomCode,
-  type MembershipConfig,
-  type MembershipEffect,
-  type MembershipState,
-} from '../../client/src/e2ee/membership.ts';
+import { assignSenderIndices } from '../../client/src/e2ee/sender-index.ts';
+import { decodeRelay, encodeRelay } from '../../client/src/e2ee/relay-framing.ts';
+import { encodeSignedAnnouncement, openSignedAnnouncement } from '../../client/src/e2ee/membership-messages.ts';
+import { initialMembershipState, reduce, roster, currentRoomCode, type MembershipConfig, type MembershipEffect, type MembershipState } from '../../client/src/e2ee/membership.ts';
 import { KeyAgent } from '../../client/src/e2ee/key-agent.ts';
 import { generateIdentity, newSession, type Identity, type Session } from '../../client/src/e2ee/identity.ts';
 import { deriveInviteKeysSync, type InviteKeys } from '../../client/src/e2ee/invite.ts';
-import { SendKeyRing, ReceiveKeyRings, makeKid } from '../../client/src/e2ee/keyring.ts';
+import { SendKeyRing } from '../../client/src/e2ee/send-ring.ts';
+import { ReceiveKeyRings } from '../../client/src/e2ee/receive-rings.ts';
+import { makeKid } from '../../client/src/e2ee/kid.ts';
 import { isKeyError } from '../../client/src/e2ee/key-errors.ts';
 import { decodeKeyBatch } from '../../client/src/e2ee/envelope.ts';
 
@@ -351,7 +343,7 @@ describe('KeyAgent integration (3-5 members, real key rings and SFrame)', () => 
     const tapBefore = net.tap.length;
     await mallory.agent.join(net.now, ['alice', 'bob', 'carol']);
     // deliver mallory's announcement to everyone by hand (its agent's send was muted above)
-    const { encodeSignedAnnouncement: enc } = await import('../../client/src/e2ee/membership.ts');
+    const { encodeSignedAnnouncement: enc } = await import('../../client/src/e2ee/membership-messages.ts');
     const blob = encodeRelay('announcement', enc(mallory.session, wrong.membershipMacKey));
     for (const n of [alice, bob, carol]) await n.agent.relay(net.now, 'mallory', blob);
     await net.pump();

@@ -16,8 +16,10 @@ import { frameFromResult, protectFrame, splitProtected, unprotectFrame, type Med
 import { generateIdentity, newSession, type Identity, type Session } from '../../client/src/e2ee/identity.ts';
 import { deriveInviteKeysSync, type InviteKeys } from '../../client/src/e2ee/invite.ts';
 import { KeyAgent, type SendKeyInfo } from '../../client/src/e2ee/key-agent.ts';
-import { ReceiveKeyRings, SendKeyRing, type OpenResult, type ReceiveKeyRingOptions } from '../../client/src/e2ee/keyring.ts';
-import { currentRoomCode, decodeRelay, type AlertReason, type MembershipEffect } from '../../client/src/e2ee/membership.ts';
+import { ReceiveKeyRings, type OpenResult, type ReceiveKeyRingOptions } from '../../client/src/e2ee/receive-rings.ts';
+import { SendKeyRing } from '../../client/src/e2ee/send-ring.ts';
+import { currentRoomCode, type AlertReason, type MembershipEffect } from '../../client/src/e2ee/membership.ts';
+import { decodeRelay } from '../../client/src/e2ee/relay-framing.ts';
 import { DEFAULT_SUITE, decodeHeader, encodeHeader, open as sframeOpen, ratchetBaseKey } from '../../client/src/e2ee/sframe.ts';
 
 export const ROOM = 'RoomRoomRoomRoomRoom00';

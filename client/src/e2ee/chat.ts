@@ -23,7 +23,7 @@ import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { ab, concat, fromUtf8, lp16, randomBytes, readU64be, u64be, utf8 } from './bytes.ts';
 import { KeyError } from './key-errors.ts';
-import { splitKid } from './keyring.ts';
+import { splitKid } from './kid.ts';
 import { DEFAULT_SUITE, ratchetBaseKey } from './sframe.ts';
 
 export const CHAT_LABEL = 'sealed-meet v1 chat';

@@ -22,7 +22,8 @@
 import { SFrameError } from './errors.ts';
 import { openWithKey, sealWithKey } from './sframe.ts';
 import type { SFrameKey } from './sframe.ts';
-import type { OpenResult, ReceiveKeyRing, ReceiveKeyRings, SendKeyRing } from './keyring.ts';
+import type { OpenResult, ReceiveKeyRing, ReceiveKeyRings } from './receive-rings.ts';
+import type { SendKeyRing } from './send-ring.ts';
 
 export type MediaCodec = 'vp8' | 'vp9' | 'opus';
 

@@ -17,20 +17,11 @@ import { closeChannel, type HpkePsk, type RecipientChannel, type SenderChannel }
 import { sign, type Identity, type Session } from './identity.ts';
 import type { InviteKeys } from './invite.ts';
 import { isKeyError } from './key-errors.ts';
-import {
-  channelResetSigInput,
-  encodeChannelResetBody,
-  encodeRelay,
-  encodeSignedAnnouncement,
-  initialMembershipState,
-  reduce,
-  type MembershipConfig,
-  type MembershipEffect,
-  type MembershipEvent,
-  type MembershipState,
-} from './membership.ts';
+import { initialMembershipState, reduce, type MembershipConfig, type MembershipEffect, type MembershipEvent, type MembershipState } from './membership.ts';
+import { channelResetSigInput, encodeChannelResetBody, encodeSignedAnnouncement } from './membership-messages.ts';
+import { encodeRelay } from './relay-framing.ts';
 
-/** The send key as the key ring reports it (structurally keyring.ts `KeyAnnouncement`). */
+/** The send key as the key ring reports it (structurally send-ring.ts `KeyAnnouncement`). */
 export interface SendKeyInfo {
   readonly kid: bigint;
   readonly baseKey: Uint8Array;
@@ -38,7 +29,7 @@ export interface SendKeyInfo {
   readonly step: number;
 }
 
-/** The local send key ring (structurally keyring.ts `SendKeyRing`). */
+/** The local send key ring (structurally send-ring.ts `SendKeyRing`). */
 export interface SendKeyControl {
   ratchet(): SendKeyInfo;
   rekey(freshKey: Uint8Array, now: number): SendKeyInfo;
@@ -51,7 +42,7 @@ export interface KeyAgentHooks {
   send(msg: { to?: string; blob: string }): void;
   /** Create the send key ring for `senderIndex` (first key, or after our sender index changed). */
   createSendRing(senderIndex: number, generation: number, baseKey: Uint8Array, now: number): SendKeyControl;
-  /** A member's key arrived (keyring.ts `ReceiveKeyRings.addKey(update.kid, update.baseKey, now)`); wipe baseKey after. */
+  /** A member's key arrived (receive-rings.ts `ReceiveKeyRings.addKey(update.kid, update.baseKey, now)`); wipe baseKey after. */
   installReceiveKey(memberId: string, senderIndex: number, update: KeyUpdate, now: number): void | Promise<void>;
   /** Our send key changed (tell the encoder worker; request a keyframe). */
   sendKeyChanged?(key: SendKeyInfo, senderIndex: number): void;

@@ -20,29 +20,25 @@
  *   ratchet (it is entitled to everything we sent since we joined).
  * - A member leaves, or `rotationMs` (default 10 min) passes since our last fresh key: new random send key to every
  *   remaining member.
- * - Sender index (16 bits, used in SFrame KIDs, see keyring.ts `makeKid`): see `assignSenderIndices`.
+ * - Sender index (16 bits, used in SFrame KIDs, see kid.ts `makeKid`): see sender-index.ts `assignSenderIndices`.
  *
- * Relay framing (the `blob` of the signaling `relay` event is base64url of): 1 kind byte || body.
- *   0x41 'A' announcement:  body = announcementBody || signature(64) || mac(32)
- *   0x4B 'K' key batch:     body = envelope.ts batch
- *   0x52 'R' channel reset: body = resetBody || signature(64), see `encodeChannelReset`
- *   0x01     metadata:      the whole blob is a metadata.ts sealed blob (whose version byte is 0x01), so blobs made
- *                           with `toBase64url(sealMetadata(...))` need no extra framing (opaque here; delivered
- *                           only from verified members)
- *   mac = HMAC-SHA256(membershipMacKey, UTF-8("sealed-meet v1 membership mac") || announcementBody || signature)
+ * The messages it reads are framed by relay-framing.ts and checked by membership-messages.ts; sender indices come
+ * from sender-index.ts.
  *
  * @module
  */
-import { hmac } from '@noble/hashes/hmac.js';
-import { roomCode, type RoomCode } from './codes.ts';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { concat, equalBytes, fromBase64url, fromUtf8, lp16, Reader, toBase64url, u32be, utf8 } from './bytes.ts';
+import { roomCode, type RoomCode } from './codes.ts';
+import { equalBytes, toBase64url } from './bytes.ts';
 import type { KeyUpdate } from './envelope.ts';
-import { fingerprint, SIGNATURE_LEN, verify, verifyAnnouncement, type Announcement, type Session } from './identity.ts';
-import { KeyError, isKeyError, type KeyErrorCode } from './key-errors.ts';
-import { splitKid } from './keyring.ts';
+import { fingerprint, type Announcement } from './identity.ts';
+import { isKeyError, type KeyErrorCode } from './key-errors.ts';
+import { splitKid } from './kid.ts';
+import { openChannelReset, openSignedAnnouncement } from './membership-messages.ts';
+import { decodeRelay, type RelayKind } from './relay-framing.ts';
+import { assignSenderIndices } from './sender-index.ts';
 
-/** Sender index encoded in a KID (keyring.ts layout), or -1 if the KID is outside the layout. */
+/** Sender index encoded in a KID (kid.ts layout), or -1 if the KID is outside the layout. */
 function kidSender(kid: bigint): number {
   try {
     return splitKid(kid).sender;
@@ -51,136 +47,7 @@ function kidSender(kid: bigint): number {
   }
 }
 
-export const MEMBERSHIP_MAC_LABEL = 'sealed-meet v1 membership mac';
-export const SENDER_INDEX_LABEL = 'sealed-meet v1 sender index';
-export const MAC_LEN = 32;
 export const DEFAULT_ROTATION_MS = 10 * 60 * 1000;
-
-// ------------------------------------------------------------------------------------------------
-// Relay framing
-// ------------------------------------------------------------------------------------------------
-
-/** First byte of a relay blob. Metadata blobs are metadata.ts sealed blobs as they are (version byte 0x01). */
-export const RELAY_KIND = { announcement: 0x41, 'key-batch': 0x4b, 'channel-reset': 0x52, metadata: 0x01 } as const;
-export type RelayKind = keyof typeof RELAY_KIND;
-
-/** `metadata`: `body` must be the sealed blob itself (it already starts with 0x01). */
-export function encodeRelay(kind: RelayKind, body: Uint8Array): string {
-  if (kind === 'metadata') {
-    if (body[0] !== RELAY_KIND.metadata) throw new KeyError('malformed', 'metadata relay body must be a sealed metadata blob');
-    return toBase64url(body);
-  }
-  return toBase64url(concat(Uint8Array.of(RELAY_KIND[kind]), body));
-}
-
-/** @throws KeyError('malformed') */
-export function decodeRelay(blob: string): { kind: RelayKind; body: Uint8Array } {
-  const b = fromBase64url(blob);
-  if (b.length < 1) throw new KeyError('malformed', 'empty relay blob');
-  const k = (Object.keys(RELAY_KIND) as RelayKind[]).find((x) => RELAY_KIND[x] === b[0]);
-  if (k === undefined) throw new KeyError('malformed', `unknown relay kind 0x${b[0]!.toString(16)}`);
-  return { kind: k, body: k === 'metadata' ? b : b.subarray(1) };
-}
-
-// ------------------------------------------------------------------------------------------------
-// Announcements with membership MAC
-// ------------------------------------------------------------------------------------------------
-
-export function announcementMac(macKey: Uint8Array, body: Uint8Array, signature: Uint8Array): Uint8Array {
-  if (macKey.length !== 32) throw new KeyError('bad-key', 'membership MAC key must be 32 bytes');
-  return hmac(sha256, macKey, concat(utf8(MEMBERSHIP_MAC_LABEL), body, signature));
-}
-
-/** body || signature || mac: the relay body of our own announcement. */
-export function encodeSignedAnnouncement(session: Pick<Session, 'body' | 'signature'>, macKey: Uint8Array): Uint8Array {
-  return concat(session.body, session.signature, announcementMac(macKey, session.body, session.signature));
-}
-
-/**
- * Checks MAC (first: proves the invite), then signature and room.
- * @throws KeyError('malformed' | 'bad-mac' | 'bad-signature' | 'wrong-context' | 'unsupported-version')
- */
-export function openSignedAnnouncement(bytes: Uint8Array, macKey: Uint8Array, roomId: string): Announcement {
-  if (bytes.length < 1 + SIGNATURE_LEN + MAC_LEN) throw new KeyError('malformed', 'announcement too short');
-  const body = bytes.subarray(0, bytes.length - SIGNATURE_LEN - MAC_LEN);
-  const sig = bytes.subarray(bytes.length - SIGNATURE_LEN - MAC_LEN, bytes.length - MAC_LEN);
-  const mac = bytes.subarray(bytes.length - MAC_LEN);
-  if (!equalBytes(mac, announcementMac(macKey, body, sig))) throw new KeyError('bad-mac', 'announcement MAC is invalid (sender does not hold the invite)');
-  return verifyAnnouncement(body, sig, roomId);
-}
-
-// ------------------------------------------------------------------------------------------------
-// Channel reset requests
-// ------------------------------------------------------------------------------------------------
-
-export const CHANNEL_RESET_LABEL = 'sealed-meet v1 channel reset';
-export const CHANNEL_RESET_VERSION = 0x01;
-
-/**
- * A recipient that got a follow-up envelope on a channel it does not have (the setup message was lost) asks the
- * sender to set up a new channel:
- *   resetBody = 0x01 || lp16(UTF-8 roomId) || lp16(UTF-8 requesterId) || lp16(UTF-8 senderId) || u32 epoch
- *   signature = Ed25519(requester identity, UTF-8("sealed-meet v1 channel reset") || resetBody)
- * `epoch` is the epoch of the batch that failed. The sender honours each (requester, epoch) at most once and only for
- * epochs it has used, then sends its current key to the requester on a new channel. (A replayed request does nothing;
- * the requester is a verified member, entitled to the current key anyway.)
- */
-export function encodeChannelResetBody(roomId: string, requesterId: string, senderId: string, epoch: number): Uint8Array {
-  return concat(Uint8Array.of(CHANNEL_RESET_VERSION), lp16(utf8(roomId)), lp16(utf8(requesterId)), lp16(utf8(senderId)), u32be(epoch));
-}
-
-export function channelResetSigInput(body: Uint8Array): Uint8Array {
-  return concat(utf8(CHANNEL_RESET_LABEL), body);
-}
-
-/** @throws KeyError('malformed' | 'unsupported-version' | 'bad-signature') */
-export function openChannelReset(bytes: Uint8Array, requesterIdentityPublicKey: Uint8Array): { roomId: string; requesterId: string; senderId: string; epoch: number } {
-  if (bytes.length < 1 + SIGNATURE_LEN) throw new KeyError('malformed', 'channel reset too short');
-  const body = bytes.subarray(0, bytes.length - SIGNATURE_LEN);
-  const sig = bytes.subarray(bytes.length - SIGNATURE_LEN);
-  const r = new Reader(body);
-  const v = r.u8('version');
-  if (v !== CHANNEL_RESET_VERSION) throw new KeyError('unsupported-version', `channel reset version ${v}`);
-  const roomId = fromUtf8(r.lp16('roomId'));
-  const requesterId = fromUtf8(r.lp16('requester'));
-  const senderId = fromUtf8(r.lp16('sender'));
-  const epoch = r.u32('epoch');
-  r.end('channel reset');
-  if (!verify(requesterIdentityPublicKey, channelResetSigInput(body), sig)) throw new KeyError('bad-signature', 'channel reset signature is invalid');
-  return { roomId, requesterId, senderId, epoch };
-}
-
-// ------------------------------------------------------------------------------------------------
-// Sender indices
-// ------------------------------------------------------------------------------------------------
-
-function indexHash(memberId: string): number {
-  const h = sha256(concat(utf8(SENDER_INDEX_LABEL), utf8(memberId)));
-  return (h[0]! << 8) | h[1]!;
-}
-
-/**
- * Deterministic 16-bit sender index per member, the same on every member that sees the same roster:
- *   h(m) = first 2 bytes (big-endian) of SHA-256(UTF-8("sealed-meet v1 sender index") || UTF-8(memberId));
- * members are taken in order of (h(m), memberId) and each gets the first free index starting at h(m) (linear
- * probing mod 2^16). Unlike "position in the sorted roster", a member's index does not move when others join or
- * leave, except in the rare case of a collision chain (about n/65536 per join), which the reducer reports
- * (`sender-index-changed`, or a fresh send key if it is our own index).
- */
-export function assignSenderIndices(memberIds: Iterable<string>): Map<string, number> {
-  const list = [...new Set(memberIds)].map((id) => ({ id, h: indexHash(id) }));
-  if (list.length > 0x10000) throw new KeyError('state', 'more than 65536 members');
-  list.sort((a, b) => a.h - b.h || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  const used = new Set<number>();
-  const out = new Map<string, number>();
-  for (const { id, h } of list) {
-    let i = h;
-    while (used.has(i)) i = (i + 1) & 0xffff;
-    used.add(i);
-    out.set(id, i);
-  }
-  return out;
-}
 
 // ------------------------------------------------------------------------------------------------
 // State, events, effects
@@ -205,7 +72,7 @@ export interface MembershipConfig {
 export const DEFAULT_PREEXISTING_WINDOW_MS = 60_000;
 /**
  * Ratchets (joins) allowed on one fresh key before the next join makes a fresh key for everyone instead. Receivers
- * derive ratchet steps locally only a few steps ahead of the newest key they saw (keyring.ts `maxRatchetAhead`), and
+ * derive ratchet steps locally only a few steps ahead of the newest key they saw (receive-rings.ts `maxRatchetAhead`), and
  * the KID carries the step in 4 bits; 4 stays inside both even when no frame flows between joins.
  */
 export const DEFAULT_MAX_RATCHETS_PER_KEY = 4;
@@ -293,7 +160,7 @@ export type MembershipEffect =
   | { kind: 'send-envelopes'; to: string[]; epoch: number }
   /** Open a key batch from a verified member; feed back `envelope-opened` / `envelope-failed`. */
   | { kind: 'open-key-batch'; from: string; bytes: Uint8Array; identityPublicKey: Uint8Array; sessionPublicKey: Uint8Array; lastEpoch: number | undefined }
-  /** Install a receive key for a member's sender index (keyring.ts `ReceiveKeyRings.addKey`). */
+  /** Install a receive key for a member's sender index (receive-rings.ts `ReceiveKeyRings.addKey`). */
   | { kind: 'install-key'; memberId: string; senderIndex: number; update: KeyUpdate }
   /** Ask `to` for a new channel (we missed its setup): send a signed channel reset for `epoch`. */
   | { kind: 'request-channel-reset'; to: string; epoch: number }

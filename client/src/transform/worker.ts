@@ -18,7 +18,8 @@
  * transferred buffers wiped. No key material is ever logged or posted back.
  */
 import { assertProtectableCodec, frameFromResult, protectFrame, unprotectFrame, type MediaCodec } from '../e2ee/frame-codec.ts';
-import { ReceiveKeyRings, SendKeyRing, type OpenResult } from '../e2ee/keyring.ts';
+import { ReceiveKeyRings, type OpenResult } from '../e2ee/receive-rings.ts';
+import { SendKeyRing } from '../e2ee/send-ring.ts';
 import type { FrameCount, FromWorker, PipelineInfo, SenderCount, ToWorker, WorkerDropReason } from './protocol.ts';
 
 /** The parts of an encoded audio/video frame the handler uses (both RTCEncodedAudioFrame and RTCEncodedVideoFrame). */
