@@ -1,8 +1,12 @@
 /**
- * Errors the SFU layer raises on purpose, with a code from the closed set the signaling layer
- * forwards to clients. Anything else thrown inside the SFU (mediasoup errors) is an SFU_ERROR.
+ * The one error class of the server layer (sfu/ and signaling/): an error raised on purpose, with a
+ * code from the wire's closed set, which the signaling pipeline forwards to the client as is. Anything
+ * else thrown (mediasoup errors) is answered SFU_ERROR. The pipeline's own refusals (RATE_LIMITED,
+ * TOO_LARGE) and SFU_ERROR itself are never thrown.
  */
-export type SfuErrorCode = 'UNAUTHORIZED' | 'ROOM_FULL' | 'NOT_FOUND' | 'CANNOT_CONSUME' | 'UNAVAILABLE' | 'BAD_REQUEST';
+import type { ErrorCode } from './wire.ts';
+
+export type SfuErrorCode = Exclude<ErrorCode, 'RATE_LIMITED' | 'TOO_LARGE' | 'SFU_ERROR'>;
 
 export class SfuError extends Error {
   readonly code: SfuErrorCode;

@@ -4,6 +4,22 @@
  * from the same tuples, so schema and type cannot drift). Plain TypeScript: no zod, no mediasoup.
  */
 
+/** The closed set of error codes a request can fail with (see protocol.ts for their meaning). */
+export const ERROR_CODES = [
+  'BAD_REQUEST', // payload failed its schema, or a per-peer limit / rule was hit
+  'TOO_LARGE', // payload over the size limit
+  'RATE_LIMITED', // per-socket rate limit hit
+  'UNAUTHORIZED', // wrong access token for the room
+  'ROOM_FULL', // room at its member cap
+  'NOT_JOINED', // the socket has not joined a room
+  'ALREADY_JOINED', // the socket already joined a room
+  'NOT_FOUND', // transport/producer/consumer/peer does not exist or is not yours
+  'CANNOT_CONSUME', // router.canConsume() said no
+  'SFU_ERROR', // mediasoup threw
+  'UNAVAILABLE', // the room's worker died; rejoin
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
 /** What a track is: microphone, camera or screen share. (Not `MediaSource`: that is the browser's MSE type.) */
 export const TRACK_SOURCES = ['mic', 'camera', 'screen'] as const;
 export type TrackSource = (typeof TRACK_SOURCES)[number];

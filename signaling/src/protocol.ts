@@ -8,28 +8,24 @@
  * material travel only inside opaque `relay` blobs that the clients encrypt.
  */
 import { z } from 'zod';
-import { DIRECTIONS, MEDIA_KINDS, TRACK_SOURCES, type ConsumerInfo, type ProducerInfo, type TransportInfo } from '../../sfu/src/wire.ts';
+import {
+  DIRECTIONS,
+  MEDIA_KINDS,
+  TRACK_SOURCES,
+  type ConsumerInfo,
+  type ErrorCode,
+  type ProducerInfo,
+  type TransportInfo,
+} from '../../sfu/src/wire.ts';
 
-// The DTOs the SFU hands out and their enums, defined once in sfu/src/wire.ts; the schemas below use the same tuples.
+// The DTOs the SFU hands out, their enums and the closed set of error codes (with their meanings) are
+// defined once in sfu/src/wire.ts (SfuError uses the codes too); the schemas below use the same tuples.
 export type { ConsumerInfo, Direction, MediaKind, ProducerInfo, TrackSource, TransportInfo } from '../../sfu/src/wire.ts';
+export { ERROR_CODES, type ErrorCode } from '../../sfu/src/wire.ts';
 
 // ---------------------------------------------------------------------------------------------
-// Errors: a closed set of codes.
+// Errors.
 // ---------------------------------------------------------------------------------------------
-export const ERROR_CODES = [
-  'BAD_REQUEST', // payload failed its schema
-  'TOO_LARGE', // payload over the size limit
-  'RATE_LIMITED', // per-socket rate limit hit
-  'UNAUTHORIZED', // wrong access token for the room
-  'ROOM_FULL', // room at its member cap
-  'NOT_JOINED', // the socket has not joined a room
-  'ALREADY_JOINED', // the socket already joined a room
-  'NOT_FOUND', // transport/producer/consumer/peer does not exist or is not yours
-  'CANNOT_CONSUME', // router.canConsume() said no
-  'SFU_ERROR', // mediasoup threw
-  'UNAVAILABLE', // the room's worker died; rejoin
-] as const;
-export type ErrorCode = (typeof ERROR_CODES)[number];
 
 export interface ProtocolError {
   code: ErrorCode;

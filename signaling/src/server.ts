@@ -68,17 +68,8 @@ export interface SignalingServer {
   close(): Promise<void>;
 }
 
-/** An error with a protocol code, raised by the handlers. */
-class Failure extends Error {
-  readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string) {
-    super(message);
-    this.code = code;
-  }
-}
-
 function toProtocolError(error: unknown): ProtocolError {
-  if (error instanceof Failure || error instanceof SfuError) return { code: error.code, message: error.message };
+  if (error instanceof SfuError) return { code: error.code, message: error.message };
   return { code: 'SFU_ERROR', message: errorMessage(error) };
 }
 
@@ -186,8 +177,8 @@ export function createSignalingServer(
     const requireJoined = (): { room: Room; peer: Peer } => {
       const { room, peer } = state;
       if (!room || !peer || peer.closed) {
-        if (state.lost) throw new Failure('UNAVAILABLE', 'the room was lost; rejoin');
-        throw new Failure('NOT_JOINED', 'join a room first');
+        if (state.lost) throw new SfuError('UNAVAILABLE', 'the room was lost; rejoin');
+        throw new SfuError('NOT_JOINED', 'join a room first');
       }
       return { room, peer };
     };
@@ -260,11 +251,11 @@ export function createSignalingServer(
 
     const handlers: { [K in EventName]: (req: Requests[K]) => Promise<Responses[K]> } = {
       join: async ({ roomId, accessToken }) => {
-        if (state.peer) throw new Failure('ALREADY_JOINED', 'already joined a room; leave first');
+        if (state.peer) throw new SfuError('ALREADY_JOINED', 'already joined a room; leave first');
         const { room, peer } = await sfu.join(roomId, accessToken);
         if (!socket.connected) {
           sfu.leave(room.id, peer.id);
-          throw new Failure('NOT_JOINED', 'disconnected');
+          throw new SfuError('NOT_JOINED', 'disconnected');
         }
         state.room = room;
         state.peer = peer;
@@ -346,7 +337,7 @@ export function createSignalingServer(
         if (to !== undefined) {
           const target = room.getPeer(to);
           const targetSocket = sockets.get(to);
-          if (!target || !targetSocket || targetSocket.data.roomId !== room.id) throw new Failure('NOT_FOUND', 'peer not found');
+          if (!target || !targetSocket || targetSocket.data.roomId !== room.id) throw new SfuError('NOT_FOUND', 'peer not found');
           targetSocket.emit('relay', { from: peer.id, blob });
         } else {
           socket.to(roomKey(room.id)).emit('relay', { from: peer.id, blob });
