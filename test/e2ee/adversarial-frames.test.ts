@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { randomBytes } from '../../client/src/e2ee/bytes.ts';
-import { isSFrameError } from '../../client/src/e2ee/errors.ts';
+import { isE2eeError } from '../../client/src/e2ee/errors.ts';
 import { protectFrame, splitProtected, unprotectFrame, type MediaCodec } from '../../client/src/e2ee/frame-codec.ts';
 import { DROP_REASONS, ReceiveKeyRings, type DropReason } from '../../client/src/e2ee/receive-rings.ts';
 import { SendKeyRing } from '../../client/src/e2ee/send-ring.ts';
@@ -152,7 +152,7 @@ describe('CTR uniqueness: (key, KID, CTR) never repeats', () => {
       try {
         a = ring.allocate();
       } catch (e) {
-        expect(isSFrameError(e, 'ctr-exhausted')).toBe(true);
+        expect(isE2eeError(e, 'ctr-exhausted')).toBe(true);
         exhausted++;
         switchKey(1);
         a = ring.allocate();

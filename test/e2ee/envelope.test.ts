@@ -12,7 +12,7 @@ import {
 } from '../../client/src/e2ee/envelope.ts';
 import { generateIdentity, generateSessionKeyPair } from '../../client/src/e2ee/identity.ts';
 import type { RecipientChannel, SenderChannel } from '../../client/src/e2ee/hpke.ts';
-import { isKeyError } from '../../client/src/e2ee/key-errors.ts';
+import { isE2eeError } from '../../client/src/e2ee/errors.ts';
 
 const ROOM = 'AAAAAAAAAAAAAAAAAAAAAA';
 const PSK = { key: new Uint8Array(32).fill(1), id: new Uint8Array(32).fill(2) };
@@ -34,7 +34,7 @@ async function code(p: Promise<unknown>): Promise<string | undefined> {
     await p;
     return undefined;
   } catch (e) {
-    return isKeyError(e) ? e.code : `not a KeyError: ${String(e)}`;
+    return isE2eeError(e) ? e.code : `not an E2eeError: ${String(e)}`;
   }
 }
 
@@ -175,7 +175,7 @@ describe('key batch', () => {
         const r = await openKeyBatch(t, openInput(bob, alice));
         c = r === null ? 'not-for-me' : 'ACCEPTED';
       } catch (e) {
-        c = isKeyError(e) ? e.code : 'untyped';
+        c = isE2eeError(e) ? e.code : 'untyped';
       }
       // a flipped byte in the recipient id just makes the entry someone else's ('not-for-me'); never accepted
       expect(c, `byte ${i}`).toMatch(/^(malformed|unsupported-version|wrong-context|bad-signature|auth|replay|not-for-me)$/);
@@ -192,7 +192,7 @@ describe('key batch', () => {
         try {
           decodeKeyBatch(g);
         } catch (e) {
-          expect(isKeyError(e)).toBe(true);
+          expect(isE2eeError(e)).toBe(true);
         }
       }),
       { numRuns: 300 },

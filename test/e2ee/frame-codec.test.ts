@@ -18,7 +18,7 @@ import { ReceiveKeyRing } from '../../client/src/e2ee/receive-rings.ts';
 import { SendKeyRing } from '../../client/src/e2ee/send-ring.ts';
 import type { OpenResult } from '../../client/src/e2ee/receive-rings.ts';
 import { decodeHeader, importSFrameKey } from '../../client/src/e2ee/sframe.ts';
-import { isSFrameError } from '../../client/src/e2ee/errors.ts';
+import { isE2eeError } from '../../client/src/e2ee/errors.ts';
 
 const KEY = new Uint8Array(32).fill(0x42);
 
@@ -112,11 +112,11 @@ describe('frame codec: supported and refused codecs', () => {
         assertProtectableCodec(mime);
         expect.unreachable();
       } catch (e) {
-        expect(isSFrameError(e, 'unsupported-codec')).toBe(true);
+        expect(isE2eeError(e, 'unsupported-codec')).toBe(true);
         expect((e as Error).message).toContain(REFUSED_CODECS[mime.toLowerCase()]?.slice(0, 20));
       }
     }
-    expect((() => { try { assertProtectableCodec('video/rtx'); } catch (e) { return isSFrameError(e, 'unsupported-codec'); } return false; })()).toBe(true);
+    expect((() => { try { assertProtectableCodec('video/rtx'); } catch (e) { return isE2eeError(e, 'unsupported-codec'); } return false; })()).toBe(true);
   });
 });
 
@@ -203,7 +203,7 @@ describe('frame codec: round trips and failures', () => {
           await unprotectFrameWithKey(r, codec, t);
           expect.unreachable();
         } catch (e) {
-          expect(isSFrameError(e) && ['auth', 'malformed', 'unknown-kid'].includes(e.code)).toBe(true);
+          expect(isE2eeError(e) && ['auth', 'malformed', 'unknown-kid'].includes(e.code)).toBe(true);
         }
       }),
       { numRuns: 300 },
@@ -239,7 +239,7 @@ describe('frame codec: round trips and failures', () => {
         await protectFrame(tx, codec, f);
         expect.unreachable();
       } catch (e) {
-        expect(isSFrameError(e, 'malformed')).toBe(true);
+        expect(isE2eeError(e, 'malformed')).toBe(true);
       }
     }
     expect(dropReason(await unprotectFrame(rx, 'vp8', new Uint8Array(0), 0))).toBe('malformed');

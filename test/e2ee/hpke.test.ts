@@ -12,7 +12,7 @@ import {
   sealOnChannel,
 } from '../../client/src/e2ee/hpke.ts';
 import { generateSessionKeyPair } from '../../client/src/e2ee/identity.ts';
-import { isKeyError } from '../../client/src/e2ee/key-errors.ts';
+import { isE2eeError } from '../../client/src/e2ee/errors.ts';
 
 const hex = (b: ArrayBuffer | Uint8Array): string => Buffer.from(b instanceof Uint8Array ? b : new Uint8Array(b)).toString('hex');
 const PSK = { key: new Uint8Array(32).fill(0x11), id: new Uint8Array(32).fill(0x22) };
@@ -23,7 +23,7 @@ async function errCode(p: Promise<unknown>): Promise<string | undefined> {
     await p;
     return undefined;
   } catch (e) {
-    return isKeyError(e) ? e.code : `not a KeyError: ${String(e)}`;
+    return isE2eeError(e) ? e.code : `not an E2eeError: ${String(e)}`;
   }
 }
 

@@ -14,7 +14,7 @@ import {
   verifyAnnouncement,
   wipeIdentity,
 } from '../../client/src/e2ee/identity.ts';
-import { isKeyError } from '../../client/src/e2ee/key-errors.ts';
+import { isE2eeError } from '../../client/src/e2ee/errors.ts';
 import { toBase64url } from '../../client/src/e2ee/bytes.ts';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -25,7 +25,7 @@ function code(f: () => unknown): string | undefined {
     f();
     return undefined;
   } catch (e) {
-    return isKeyError(e) ? e.code : `not a KeyError: ${String(e)}`;
+    return isE2eeError(e) ? e.code : `not an E2eeError: ${String(e)}`;
   }
 }
 
@@ -72,7 +72,7 @@ describe('identity', () => {
     fc.assert(
       fc.property(fc.string(), (str) => {
         const c = code(() => importIdentity(str));
-        expect(c === undefined ? 'accepted' : c).not.toMatch(/not a KeyError|accepted/);
+        expect(c === undefined ? 'accepted' : c).not.toMatch(/not an E2eeError|accepted/);
       }),
     );
     wipeIdentity(back);

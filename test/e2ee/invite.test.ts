@@ -11,7 +11,7 @@ import {
   parseInviteFragment,
 } from '../../client/src/e2ee/invite.ts';
 import { fromBase64url, toBase64url, utf8 } from '../../client/src/e2ee/bytes.ts';
-import { isKeyError } from '../../client/src/e2ee/key-errors.ts';
+import { isE2eeError } from '../../client/src/e2ee/errors.ts';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const ROOM = 'AAAAAAAAAAAAAAAAAAAAAA';
@@ -72,18 +72,18 @@ describe('invite', () => {
       } catch (e) {
         err = e;
       }
-      expect(isKeyError(err, 'malformed'), `fragment ${JSON.stringify(f)}: ${String(err)}`).toBe(true);
+      expect(isE2eeError(err, 'malformed'), `fragment ${JSON.stringify(f)}: ${String(err)}`).toBe(true);
     }
     expect(() => parseInviteFragment('v2.' + fragment.slice(3))).toThrow(/unsupported-version/);
   });
 
-  it('fast-check: arbitrary strings never crash the parser with anything but a KeyError', () => {
+  it('fast-check: arbitrary strings never crash the parser with anything but an E2eeError', () => {
     fc.assert(
       fc.property(fc.string({ maxLength: 120 }), (s) => {
         try {
           parseInviteFragment(s);
         } catch (e) {
-          expect(isKeyError(e)).toBe(true);
+          expect(isE2eeError(e)).toBe(true);
         }
       }),
     );

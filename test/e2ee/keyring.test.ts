@@ -6,27 +6,27 @@ import { ReplayWindow } from '../../client/src/e2ee/replay-window.ts';
 import { SendKeyRing } from '../../client/src/e2ee/send-ring.ts';
 import type { OpenResult } from '../../client/src/e2ee/receive-rings.ts';
 import { decodeHeader, encodeHeader, open, ratchetBaseKey } from '../../client/src/e2ee/sframe.ts';
-import { isSFrameError } from '../../client/src/e2ee/errors.ts';
-import type { SFrameErrorCode } from '../../client/src/e2ee/errors.ts';
+import { isE2eeError } from '../../client/src/e2ee/errors.ts';
+import type { E2eeErrorCode } from '../../client/src/e2ee/errors.ts';
 
 const key = (b: number): Uint8Array => new Uint8Array(32).fill(b);
 const MD = Uint8Array.of(0x10, 0x20, 0x30);
 const pt = (i: number): Uint8Array => new TextEncoder().encode(`frame ${i}`);
 
-function errCode(f: () => unknown): SFrameErrorCode | 'none' | 'foreign' {
+function errCode(f: () => unknown): E2eeErrorCode | 'none' | 'foreign' {
   try {
     f();
     return 'none';
   } catch (e) {
-    return isSFrameError(e) ? e.code : 'foreign';
+    return isE2eeError(e) ? e.code : 'foreign';
   }
 }
-async function errCodeAsync(p: Promise<unknown>): Promise<SFrameErrorCode | 'none' | 'foreign'> {
+async function errCodeAsync(p: Promise<unknown>): Promise<E2eeErrorCode | 'none' | 'foreign'> {
   try {
     await p;
     return 'none';
   } catch (e) {
-    return isSFrameError(e) ? e.code : 'foreign';
+    return isE2eeError(e) ? e.code : 'foreign';
   }
 }
 function okText<T>(r: OpenResult<T>): string {
@@ -135,7 +135,7 @@ describe('RFC 9605 §7.4 / §9.1 CTR uniqueness: SendKeyRing', () => {
       try {
         a = tx.rekey(key(2 + (n++ % 200)), n);
       } catch (e) {
-        expect(isSFrameError(e, 'ctr-exhausted')).toBe(true); // the 12-bit generation would wrap onto a used KID
+        expect(isE2eeError(e, 'ctr-exhausted')).toBe(true); // the 12-bit generation would wrap onto a used KID
         break;
       }
       add(a.kid);

@@ -10,7 +10,7 @@ import { deriveInviteKeysSync, type InviteKeys } from '../../client/src/e2ee/inv
 import { SendKeyRing } from '../../client/src/e2ee/send-ring.ts';
 import { ReceiveKeyRings } from '../../client/src/e2ee/receive-rings.ts';
 import { makeKid } from '../../client/src/e2ee/kid.ts';
-import { isKeyError } from '../../client/src/e2ee/key-errors.ts';
+import { isE2eeError } from '../../client/src/e2ee/errors.ts';
 import { decodeKeyBatch } from '../../client/src/e2ee/envelope.ts';
 
 const ROOM = 'AAAAAAAAAAAAAAAAAAAAAA';
@@ -50,7 +50,7 @@ describe('announcements', () => {
           openSignedAnnouncement(g, KEYS.membershipMacKey, ROOM);
           expect.unreachable();
         } catch (e) {
-          expect(isKeyError(e)).toBe(true);
+          expect(isE2eeError(e)).toBe(true);
         }
       }),
       { numRuns: 100 },

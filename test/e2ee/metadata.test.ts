@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { openMetadata, openMetadataText, sealMetadata, sealMetadataText } from '../../client/src/e2ee/metadata.ts';
-import { isKeyError } from '../../client/src/e2ee/key-errors.ts';
+import { isE2eeError } from '../../client/src/e2ee/errors.ts';
 
 const KEY = new Uint8Array(32).fill(3);
 const ROOM = 'AAAAAAAAAAAAAAAAAAAAAA';
@@ -11,7 +11,7 @@ async function code(p: Promise<unknown>): Promise<string | undefined> {
     await p;
     return undefined;
   } catch (e) {
-    return isKeyError(e) ? e.code : 'not-a-KeyError';
+    return isE2eeError(e) ? e.code : 'not-a-E2eeError';
   }
 }
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { deriveInviteKeysSync, generateInvite, newRoomId } from '../../client/src/e2ee/invite.ts';
 import { MAX_PADDED, RELAY_BUCKET, openRelay, padRelay, sealRelay, unpadRelay } from '../../client/src/e2ee/relay-envelope.ts';
-import { isKeyError } from '../../client/src/e2ee/key-errors.ts';
+import { isE2eeError } from '../../client/src/e2ee/errors.ts';
 
 const roomId = newRoomId();
 const keys = deriveInviteKeysSync(generateInvite().secret, roomId);
@@ -44,7 +44,7 @@ describe('relay envelope (uniform outer layer)', () => {
       () => openRelay(keys.metadataKey, newRoomId(), 'peerA', outer),
       () => openRelay(deriveInviteKeysSync(generateInvite().secret, roomId).metadataKey, roomId, 'peerA', outer),
     ]) {
-      await expect(attempt()).rejects.toSatisfy(isKeyError);
+      await expect(attempt()).rejects.toSatisfy(isE2eeError);
     }
   });
 

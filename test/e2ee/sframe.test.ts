@@ -24,8 +24,8 @@ import {
   suiteParams,
   wipeSFrameKey,
 } from '../../client/src/e2ee/sframe.ts';
-import { SFrameError, isSFrameError } from '../../client/src/e2ee/errors.ts';
-import type { SFrameErrorCode } from '../../client/src/e2ee/errors.ts';
+import { E2eeError, isE2eeError } from '../../client/src/e2ee/errors.ts';
+import type { E2eeErrorCode } from '../../client/src/e2ee/errors.ts';
 
 // ---- vectors ---------------------------------------------------------------------------------------------------
 
@@ -49,13 +49,13 @@ const flipBit = (b: Uint8Array, bit: number): void => {
   b[bit >> 3] = (b[bit >> 3] as number) ^ (1 << (bit & 7));
 };
 
-async function errCode(p: Promise<unknown> | (() => unknown)): Promise<SFrameErrorCode | 'none' | 'foreign'> {
+async function errCode(p: Promise<unknown> | (() => unknown)): Promise<E2eeErrorCode | 'none' | 'foreign'> {
   try {
     if (typeof p === 'function') p();
     else await p;
     return 'none';
   } catch (e) {
-    return isSFrameError(e) ? e.code : 'foreign';
+    return isE2eeError(e) ? e.code : 'foreign';
   }
 }
 
@@ -170,7 +170,7 @@ describe('RFC 9605 §4.3 header encoding', () => {
     );
   });
 
-  it('property: decodeHeader on random bytes returns a canonical header or throws SFrameError(malformed), nothing else', () => {
+  it('property: decodeHeader on random bytes returns a canonical header or throws E2eeError(malformed), nothing else', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 20 }), (bytes) => {
         try {
@@ -178,7 +178,7 @@ describe('RFC 9605 §4.3 header encoding', () => {
           // anything accepted is canonical: re-encoding gives back the same bytes
           return toHex(encodeHeader(d.kid, d.ctr)) === toHex(bytes.subarray(0, d.length));
         } catch (e) {
-          return e instanceof SFrameError && e.code === 'malformed';
+          return e instanceof E2eeError && e.code === 'malformed';
         }
       }),
       { numRuns: 20000 },

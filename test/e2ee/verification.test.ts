@@ -9,7 +9,7 @@ import {
   markVerified,
 } from '../../client/src/e2ee/verification.ts';
 import { fingerprint, generateIdentity } from '../../client/src/e2ee/identity.ts';
-import { isKeyError } from '../../client/src/e2ee/key-errors.ts';
+import { isE2eeError } from '../../client/src/e2ee/errors.ts';
 
 const fpA = fingerprint(generateIdentity().publicKey);
 const fpB = fingerprint(generateIdentity().publicKey);
@@ -56,7 +56,7 @@ describe('verification records', () => {
         importVerifications(b);
         expect.unreachable(b);
       } catch (e) {
-        expect(isKeyError(e), b).toBe(true);
+        expect(isE2eeError(e), b).toBe(true);
       }
     }
     fc.assert(
@@ -64,7 +64,7 @@ describe('verification records', () => {
         try {
           importVerifications(j);
         } catch (e) {
-          expect(isKeyError(e)).toBe(true);
+          expect(isE2eeError(e)).toBe(true);
         }
       }),
       { numRuns: 200 },
@@ -79,7 +79,7 @@ describe('verification records', () => {
           try {
             v = markVerified(v, n, f, t);
           } catch (e) {
-            expect(isKeyError(e, 'malformed')).toBe(true); // whitespace-only names
+            expect(isE2eeError(e, 'malformed')).toBe(true); // whitespace-only names
           }
         }
         expect(exportVerifications(importVerifications(exportVerifications(v)))).toBe(exportVerifications(v));

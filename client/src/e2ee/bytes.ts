@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { KeyError } from './key-errors.ts';
+import { E2eeError } from './errors.ts';
 
 const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 const B64URL_RE = /^[A-Za-z0-9_-]*$/;
@@ -33,11 +33,11 @@ export function toBase64url(bytes: Uint8Array): string {
 /**
  * Decodes unpadded base64url, strictly: rejects padding, other alphabets, impossible lengths (len % 4 == 1)
  * and non-canonical encodings (non-zero unused low bits), so every byte string has exactly one encoding.
- * @throws KeyError('malformed')
+ * @throws E2eeError('malformed')
  */
 export function fromBase64url(s: string): Uint8Array {
-  if (!B64URL_RE.test(s)) throw new KeyError('malformed', 'not base64url (allowed: A-Z a-z 0-9 - _, no padding)');
-  if (s.length % 4 === 1) throw new KeyError('malformed', 'base64url length is impossible (truncated?)');
+  if (!B64URL_RE.test(s)) throw new E2eeError('malformed', 'not base64url (allowed: A-Z a-z 0-9 - _, no padding)');
+  if (s.length % 4 === 1) throw new E2eeError('malformed', 'base64url length is impossible (truncated?)');
   const out = new Uint8Array(Math.floor((s.length * 3) / 4));
   let acc = 0;
   let bits = 0;
@@ -51,14 +51,14 @@ export function fromBase64url(s: string): Uint8Array {
     }
     acc &= (1 << bits) - 1;
   }
-  if (acc !== 0) throw new KeyError('malformed', 'base64url is not canonical (non-zero trailing bits)');
+  if (acc !== 0) throw new E2eeError('malformed', 'base64url is not canonical (non-zero trailing bits)');
   return out;
 }
 
-/** Decodes base64url and checks the decoded length. @throws KeyError('malformed') */
+/** Decodes base64url and checks the decoded length. @throws E2eeError('malformed') */
 export function fromBase64urlExact(s: string, len: number, what: string): Uint8Array {
   const b = fromBase64url(s);
-  if (b.length !== len) throw new KeyError('malformed', `${what}: expected ${len} bytes, got ${b.length}`);
+  if (b.length !== len) throw new E2eeError('malformed', `${what}: expected ${len} bytes, got ${b.length}`);
   return b;
 }
 
@@ -83,40 +83,40 @@ export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 export function u8(n: number): Uint8Array {
-  if (!Number.isInteger(n) || n < 0 || n > 0xff) throw new KeyError('malformed', 'u8 out of range');
+  if (!Number.isInteger(n) || n < 0 || n > 0xff) throw new E2eeError('malformed', 'u8 out of range');
   return Uint8Array.of(n);
 }
 
 export function u16be(n: number): Uint8Array {
-  if (!Number.isInteger(n) || n < 0 || n > 0xffff) throw new KeyError('malformed', 'u16 out of range');
+  if (!Number.isInteger(n) || n < 0 || n > 0xffff) throw new E2eeError('malformed', 'u16 out of range');
   return Uint8Array.of(n >>> 8, n & 0xff);
 }
 
 export function u32be(n: number): Uint8Array {
-  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new KeyError('malformed', 'u32 out of range');
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new E2eeError('malformed', 'u32 out of range');
   return Uint8Array.of(n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
 }
 
 export function u64be(n: bigint | number): Uint8Array {
   const v = BigInt(n);
-  if (v < 0n || v > 0xffffffffffffffffn) throw new KeyError('malformed', 'u64 out of range');
+  if (v < 0n || v > 0xffffffffffffffffn) throw new E2eeError('malformed', 'u64 out of range');
   const out = new Uint8Array(8);
   new DataView(out.buffer).setBigUint64(0, v, false);
   return out;
 }
 
 export function readU16be(b: Uint8Array, off: number): number {
-  if (off + 2 > b.length) throw new KeyError('malformed', 'truncated (u16)');
+  if (off + 2 > b.length) throw new E2eeError('malformed', 'truncated (u16)');
   return (b[off]! << 8) | b[off + 1]!;
 }
 
 export function readU32be(b: Uint8Array, off: number): number {
-  if (off + 4 > b.length) throw new KeyError('malformed', 'truncated (u32)');
+  if (off + 4 > b.length) throw new E2eeError('malformed', 'truncated (u32)');
   return ((b[off]! << 24) | (b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!) >>> 0;
 }
 
 export function readU64be(b: Uint8Array, off: number): bigint {
-  if (off + 8 > b.length) throw new KeyError('malformed', 'truncated (u64)');
+  if (off + 8 > b.length) throw new E2eeError('malformed', 'truncated (u64)');
   return new DataView(b.buffer, b.byteOffset + off, 8).getBigUint64(0, false);
 }
 
@@ -127,12 +127,12 @@ export function utf8(s: string): Uint8Array<ArrayBuffer> {
   return enc.encode(s);
 }
 
-/** Strict UTF-8 decoding. @throws KeyError('malformed') */
+/** Strict UTF-8 decoding. @throws E2eeError('malformed') */
 export function fromUtf8(b: Uint8Array): string {
   try {
     return dec.decode(b);
   } catch {
-    throw new KeyError('malformed', 'invalid UTF-8');
+    throw new E2eeError('malformed', 'invalid UTF-8');
   }
 }
 
@@ -167,13 +167,13 @@ export class Reader {
     return this.b.length - this.off;
   }
   bytes(n: number, what: string): Uint8Array {
-    if (n < 0 || this.off + n > this.b.length) throw new KeyError('malformed', `truncated (${what})`);
+    if (n < 0 || this.off + n > this.b.length) throw new E2eeError('malformed', `truncated (${what})`);
     const out = this.b.slice(this.off, this.off + n);
     this.off += n;
     return out;
   }
   u8(what: string): number {
-    if (this.off + 1 > this.b.length) throw new KeyError('malformed', `truncated (${what})`);
+    if (this.off + 1 > this.b.length) throw new E2eeError('malformed', `truncated (${what})`);
     return this.b[this.off++]!;
   }
   u16(what: string): number {
@@ -183,22 +183,22 @@ export class Reader {
     return v;
   }
   u32(what: string): number {
-    if (this.off + 4 > this.b.length) throw new KeyError('malformed', `truncated (${what})`);
+    if (this.off + 4 > this.b.length) throw new E2eeError('malformed', `truncated (${what})`);
     const v = readU32be(this.b, this.off);
     this.off += 4;
     return v;
   }
   u64(what: string): bigint {
-    if (this.off + 8 > this.b.length) throw new KeyError('malformed', `truncated (${what})`);
+    if (this.off + 8 > this.b.length) throw new E2eeError('malformed', `truncated (${what})`);
     const v = readU64be(this.b, this.off);
     this.off += 8;
     return v;
   }
   lp16(what: string): Uint8Array {
-    if (this.off + 2 > this.b.length) throw new KeyError('malformed', `truncated (${what} length)`);
+    if (this.off + 2 > this.b.length) throw new E2eeError('malformed', `truncated (${what} length)`);
     return this.bytes(this.u16(what), what);
   }
   end(what: string): void {
-    if (this.off !== this.b.length) throw new KeyError('malformed', `${what}: ${this.remaining} trailing bytes`);
+    if (this.off !== this.b.length) throw new E2eeError('malformed', `${what}: ${this.remaining} trailing bytes`);
   }
 }

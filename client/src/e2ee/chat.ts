@@ -22,7 +22,7 @@
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { ab, concat, fromUtf8, lp16, randomBytes, readU64be, u64be, utf8 } from './bytes.ts';
-import { KeyError } from './key-errors.ts';
+import { E2eeError } from './errors.ts';
 import { splitKid } from './kid.ts';
 import { DEFAULT_SUITE, ratchetBaseKey } from './sframe.ts';
 
@@ -32,7 +32,7 @@ const NONCE_LEN = 12;
 
 /** The chat key of a sender for its media key (KID, base key). */
 export function chatKeyFor(baseKey: Uint8Array, kid: bigint): Uint8Array {
-  if (baseKey.length < 16) throw new KeyError('bad-key', 'base key must be at least 16 bytes');
+  if (baseKey.length < 16) throw new E2eeError('bad-key', 'base key must be at least 16 bytes');
   return hkdf(sha256, baseKey, new Uint8Array(0), concat(utf8(CHAT_LABEL), u64be(kid)), 32);
 }
 
@@ -86,10 +86,10 @@ export function chatInnerKid(inner: Uint8Array): bigint | null {
   return readU64be(inner, 1);
 }
 
-/** Open an inner chat blob with the base key of its KID. @throws KeyError('malformed' | 'auth') */
+/** Open an inner chat blob with the base key of its KID. @throws E2eeError('malformed' | 'auth') */
 export async function openChatInner(baseKey: Uint8Array, roomId: string, senderId: string, inner: Uint8Array): Promise<{ text: string; at: number }> {
   const kid = chatInnerKid(inner);
-  if (kid === null) throw new KeyError('malformed', 'not a chat message');
+  if (kid === null) throw new E2eeError('malformed', 'not a chat message');
   const ck = chatKeyFor(baseKey, kid);
   let pt: Uint8Array;
   try {
@@ -97,7 +97,7 @@ export async function openChatInner(baseKey: Uint8Array, roomId: string, senderI
     const nonce = inner.slice(9, 9 + NONCE_LEN);
     pt = new Uint8Array(await crypto.subtle.decrypt({ name: 'AES-GCM', iv: nonce, additionalData: aad(roomId, senderId, kid) }, key, ab(inner.subarray(9 + NONCE_LEN))));
   } catch {
-    throw new KeyError('auth', 'chat message does not authenticate');
+    throw new E2eeError('auth', 'chat message does not authenticate');
   } finally {
     ck.fill(0);
   }
@@ -105,10 +105,10 @@ export async function openChatInner(baseKey: Uint8Array, roomId: string, senderI
   try {
     o = JSON.parse(fromUtf8(pt));
   } catch {
-    throw new KeyError('malformed', 'chat payload is not JSON');
+    throw new E2eeError('malformed', 'chat payload is not JSON');
   }
-  if (typeof o !== 'object' || o === null) throw new KeyError('malformed', 'chat payload');
+  if (typeof o !== 'object' || o === null) throw new E2eeError('malformed', 'chat payload');
   const r = o as Record<string, unknown>;
-  if (typeof r['t'] !== 'string' || typeof r['at'] !== 'number' || !Number.isFinite(r['at'])) throw new KeyError('malformed', 'chat payload fields');
+  if (typeof r['t'] !== 'string' || typeof r['at'] !== 'number' || !Number.isFinite(r['at'])) throw new E2eeError('malformed', 'chat payload fields');
   return { text: r['t'], at: r['at'] };
 }

@@ -23,7 +23,7 @@
  */
 import { sha256, sha512 } from '@noble/hashes/sha2.js';
 import { concat, lp16, u16be, u32be, utf8 } from './bytes.ts';
-import { KeyError } from './key-errors.ts';
+import { E2eeError } from './errors.ts';
 
 export const SAFETY_NUMBER_LABEL = 'sealed-meet v1 safety number';
 export const SAFETY_EMOJI_LABEL = 'sealed-meet v1 safety emoji';
@@ -82,7 +82,7 @@ function sixBitGroups(b: Uint8Array, count: number): number[] {
 }
 
 function iteratedFingerprint(pk: Uint8Array): Uint8Array {
-  if (pk.length !== 32) throw new KeyError('bad-key', 'identity public key must be 32 bytes');
+  if (pk.length !== 32) throw new E2eeError('bad-key', 'identity public key must be 32 bytes');
   let h = sha512(concat(Uint8Array.of(0, 0), pk, utf8(SAFETY_NUMBER_LABEL)));
   for (let i = 1; i < SAFETY_ITERATIONS; i++) h = sha512(concat(h, pk));
   return h.slice(0, 30);
@@ -122,12 +122,12 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
 
 /** Room code over the roster and epoch (order of `roster` does not matter; member ids must be unique). */
 export function roomCode(roster: readonly RosterEntry[], epoch: number): RoomCode {
-  if (!Number.isInteger(epoch) || epoch < 0 || epoch > 0xffffffff) throw new KeyError('malformed', 'epoch must be u32');
+  if (!Number.isInteger(epoch) || epoch < 0 || epoch > 0xffffffff) throw new E2eeError('malformed', 'epoch must be u32');
   const sorted = [...roster].sort((a, b) => (a.memberId < b.memberId ? -1 : a.memberId > b.memberId ? 1 : 0));
-  for (let i = 1; i < sorted.length; i++) if (sorted[i]!.memberId === sorted[i - 1]!.memberId) throw new KeyError('malformed', 'duplicate member id in roster');
+  for (let i = 1; i < sorted.length; i++) if (sorted[i]!.memberId === sorted[i - 1]!.memberId) throw new E2eeError('malformed', 'duplicate member id in roster');
   const parts: Uint8Array[] = [utf8(ROOM_CODE_LABEL), u32be(epoch), u16be(sorted.length)];
   for (const m of sorted) {
-    if (m.identityPublicKey.length !== 32) throw new KeyError('bad-key', 'identity public key must be 32 bytes');
+    if (m.identityPublicKey.length !== 32) throw new E2eeError('bad-key', 'identity public key must be 32 bytes');
     parts.push(lp16(utf8(m.memberId)), m.identityPublicKey, lp16(m.sessionPublicKey));
   }
   const hash = sha256(concat(...parts));

@@ -29,7 +29,7 @@
  *   | u64 kid | u8 keyLen (16..64) | baseKey
  * (generation/step/kid as in send-ring.ts `KeyAnnouncement` / kid.ts `makeKid`.)
  *
- * Acceptance (recipient, in this order, each failure a typed KeyError):
+ * Acceptance (recipient, in this order, each failure a typed E2eeError):
  *   parse (malformed) -> room & sender match the relay's claimed sender (wrong-context) -> find own entry (none: not
  *   for me, `null`) -> epoch > last accepted epoch from this sender, and seq > channel.lastSeq (replay) -> a
  *   follow-up without a channel, or with an `enc` for a channel that already exists (state/replay) -> signature
@@ -51,7 +51,7 @@ import {
   type SenderChannel,
 } from './hpke.ts';
 import { sign, verify, SIGNATURE_LEN, XWING_ENC_LEN, type Identity } from './identity.ts';
-import { KeyError } from './key-errors.ts';
+import { E2eeError } from './errors.ts';
 
 export const BATCH_VERSION = 0x01;
 export const PAYLOAD_VERSION = 0x01;
@@ -147,24 +147,24 @@ export interface OpenedEnvelope {
 // ------------------------------------------------------------------------------------------------
 
 export function encodePayload(u: KeyUpdate): Uint8Array {
-  if (u.baseKey.length < 16 || u.baseKey.length > 64) throw new KeyError('bad-key', 'base key must be 16..64 bytes');
+  if (u.baseKey.length < 16 || u.baseKey.length > 64) throw new E2eeError('bad-key', 'base key must be 16..64 bytes');
   const r = REASONS.indexOf(u.reason);
-  if (r < 0) throw new KeyError('malformed', 'unknown key reason');
+  if (r < 0) throw new E2eeError('malformed', 'unknown key reason');
   return concat(Uint8Array.of(PAYLOAD_VERSION, r), u16be(u.senderIndex), u32be(u.generation), u32be(u.step), u64be(u.kid), Uint8Array.of(u.baseKey.length), u.baseKey);
 }
 
 export function decodePayload(b: Uint8Array): KeyUpdate {
   const r = new Reader(b);
   const v = r.u8('payload version');
-  if (v !== PAYLOAD_VERSION) throw new KeyError('unsupported-version', `payload version ${v}`);
+  if (v !== PAYLOAD_VERSION) throw new E2eeError('unsupported-version', `payload version ${v}`);
   const reason = REASONS[r.u8('reason')];
-  if (reason === undefined) throw new KeyError('malformed', 'unknown key reason');
+  if (reason === undefined) throw new E2eeError('malformed', 'unknown key reason');
   const senderIndex = r.u16('sender index');
   const generation = r.u32('generation');
   const step = r.u32('step');
   const kid = r.u64('kid');
   const len = r.u8('key length');
-  if (len < 16 || len > 64) throw new KeyError('malformed', 'base key length must be 16..64');
+  if (len < 16 || len > 64) throw new E2eeError('malformed', 'base key length must be 16..64');
   const baseKey = r.bytes(len, 'base key');
   r.end('payload');
   return { reason, senderIndex, generation, step, kid, baseKey };
@@ -191,29 +191,29 @@ function encodeHeader(roomId: string, senderMemberId: string, epoch: number, cou
 }
 
 export function encodeKeyBatch(b: KeyBatch): Uint8Array {
-  if (b.entries.length === 0 || b.entries.length > MAX_RECIPIENTS) throw new KeyError('malformed', 'batch must have 1..1024 entries');
+  if (b.entries.length === 0 || b.entries.length > MAX_RECIPIENTS) throw new E2eeError('malformed', 'batch must have 1..1024 entries');
   return concat(encodeHeader(b.roomId, b.senderMemberId, b.epoch, b.entries.length), ...b.entries.map(encodeEntry));
 }
 
-/** Strict parser. @throws KeyError('malformed' | 'unsupported-version') */
+/** Strict parser. @throws E2eeError('malformed' | 'unsupported-version') */
 export function decodeKeyBatch(bytes: Uint8Array): KeyBatch {
   const r = new Reader(bytes);
   const v = r.u8('batch version');
-  if (v !== BATCH_VERSION) throw new KeyError('unsupported-version', `batch version ${v}`);
+  if (v !== BATCH_VERSION) throw new E2eeError('unsupported-version', `batch version ${v}`);
   const roomId = fromUtf8(r.lp16('roomId'));
   const senderMemberId = fromUtf8(r.lp16('sender'));
   const epoch = r.u32('epoch');
   const count = r.u16('count');
-  if (count === 0 || count > MAX_RECIPIENTS) throw new KeyError('malformed', 'batch must have 1..1024 entries');
+  if (count === 0 || count > MAX_RECIPIENTS) throw new E2eeError('malformed', 'batch must have 1..1024 entries');
   const entries: BatchEntry[] = [];
   const seen = new Set<string>();
   for (let i = 0; i < count; i++) {
     const recipientMemberId = fromUtf8(r.lp16('recipient'));
-    if (seen.has(recipientMemberId)) throw new KeyError('malformed', 'duplicate recipient in batch');
+    if (seen.has(recipientMemberId)) throw new E2eeError('malformed', 'duplicate recipient in batch');
     seen.add(recipientMemberId);
     const seq = r.u64('seq');
     const flags = r.u8('flags');
-    if ((flags & ~FLAG_NEW_CHANNEL) !== 0) throw new KeyError('malformed', 'unknown envelope flags');
+    if ((flags & ~FLAG_NEW_CHANNEL) !== 0) throw new E2eeError('malformed', 'unknown envelope flags');
     const enc = (flags & FLAG_NEW_CHANNEL) !== 0 ? r.bytes(XWING_ENC_LEN, 'enc') : undefined;
     const ct = r.lp16('ciphertext');
     const signature = r.bytes(SIGNATURE_LEN, 'signature');
@@ -264,8 +264,8 @@ function signatureInput(t: Uint8Array, ct: Uint8Array): Uint8Array {
 /** Seals one rekey for every recipient. Channels are reused when given, created otherwise. */
 export async function sealKeyBatch(input: SealBatchInput): Promise<SealBatchResult> {
   const { roomId, epoch, sender, psk, update } = input;
-  if (!Number.isInteger(epoch) || epoch < 0 || epoch > 0xffffffff) throw new KeyError('malformed', 'epoch must be u32');
-  if (input.recipients.length === 0) throw new KeyError('state', 'no recipients');
+  if (!Number.isInteger(epoch) || epoch < 0 || epoch > 0xffffffff) throw new E2eeError('malformed', 'epoch must be u32');
+  if (input.recipients.length === 0) throw new E2eeError('state', 'no recipients');
   const maxBytes = input.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
   const payload = encodePayload(update);
   const channels = new Map<string, SenderChannel>();
@@ -273,7 +273,7 @@ export async function sealKeyBatch(input: SealBatchInput): Promise<SealBatchResu
   let newChannels = 0;
   try {
     for (const rc of input.recipients) {
-      if (channels.has(rc.memberId) || rc.memberId === sender.memberId) throw new KeyError('malformed', 'duplicate or self recipient');
+      if (channels.has(rc.memberId) || rc.memberId === sender.memberId) throw new E2eeError('malformed', 'duplicate or self recipient');
       let ch = rc.channel;
       let flags = 0;
       if (ch === undefined) {
@@ -314,7 +314,7 @@ export async function sealKeyBatch(input: SealBatchInput): Promise<SealBatchResu
     curLen = headerLen;
   };
   for (const e of encoded) {
-    if (headerLen + e.length > maxBytes) throw new KeyError('malformed', 'one envelope exceeds the batch size cap');
+    if (headerLen + e.length > maxBytes) throw new E2eeError('malformed', 'one envelope exceeds the batch size cap');
     if (curLen + e.length > maxBytes || cur.length === MAX_RECIPIENTS) flush();
     cur.push(e);
     curLen += e.length;
@@ -325,22 +325,22 @@ export async function sealKeyBatch(input: SealBatchInput): Promise<SealBatchResu
 
 /**
  * Opens this member's envelope in a batch. Returns `null` if the batch has no entry for `me` (not an error:
- * batches are broadcast). @throws KeyError on any rejection (see module doc for the order of checks).
+ * batches are broadcast). @throws E2eeError on any rejection (see module doc for the order of checks).
  */
 export async function openKeyBatch(bytes: Uint8Array, input: OpenBatchInput): Promise<OpenedEnvelope | null> {
   const batch = decodeKeyBatch(bytes);
-  if (batch.roomId !== input.roomId) throw new KeyError('wrong-context', 'batch is for another room');
-  if (batch.senderMemberId !== input.fromMemberId) throw new KeyError('wrong-context', 'batch sender does not match the relay sender');
+  if (batch.roomId !== input.roomId) throw new E2eeError('wrong-context', 'batch is for another room');
+  if (batch.senderMemberId !== input.fromMemberId) throw new E2eeError('wrong-context', 'batch sender does not match the relay sender');
   const entry = batch.entries.find((e) => e.recipientMemberId === input.me.memberId);
   if (entry === undefined) return null;
   if (input.lastEpoch !== undefined && batch.epoch <= input.lastEpoch)
-    throw new KeyError('replay', `epoch ${batch.epoch} is not newer than ${input.lastEpoch} (replayed or reordered)`);
+    throw new E2eeError('replay', `epoch ${batch.epoch} is not newer than ${input.lastEpoch} (replayed or reordered)`);
   const isNew = (entry.flags & FLAG_NEW_CHANNEL) !== 0;
   if (isNew) {
-    if (input.channel !== undefined && equalBytes(input.channel.enc, entry.enc!)) throw new KeyError('replay', 'channel setup replayed');
-    if (entry.seq !== 0n) throw new KeyError('malformed', 'a new channel must start at seq 0');
+    if (input.channel !== undefined && equalBytes(input.channel.enc, entry.enc!)) throw new E2eeError('replay', 'channel setup replayed');
+    if (entry.seq !== 0n) throw new E2eeError('malformed', 'a new channel must start at seq 0');
   } else {
-    if (input.channel === undefined) throw new KeyError('state', 'follow-up envelope without a channel (missed its setup)');
+    if (input.channel === undefined) throw new E2eeError('state', 'follow-up envelope without a channel (missed its setup)');
     checkSeq(input.channel, entry.seq);
   }
   const t = envelopeTranscript({
@@ -355,7 +355,7 @@ export async function openKeyBatch(bytes: Uint8Array, input: OpenBatchInput): Pr
     recipientSessionPublicKey: input.me.sessionPublicKey,
   });
   if (!verify(input.sender.identityPublicKey, signatureInput(t, entry.ct), entry.signature))
-    throw new KeyError('bad-signature', 'envelope signature is invalid');
+    throw new E2eeError('bad-signature', 'envelope signature is invalid');
   const channel = isNew
     ? await acceptChannel(entry.enc!, input.me.sessionSecretKey, input.psk, channelInfo(batch.roomId, batch.senderMemberId, entry.recipientMemberId))
     : input.channel!;

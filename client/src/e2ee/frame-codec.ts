@@ -19,7 +19,7 @@
  *
  * @module
  */
-import { SFrameError } from './errors.ts';
+import { E2eeError } from './errors.ts';
 import { openWithKey, sealWithKey } from './sframe.ts';
 import type { SFrameKey } from './sframe.ts';
 import type { OpenResult, ReceiveKeyRing, ReceiveKeyRings } from './receive-rings.ts';
@@ -55,12 +55,12 @@ export function codecFromMimeType(mimeType: string): MediaCodec | undefined {
   return SUPPORTED_CODECS[mimeType.toLowerCase()];
 }
 
-/** Returns the codec for `mimeType` or throws `SFrameError('unsupported-codec')` with the reason (fail closed). */
+/** Returns the codec for `mimeType` or throws `E2eeError('unsupported-codec')` with the reason (fail closed). */
 export function assertProtectableCodec(mimeType: string): MediaCodec {
   const c = codecFromMimeType(mimeType);
   if (c !== undefined) return c;
   const why = REFUSED_CODECS[mimeType.toLowerCase()];
-  throw new SFrameError('unsupported-codec', why ?? `codec ${JSON.stringify(mimeType)} is not supported with end-to-end encryption (only VP8, VP9, Opus)`);
+  throw new E2eeError('unsupported-codec', why ?? `codec ${JSON.stringify(mimeType)} is not supported with end-to-end encryption (only VP8, VP9, Opus)`);
 }
 
 export const VP8_KEY_FRAME_PREFIX = 10;
@@ -88,17 +88,17 @@ export function clearPrefixLength(codec: MediaCodec, frame: Uint8Array): number 
 }
 
 function splitPlain(codec: MediaCodec, frame: Uint8Array): { prefix: Uint8Array; body: Uint8Array } {
-  if (!(frame instanceof Uint8Array) || frame.length === 0) throw new SFrameError('malformed', 'empty frame');
+  if (!(frame instanceof Uint8Array) || frame.length === 0) throw new E2eeError('malformed', 'empty frame');
   const n = clearPrefixLength(codec, frame);
-  if (frame.length < n) throw new SFrameError('malformed', `${codec} frame shorter than its ${n}-byte clear prefix`);
+  if (frame.length < n) throw new E2eeError('malformed', `${codec} frame shorter than its ${n}-byte clear prefix`);
   return { prefix: frame.subarray(0, n), body: frame.subarray(n) };
 }
 
 /** Split a received protected frame into (clear prefix, SFrame). Throws `malformed` if too short. */
 export function splitProtected(codec: MediaCodec, data: Uint8Array): { prefix: Uint8Array; sframe: Uint8Array } {
-  if (!(data instanceof Uint8Array) || data.length === 0) throw new SFrameError('malformed', 'empty frame');
+  if (!(data instanceof Uint8Array) || data.length === 0) throw new E2eeError('malformed', 'empty frame');
   const n = clearPrefixLength(codec, data);
-  if (data.length < n + 1) throw new SFrameError('malformed', 'protected frame shorter than prefix + SFrame header');
+  if (data.length < n + 1) throw new E2eeError('malformed', 'protected frame shorter than prefix + SFrame header');
   return { prefix: data.subarray(0, n), sframe: data.subarray(n) };
 }
 
@@ -114,7 +114,7 @@ export async function protectFrameWithKey(key: SFrameKey, codec: MediaCodec, ctr
   return sealWithKey(key, ctr, prefix, body, { leading: prefix });
 }
 
-/** Decrypt with an explicit key. Returns the original frame (`prefix || plaintext`); throws SFrameError. */
+/** Decrypt with an explicit key. Returns the original frame (`prefix || plaintext`); throws E2eeError. */
 export async function unprotectFrameWithKey(key: SFrameKey, codec: MediaCodec, data: Uint8Array): Promise<Uint8Array> {
   const { prefix, sframe } = splitProtected(codec, data);
   const pt = await openWithKey(key, prefix, sframe);
@@ -171,7 +171,7 @@ export interface Vp8FrameInfo {
 
 /** Reads the VP8 frame tag (and key-frame dimensions) from the first bytes of a plain or protected frame. */
 export function readVp8FrameInfo(frame: Uint8Array): Vp8FrameInfo {
-  if (frame.length < 3) throw new SFrameError('malformed', 'VP8 frame tag is 3 bytes');
+  if (frame.length < 3) throw new E2eeError('malformed', 'VP8 frame tag is 3 bytes');
   if (!isVp8KeyFrame(frame)) return { keyFrame: false };
   if (frame.length < 10 || frame[3] !== 0x9d || frame[4] !== 0x01 || frame[5] !== 0x2a) return { keyFrame: true };
   const w = (frame[6] as number) | ((frame[7] as number) << 8);

@@ -30,7 +30,7 @@ import { expand } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { ab, concat, lp16, u64be, utf8, wipe } from './bytes.ts';
 import { SESSION_PUBLIC_LEN, SESSION_SECRET_LEN, XWING_ENC_LEN } from './identity.ts';
-import { KeyError } from './key-errors.ts';
+import { E2eeError } from './errors.ts';
 
 
 export const HPKE_INFO_LABEL = 'sealed-meet v1 key transport';
@@ -76,34 +76,34 @@ export function channelInfo(roomId: string, senderMemberId: string, recipientMem
 }
 
 function checkPsk(psk: HpkePsk): void {
-  if (psk.key.length < 32) throw new KeyError('bad-key', 'HPKE PSK must be at least 32 bytes');
-  if (psk.id.length === 0) throw new KeyError('bad-key', 'HPKE psk_id must not be empty');
+  if (psk.key.length < 32) throw new E2eeError('bad-key', 'HPKE PSK must be at least 32 bytes');
+  if (psk.id.length === 0) throw new E2eeError('bad-key', 'HPKE psk_id must not be empty');
 }
 
 /** Sets up a new sender channel to `recipientSessionPublicKey` (one X-Wing encapsulation). */
 export async function openSenderChannel(recipientSessionPublicKey: Uint8Array, psk: HpkePsk, info: Uint8Array): Promise<SenderChannel> {
-  if (recipientSessionPublicKey.length !== SESSION_PUBLIC_LEN) throw new KeyError('bad-key', 'recipient session key must be 1216 bytes');
+  if (recipientSessionPublicKey.length !== SESSION_PUBLIC_LEN) throw new E2eeError('bad-key', 'recipient session key must be 1216 bytes');
   checkPsk(psk);
   const suite = keyTransportSuite();
   let pk: CryptoKey;
   try {
     pk = await suite.kem.deserializePublicKey(ab(recipientSessionPublicKey).buffer);
   } catch (e) {
-    throw new KeyError('bad-key', 'recipient session key is not a valid X-Wing public key', { cause: e });
+    throw new E2eeError('bad-key', 'recipient session key is not a valid X-Wing public key', { cause: e });
   }
   try {
     const ctx = await suite.createSenderContext({ recipientPublicKey: pk, info: ab(info), psk: { key: ab(psk.key), id: ab(psk.id) } });
     const root = new Uint8Array(await ctx.export(utf8(HPKE_EXPORT_LABEL), CHANNEL_ROOT_LEN));
     return { enc: new Uint8Array(ctx.enc), root, nextSeq: 0n };
   } catch (e) {
-    throw new KeyError('bad-key', 'HPKE setup failed (invalid recipient key)', { cause: e });
+    throw new E2eeError('bad-key', 'HPKE setup failed (invalid recipient key)', { cause: e });
   }
 }
 
 /** Sets up the recipient side of a channel from the `enc` of a new-channel message. */
 export async function acceptChannel(enc: Uint8Array, sessionSecretKey: Uint8Array, psk: HpkePsk, info: Uint8Array): Promise<RecipientChannel> {
-  if (enc.length !== XWING_ENC_LEN) throw new KeyError('malformed', 'X-Wing enc must be 1120 bytes');
-  if (sessionSecretKey.length !== SESSION_SECRET_LEN) throw new KeyError('bad-key', 'session secret key must be 32 bytes');
+  if (enc.length !== XWING_ENC_LEN) throw new E2eeError('malformed', 'X-Wing enc must be 1120 bytes');
+  if (sessionSecretKey.length !== SESSION_SECRET_LEN) throw new E2eeError('bad-key', 'session secret key must be 32 bytes');
   checkPsk(psk);
   const suite = keyTransportSuite();
   const skBytes = ab(sessionSecretKey);
@@ -113,15 +113,15 @@ export async function acceptChannel(enc: Uint8Array, sessionSecretKey: Uint8Arra
     const root = new Uint8Array(await ctx.export(utf8(HPKE_EXPORT_LABEL), CHANNEL_ROOT_LEN));
     return { enc: enc.slice(), root, lastSeq: -1n };
   } catch (e) {
-    throw new KeyError('auth', 'HPKE recipient setup failed', { cause: e });
+    throw new E2eeError('auth', 'HPKE recipient setup failed', { cause: e });
   } finally {
     wipe(skBytes);
   }
 }
 
 function seqKeyNonce(root: Uint8Array, seq: bigint): { key: Uint8Array; nonce: Uint8Array } {
-  if (root.length !== CHANNEL_ROOT_LEN) throw new KeyError('bad-key', 'channel root must be 32 bytes');
-  if (seq < 0n || seq > MAX_SEQ) throw new KeyError('malformed', 'seq out of range');
+  if (root.length !== CHANNEL_ROOT_LEN) throw new E2eeError('bad-key', 'channel root must be 32 bytes');
+  if (seq < 0n || seq > MAX_SEQ) throw new E2eeError('malformed', 'seq out of range');
   const okm = expand(sha256, root, concat(utf8(HPKE_AEAD_LABEL), u64be(seq)), 28);
   return { key: okm.slice(0, 16), nonce: okm.slice(16, 28) };
 }
@@ -137,16 +137,16 @@ export async function sealOnChannel(root: Uint8Array, seq: bigint, aad: Uint8Arr
   }
 }
 
-/** Opens message `seq` of a channel. Replay checks are the caller's (see `checkSeq`). @throws KeyError('auth') */
+/** Opens message `seq` of a channel. Replay checks are the caller's (see `checkSeq`). @throws E2eeError('auth') */
 export async function openOnChannel(root: Uint8Array, seq: bigint, aad: Uint8Array, ciphertext: Uint8Array): Promise<Uint8Array> {
-  if (ciphertext.length < AEAD_TAG_LEN) throw new KeyError('malformed', 'ciphertext shorter than the tag');
+  if (ciphertext.length < AEAD_TAG_LEN) throw new E2eeError('malformed', 'ciphertext shorter than the tag');
   const { key, nonce } = seqKeyNonce(root, seq);
   try {
     const k = await crypto.subtle.importKey('raw', ab(key), { name: 'AES-GCM' }, false, ['decrypt']);
     return new Uint8Array(await crypto.subtle.decrypt({ name: 'AES-GCM', iv: ab(nonce), additionalData: ab(aad), tagLength: 128 }, k, ab(ciphertext)));
   } catch (e) {
-    if (e instanceof KeyError) throw e;
-    throw new KeyError('auth', 'key transport message failed authentication');
+    if (e instanceof E2eeError) throw e;
+    throw new E2eeError('auth', 'key transport message failed authentication');
   } finally {
     wipe(key, nonce);
   }
@@ -154,7 +154,7 @@ export async function openOnChannel(root: Uint8Array, seq: bigint, aad: Uint8Arr
 
 /** Throws `replay` unless `seq` is newer than the channel's last accepted seq. */
 export function checkSeq(channel: RecipientChannel, seq: bigint): void {
-  if (seq <= channel.lastSeq) throw new KeyError('replay', `seq ${seq} is not newer than ${channel.lastSeq} (replayed or reordered)`);
+  if (seq <= channel.lastSeq) throw new E2eeError('replay', `seq ${seq} is not newer than ${channel.lastSeq} (replayed or reordered)`);
 }
 
 /** Wipes a channel's secret root. */

@@ -19,7 +19,7 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { ml_kem768_x25519 } from '@noble/post-quantum/hybrid.js';
 import { concat, equalBytes, fromBase64urlExact, fromUtf8, lp16, randomBytes, Reader, toBase64url, utf8, wipe } from './bytes.ts';
-import { KeyError } from './key-errors.ts';
+import { E2eeError } from './errors.ts';
 
 export const IDENTITY_PUBLIC_LEN = 32;
 export const IDENTITY_SECRET_LEN = 32;
@@ -71,7 +71,7 @@ export function generateIdentity(): Identity {
 }
 
 export function identityFromSecret(secretKey: Uint8Array): Identity {
-  if (secretKey.length !== IDENTITY_SECRET_LEN) throw new KeyError('bad-key', 'Ed25519 secret key must be 32 bytes');
+  if (secretKey.length !== IDENTITY_SECRET_LEN) throw new E2eeError('bad-key', 'Ed25519 secret key must be 32 bytes');
   return { secretKey: secretKey.slice(), publicKey: ed25519.getPublicKey(secretKey) };
 }
 
@@ -91,7 +91,7 @@ export function verify(publicKey: Uint8Array, message: Uint8Array, signature: Ui
 
 /** SHA-256(UTF-8("sealed-meet v1 fingerprint") || publicKey), 32 bytes. */
 export function fingerprint(publicKey: Uint8Array): Uint8Array {
-  if (publicKey.length !== IDENTITY_PUBLIC_LEN) throw new KeyError('bad-key', 'identity public key must be 32 bytes');
+  if (publicKey.length !== IDENTITY_PUBLIC_LEN) throw new E2eeError('bad-key', 'identity public key must be 32 bytes');
   return sha256(concat(utf8(FINGERPRINT_LABEL), publicKey));
 }
 
@@ -104,27 +104,27 @@ export function exportIdentity(identity: Identity): string {
   return JSON.stringify({ kind: IDENTITY_EXPORT_KIND, v: 1, sk: toBase64url(identity.secretKey), pk: toBase64url(identity.publicKey) });
 }
 
-/** @throws KeyError('malformed' | 'unsupported-version' | 'bad-key') */
+/** @throws E2eeError('malformed' | 'unsupported-version' | 'bad-key') */
 export function importIdentity(s: string): Identity {
   let o: unknown;
   try {
     o = JSON.parse(s);
   } catch {
-    throw new KeyError('malformed', 'identity export is not JSON');
+    throw new E2eeError('malformed', 'identity export is not JSON');
   }
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new KeyError('malformed', 'identity export is not an object');
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new E2eeError('malformed', 'identity export is not an object');
   const r = o as Record<string, unknown>;
-  if (r['kind'] !== IDENTITY_EXPORT_KIND) throw new KeyError('malformed', 'not a sealed-meet identity');
-  if (r['v'] !== 1) throw new KeyError('unsupported-version', 'identity export version');
+  if (r['kind'] !== IDENTITY_EXPORT_KIND) throw new E2eeError('malformed', 'not a sealed-meet identity');
+  if (r['v'] !== 1) throw new E2eeError('unsupported-version', 'identity export version');
   const keys = Object.keys(r).sort().join(',');
-  if (keys !== 'kind,pk,sk,v') throw new KeyError('malformed', 'identity export has unexpected fields');
-  if (typeof r['sk'] !== 'string' || typeof r['pk'] !== 'string') throw new KeyError('malformed', 'identity keys must be strings');
+  if (keys !== 'kind,pk,sk,v') throw new E2eeError('malformed', 'identity export has unexpected fields');
+  if (typeof r['sk'] !== 'string' || typeof r['pk'] !== 'string') throw new E2eeError('malformed', 'identity keys must be strings');
   const sk = fromBase64urlExact(r['sk'], IDENTITY_SECRET_LEN, 'identity secret key');
   const pk = fromBase64urlExact(r['pk'], IDENTITY_PUBLIC_LEN, 'identity public key');
   const derived = ed25519.getPublicKey(sk);
   if (!equalBytes(derived, pk)) {
     wipe(sk);
-    throw new KeyError('bad-key', 'identity public key does not match the secret key');
+    throw new E2eeError('bad-key', 'identity public key does not match the secret key');
   }
   return { secretKey: sk, publicKey: pk };
 }
@@ -136,15 +136,15 @@ export function wipeIdentity(identity: Identity): void {
 /** Fresh X-Wing key pair (noble `ml_kem768_x25519`). */
 export function generateSessionKeyPair(seed?: Uint8Array): SessionKeyPair {
   const s = seed ?? randomBytes(SESSION_SECRET_LEN);
-  if (s.length !== SESSION_SECRET_LEN) throw new KeyError('bad-key', 'X-Wing seed must be 32 bytes');
+  if (s.length !== SESSION_SECRET_LEN) throw new E2eeError('bad-key', 'X-Wing seed must be 32 bytes');
   const kp = ml_kem768_x25519.keygen(s);
   return { secretKey: kp.secretKey, publicKey: kp.publicKey };
 }
 
 export function encodeAnnouncement(a: Announcement): Uint8Array {
-  if (a.identityPublicKey.length !== IDENTITY_PUBLIC_LEN) throw new KeyError('bad-key', 'identity public key must be 32 bytes');
-  if (a.sessionPublicKey.length !== SESSION_PUBLIC_LEN) throw new KeyError('bad-key', 'session public key must be 1216 bytes');
-  if (a.joinNonce.length !== JOIN_NONCE_LEN) throw new KeyError('malformed', 'join nonce must be 16 bytes');
+  if (a.identityPublicKey.length !== IDENTITY_PUBLIC_LEN) throw new E2eeError('bad-key', 'identity public key must be 32 bytes');
+  if (a.sessionPublicKey.length !== SESSION_PUBLIC_LEN) throw new E2eeError('bad-key', 'session public key must be 1216 bytes');
+  if (a.joinNonce.length !== JOIN_NONCE_LEN) throw new E2eeError('malformed', 'join nonce must be 16 bytes');
   return concat(
     Uint8Array.of(ANNOUNCEMENT_VERSION),
     lp16(utf8(a.roomId)),
@@ -155,11 +155,11 @@ export function encodeAnnouncement(a: Announcement): Uint8Array {
   );
 }
 
-/** @throws KeyError('malformed' | 'unsupported-version') */
+/** @throws E2eeError('malformed' | 'unsupported-version') */
 export function decodeAnnouncement(body: Uint8Array): Announcement {
   const r = new Reader(body);
   const v = r.u8('version');
-  if (v !== ANNOUNCEMENT_VERSION) throw new KeyError('unsupported-version', `announcement version ${v}`);
+  if (v !== ANNOUNCEMENT_VERSION) throw new E2eeError('unsupported-version', `announcement version ${v}`);
   const roomId = fromUtf8(r.lp16('roomId'));
   const memberId = fromUtf8(r.lp16('memberId'));
   const identityPublicKey = r.bytes(IDENTITY_PUBLIC_LEN, 'identity public key');
@@ -192,12 +192,12 @@ export function newSession(identity: Identity, roomId: string, memberId: string,
 
 /**
  * Parses a signed announcement body and checks its signature and that it is for `roomId`.
- * @throws KeyError('malformed' | 'unsupported-version' | 'bad-signature' | 'wrong-context')
+ * @throws E2eeError('malformed' | 'unsupported-version' | 'bad-signature' | 'wrong-context')
  */
 export function verifyAnnouncement(body: Uint8Array, signature: Uint8Array, roomId: string): Announcement {
   const a = decodeAnnouncement(body);
-  if (!verify(a.identityPublicKey, announcementSigInput(body), signature)) throw new KeyError('bad-signature', 'announcement signature is invalid');
-  if (a.roomId !== roomId) throw new KeyError('wrong-context', 'announcement is for another room');
+  if (!verify(a.identityPublicKey, announcementSigInput(body), signature)) throw new E2eeError('bad-signature', 'announcement signature is invalid');
+  if (a.roomId !== roomId) throw new E2eeError('wrong-context', 'announcement is for another room');
   return a;
 }
 

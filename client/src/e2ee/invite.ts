@@ -17,7 +17,7 @@
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { fromBase64urlExact, randomBytes, toBase64url, utf8, wipe } from './bytes.ts';
-import { KeyError } from './key-errors.ts';
+import { E2eeError } from './errors.ts';
 
 export const INVITE_VERSION = 'v1';
 export const INVITE_SECRET_LEN = 32;
@@ -57,14 +57,14 @@ export function newRoomId(): string {
 }
 
 export function assertRoomId(roomId: string): void {
-  if (!ROOM_ID_RE.test(roomId)) throw new KeyError('malformed', 'roomId must be 22 base64url chars');
+  if (!ROOM_ID_RE.test(roomId)) throw new E2eeError('malformed', 'roomId must be 22 base64url chars');
 }
 
 /** Formats a fragment (no '#'). */
 export function formatInviteFragment(secret: Uint8Array, creatorFingerprint?: Uint8Array): string {
-  if (secret.length !== INVITE_SECRET_LEN) throw new KeyError('bad-key', `invite secret must be ${INVITE_SECRET_LEN} bytes`);
+  if (secret.length !== INVITE_SECRET_LEN) throw new E2eeError('bad-key', `invite secret must be ${INVITE_SECRET_LEN} bytes`);
   if (creatorFingerprint !== undefined && creatorFingerprint.length !== FINGERPRINT_LEN)
-    throw new KeyError('bad-key', `fingerprint must be ${FINGERPRINT_LEN} bytes`);
+    throw new E2eeError('bad-key', `fingerprint must be ${FINGERPRINT_LEN} bytes`);
   const parts = [INVITE_VERSION, toBase64url(secret)];
   if (creatorFingerprint !== undefined) parts.push(toBase64url(creatorFingerprint));
   return parts.join('.');
@@ -78,23 +78,23 @@ export function generateInvite(creatorFingerprint?: Uint8Array): { secret: Uint8
 
 /**
  * Parses a fragment (with or without a leading '#'). Strict: exact version, exact lengths, canonical base64url.
- * @throws KeyError('unsupported-version' | 'malformed')
+ * @throws E2eeError('unsupported-version' | 'malformed')
  */
 export function parseInviteFragment(fragment: string): ParsedInvite {
   const f = fragment.startsWith('#') ? fragment.slice(1) : fragment;
-  if (f.length === 0) throw new KeyError('malformed', 'invite link has no secret (empty fragment): ask for the full link');
+  if (f.length === 0) throw new E2eeError('malformed', 'invite link has no secret (empty fragment): ask for the full link');
   const parts = f.split('.');
   if (parts[0] !== INVITE_VERSION) {
-    if (/^v\d+$/.test(parts[0] ?? '')) throw new KeyError('unsupported-version', `invite version ${parts[0]} is not supported`);
-    throw new KeyError('malformed', 'invite fragment must start with "v1."');
+    if (/^v\d+$/.test(parts[0] ?? '')) throw new E2eeError('unsupported-version', `invite version ${parts[0]} is not supported`);
+    throw new E2eeError('malformed', 'invite fragment must start with "v1."');
   }
-  if (parts.length < 2 || parts.length > 3) throw new KeyError('malformed', 'invite fragment must be v1.<secret>[.<fingerprint>]');
+  if (parts.length < 2 || parts.length > 3) throw new E2eeError('malformed', 'invite fragment must be v1.<secret>[.<fingerprint>]');
   const s = parts[1]!;
-  if (s.length !== 43) throw new KeyError('malformed', `invite secret must be 43 characters, got ${s.length} (link truncated?)`);
+  if (s.length !== 43) throw new E2eeError('malformed', `invite secret must be 43 characters, got ${s.length} (link truncated?)`);
   const secret = fromBase64urlExact(s, INVITE_SECRET_LEN, 'invite secret');
   if (parts.length === 3) {
     const fp = parts[2]!;
-    if (fp.length !== 43) throw new KeyError('malformed', `creator fingerprint must be 43 characters, got ${fp.length} (link truncated?)`);
+    if (fp.length !== 43) throw new E2eeError('malformed', `creator fingerprint must be 43 characters, got ${fp.length} (link truncated?)`);
     return { secret, creatorFingerprint: fromBase64urlExact(fp, FINGERPRINT_LEN, 'creator fingerprint') };
   }
   return { secret };
@@ -107,7 +107,7 @@ export async function deriveInviteKeys(secret: Uint8Array, roomId: string): Prom
 
 /** Synchronous form of `deriveInviteKeys`. */
 export function deriveInviteKeysSync(secret: Uint8Array, roomId: string): InviteKeys {
-  if (secret.length !== INVITE_SECRET_LEN) throw new KeyError('bad-key', `invite secret must be ${INVITE_SECRET_LEN} bytes`);
+  if (secret.length !== INVITE_SECRET_LEN) throw new E2eeError('bad-key', `invite secret must be ${INVITE_SECRET_LEN} bytes`);
   assertRoomId(roomId);
   const salt = utf8(roomId);
   const k = (label: string): Uint8Array => hkdf(sha256, secret, salt, utf8(label), 32);

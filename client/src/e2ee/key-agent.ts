@@ -16,7 +16,7 @@ import { decodeKeyBatch, openKeyBatch, sealKeyBatch, type KeyReason, type KeyUpd
 import { closeChannel, type HpkePsk, type RecipientChannel, type SenderChannel } from './hpke.ts';
 import { sign, type Identity, type Session } from './identity.ts';
 import type { InviteKeys } from './invite.ts';
-import { isKeyError } from './key-errors.ts';
+import { isE2eeError } from './errors.ts';
 import { initialMembershipState, reduce, type MembershipConfig, type MembershipEffect, type MembershipEvent, type MembershipState } from './membership.ts';
 import { channelResetSigInput, encodeChannelResetBody, encodeSignedAnnouncement } from './membership-messages.ts';
 import { encodeRelay } from './relay-framing.ts';
@@ -211,7 +211,7 @@ export class KeyAgent {
           } catch {
             epoch = undefined;
           }
-          return { type: 'envelope-failed', now, from: eff.from, code: isKeyError(e) ? e.code : 'malformed', ...(epoch !== undefined ? { epoch } : {}) };
+          return { type: 'envelope-failed', now, from: eff.from, code: isE2eeError(e) ? e.code : 'malformed', ...(epoch !== undefined ? { epoch } : {}) };
         }
       }
       case 'install-key':

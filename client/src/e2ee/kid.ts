@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { SFrameError } from './errors.ts';
+import { E2eeError } from './errors.ts';
 
 /** R of RFC 9605 §5.1: low bits of the ratchet step carried in the KID. */
 export const KID_STEP_BITS = 4;
@@ -39,16 +39,16 @@ export interface KidParts {
  * Encoded header KID size: 2 bytes for sender 0, 3 bytes for senders 1-255, 4 bytes above.
  */
 export function makeKid(sender: number, generation: number, step = 0): bigint {
-  if (!Number.isInteger(sender) || sender < 0 || sender > MAX_SENDER_INDEX) throw new SFrameError('range', 'sender index must be 0..65535');
-  if (!Number.isInteger(generation) || generation < 0) throw new SFrameError('range', 'generation must be a non-negative integer');
-  if (!Number.isInteger(step) || step < 0 || step > MAX_RATCHET_STEP) throw new SFrameError('range', 'step must be 0..15');
+  if (!Number.isInteger(sender) || sender < 0 || sender > MAX_SENDER_INDEX) throw new E2eeError('range', 'sender index must be 0..65535');
+  if (!Number.isInteger(generation) || generation < 0) throw new E2eeError('range', 'generation must be a non-negative integer');
+  if (!Number.isInteger(step) || step < 0 || step > MAX_RATCHET_STEP) throw new E2eeError('range', 'step must be 0..15');
   const v = sender * 2 ** (KID_STEP_BITS + KID_GENERATION_BITS) + (generation % GEN_MOD) * STEP_MOD + step;
   return BigInt(v);
 }
 
 /** Inverse of `makeKid`. Throws `unknown-kid` for a KID outside our layout (any bit above bit 31 set). */
 export function splitKid(kid: bigint): KidParts {
-  if (kid < 0n || kid >= 1n << BigInt(KID_BITS)) throw new SFrameError('unknown-kid', 'KID outside the sender-key layout');
+  if (kid < 0n || kid >= 1n << BigInt(KID_BITS)) throw new E2eeError('unknown-kid', 'KID outside the sender-key layout');
   const v = Number(kid);
   return { sender: Math.floor(v / 2 ** (KID_STEP_BITS + KID_GENERATION_BITS)), generation: Math.floor(v / STEP_MOD) % GEN_MOD, step: v % STEP_MOD };
 }

@@ -12,7 +12,7 @@ import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { concat, equalBytes, fromUtf8, lp16, Reader, u32be, utf8 } from './bytes.ts';
 import { SIGNATURE_LEN, verify, verifyAnnouncement, type Announcement, type Session } from './identity.ts';
-import { KeyError } from './key-errors.ts';
+import { E2eeError } from './errors.ts';
 
 export const MEMBERSHIP_MAC_LABEL = 'sealed-meet v1 membership mac';
 export const MAC_LEN = 32;
@@ -22,7 +22,7 @@ export const MAC_LEN = 32;
 // ------------------------------------------------------------------------------------------------
 
 export function announcementMac(macKey: Uint8Array, body: Uint8Array, signature: Uint8Array): Uint8Array {
-  if (macKey.length !== 32) throw new KeyError('bad-key', 'membership MAC key must be 32 bytes');
+  if (macKey.length !== 32) throw new E2eeError('bad-key', 'membership MAC key must be 32 bytes');
   return hmac(sha256, macKey, concat(utf8(MEMBERSHIP_MAC_LABEL), body, signature));
 }
 
@@ -33,14 +33,14 @@ export function encodeSignedAnnouncement(session: Pick<Session, 'body' | 'signat
 
 /**
  * Checks MAC (first: proves the invite), then signature and room.
- * @throws KeyError('malformed' | 'bad-mac' | 'bad-signature' | 'wrong-context' | 'unsupported-version')
+ * @throws E2eeError('malformed' | 'bad-mac' | 'bad-signature' | 'wrong-context' | 'unsupported-version')
  */
 export function openSignedAnnouncement(bytes: Uint8Array, macKey: Uint8Array, roomId: string): Announcement {
-  if (bytes.length < 1 + SIGNATURE_LEN + MAC_LEN) throw new KeyError('malformed', 'announcement too short');
+  if (bytes.length < 1 + SIGNATURE_LEN + MAC_LEN) throw new E2eeError('malformed', 'announcement too short');
   const body = bytes.subarray(0, bytes.length - SIGNATURE_LEN - MAC_LEN);
   const sig = bytes.subarray(bytes.length - SIGNATURE_LEN - MAC_LEN, bytes.length - MAC_LEN);
   const mac = bytes.subarray(bytes.length - MAC_LEN);
-  if (!equalBytes(mac, announcementMac(macKey, body, sig))) throw new KeyError('bad-mac', 'announcement MAC is invalid (sender does not hold the invite)');
+  if (!equalBytes(mac, announcementMac(macKey, body, sig))) throw new E2eeError('bad-mac', 'announcement MAC is invalid (sender does not hold the invite)');
   return verifyAnnouncement(body, sig, roomId);
 }
 
@@ -68,19 +68,19 @@ export function channelResetSigInput(body: Uint8Array): Uint8Array {
   return concat(utf8(CHANNEL_RESET_LABEL), body);
 }
 
-/** @throws KeyError('malformed' | 'unsupported-version' | 'bad-signature') */
+/** @throws E2eeError('malformed' | 'unsupported-version' | 'bad-signature') */
 export function openChannelReset(bytes: Uint8Array, requesterIdentityPublicKey: Uint8Array): { roomId: string; requesterId: string; senderId: string; epoch: number } {
-  if (bytes.length < 1 + SIGNATURE_LEN) throw new KeyError('malformed', 'channel reset too short');
+  if (bytes.length < 1 + SIGNATURE_LEN) throw new E2eeError('malformed', 'channel reset too short');
   const body = bytes.subarray(0, bytes.length - SIGNATURE_LEN);
   const sig = bytes.subarray(bytes.length - SIGNATURE_LEN);
   const r = new Reader(body);
   const v = r.u8('version');
-  if (v !== CHANNEL_RESET_VERSION) throw new KeyError('unsupported-version', `channel reset version ${v}`);
+  if (v !== CHANNEL_RESET_VERSION) throw new E2eeError('unsupported-version', `channel reset version ${v}`);
   const roomId = fromUtf8(r.lp16('roomId'));
   const requesterId = fromUtf8(r.lp16('requester'));
   const senderId = fromUtf8(r.lp16('sender'));
   const epoch = r.u32('epoch');
   r.end('channel reset');
-  if (!verify(requesterIdentityPublicKey, channelResetSigInput(body), sig)) throw new KeyError('bad-signature', 'channel reset signature is invalid');
+  if (!verify(requesterIdentityPublicKey, channelResetSigInput(body), sig)) throw new E2eeError('bad-signature', 'channel reset signature is invalid');
   return { roomId, requesterId, senderId, epoch };
 }

@@ -32,7 +32,7 @@ import { roomCode, type RoomCode } from './codes.ts';
 import { equalBytes, toBase64url } from './bytes.ts';
 import type { KeyUpdate } from './envelope.ts';
 import { fingerprint, type Announcement } from './identity.ts';
-import { isKeyError, type KeyErrorCode } from './key-errors.ts';
+import { isE2eeError, type E2eeErrorCode } from './errors.ts';
 import { splitKid } from './kid.ts';
 import { openChannelReset, openSignedAnnouncement } from './membership-messages.ts';
 import { decodeRelay, type RelayKind } from './relay-framing.ts';
@@ -129,7 +129,7 @@ export type MembershipEvent =
   | { type: 'relay'; now: number; from: string; blob: string }
   /** Driver result of an `open-key-batch` effect. */
   | { type: 'envelope-opened'; now: number; from: string; epoch: number; update: KeyUpdate }
-  | { type: 'envelope-failed'; now: number; from: string; code: KeyErrorCode; epoch?: number }
+  | { type: 'envelope-failed'; now: number; from: string; code: E2eeErrorCode; epoch?: number }
   /** The server says this member left (or its socket closed). */
   | { type: 'member-left'; now: number; memberId: string }
   | { type: 'tick'; now: number };
@@ -222,7 +222,7 @@ function sessionTag(sessionPublicKey: Uint8Array): string {
   return toBase64url(sha256(sessionPublicKey));
 }
 
-function alertFor(code: KeyErrorCode): AlertReason {
+function alertFor(code: E2eeErrorCode): AlertReason {
   switch (code) {
     case 'bad-mac':
       return 'bad-mac';
@@ -372,7 +372,7 @@ function onChannelReset(config: MembershipConfig, state: MembershipState, from: 
   try {
     r = openChannelReset(body, m.identityPublicKey);
   } catch (e) {
-    return { state, effects: [{ kind: 'alert', reason: 'bad-reset', memberId: from, detail: isKeyError(e) ? e.code : 'malformed' }] };
+    return { state, effects: [{ kind: 'alert', reason: 'bad-reset', memberId: from, detail: isE2eeError(e) ? e.code : 'malformed' }] };
   }
   if (r.roomId !== config.roomId || r.requesterId !== from || r.senderId !== self.memberId || r.epoch > state.sendEpoch) {
     return { state, effects: [{ kind: 'alert', reason: 'bad-reset', memberId: from, detail: 'wrong-context' }] };
@@ -396,7 +396,7 @@ function onAnnouncement(config: MembershipConfig, state: MembershipState, now: n
   try {
     a = openSignedAnnouncement(body, config.membershipMacKey, config.roomId);
   } catch (e) {
-    const code: KeyErrorCode = isKeyError(e) ? e.code : 'malformed';
+    const code: E2eeErrorCode = isE2eeError(e) ? e.code : 'malformed';
     return { state, effects: [{ kind: 'alert', reason: alertFor(code), memberId: from }] };
   }
   if (a.memberId !== from) return { state, effects: [{ kind: 'alert', reason: 'member-id-mismatch', memberId: from, detail: a.memberId }] };

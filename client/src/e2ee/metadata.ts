@@ -10,7 +10,7 @@
  * @module
  */
 import { ab, concat, fromUtf8, lp16, randomBytes, utf8 } from './bytes.ts';
-import { KeyError } from './key-errors.ts';
+import { E2eeError } from './errors.ts';
 
 export const METADATA_VERSION = 0x01;
 export const METADATA_LABEL = 'sealed-meet v1 metadata';
@@ -22,7 +22,7 @@ function aad(roomId: string, senderId: string): Uint8Array<ArrayBuffer> {
 }
 
 async function importKey(metadataKey: Uint8Array): Promise<CryptoKey> {
-  if (metadataKey.length !== 32) throw new KeyError('bad-key', 'metadata key must be 32 bytes');
+  if (metadataKey.length !== 32) throw new E2eeError('bad-key', 'metadata key must be 32 bytes');
   return crypto.subtle.importKey('raw', ab(metadataKey), { name: 'AES-GCM' }, false, ['encrypt', 'decrypt']);
 }
 
@@ -40,15 +40,15 @@ export async function sealMetadata(
   return concat(Uint8Array.of(METADATA_VERSION), nonce, ct);
 }
 
-/** @throws KeyError('malformed' | 'unsupported-version' | 'auth' | 'bad-key') */
+/** @throws E2eeError('malformed' | 'unsupported-version' | 'auth' | 'bad-key') */
 export async function openMetadata(
   metadataKey: Uint8Array,
   roomId: string,
   senderId: string,
   sealed: Uint8Array,
 ): Promise<Uint8Array> {
-  if (sealed.length < 1 + NONCE_LEN + TAG_LEN) throw new KeyError('malformed', 'sealed metadata is too short');
-  if (sealed[0] !== METADATA_VERSION) throw new KeyError('unsupported-version', `sealed metadata version ${sealed[0]}`);
+  if (sealed.length < 1 + NONCE_LEN + TAG_LEN) throw new E2eeError('malformed', 'sealed metadata is too short');
+  if (sealed[0] !== METADATA_VERSION) throw new E2eeError('unsupported-version', `sealed metadata version ${sealed[0]}`);
   const key = await importKey(metadataKey);
   const nonce = ab(sealed.subarray(1, 1 + NONCE_LEN));
   try {
@@ -59,7 +59,7 @@ export async function openMetadata(
     );
     return new Uint8Array(pt);
   } catch {
-    throw new KeyError('auth', 'sealed metadata failed authentication (wrong room, sender, key, or tampered)');
+    throw new E2eeError('auth', 'sealed metadata failed authentication (wrong room, sender, key, or tampered)');
   }
 }
 

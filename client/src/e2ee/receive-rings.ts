@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { SFrameError } from './errors.ts';
+import { E2eeError } from './errors.ts';
 import { MAX_RATCHET_STEP, makeKid, splitKid, type KidParts } from './kid.ts';
 import { ReplayWindow } from './replay-window.ts';
 import { DEFAULT_SUITE, constantTimeEqual, decodeHeader, deriveKeySalt, importSFrameKey, openWithKey, ratchetBaseKey, suiteParams, wipeSFrameKey } from './sframe.ts';
@@ -90,7 +90,7 @@ interface Candidate {
 
 /** Maps an open failure to its drop reason (a key wiped while the frame was in flight counts as `retired`). */
 function failureReason(err: unknown): DropReason {
-  if (err instanceof SFrameError) {
+  if (err instanceof E2eeError) {
     if (err.code === 'malformed') return 'malformed';
     if (err.code === 'state') return 'retired';
   }
@@ -144,7 +144,7 @@ export class ReceiveKeyRing<T = undefined> {
     this.maxRatchetAhead = opts.maxRatchetAhead ?? MAX_RATCHET_STEP;
     this.maxTombstones = opts.maxTombstones ?? 64;
     this.retireOn = opts.retireOn ?? 'arrival';
-    if (this.maxRatchetAhead < 0 || this.maxRatchetAhead > MAX_RATCHET_STEP) throw new SFrameError('range', 'maxRatchetAhead must be 0..15');
+    if (this.maxRatchetAhead < 0 || this.maxRatchetAhead > MAX_RATCHET_STEP) throw new E2eeError('range', 'maxRatchetAhead must be 0..15');
   }
 
   /** KIDs currently held (including retired keys still in their grace period). */
@@ -219,8 +219,8 @@ export class ReceiveKeyRing<T = undefined> {
    */
   async addKey(kid: bigint, baseKey: Uint8Array, now: number): Promise<OpenResult<T>[]> {
     const parts = splitKid(kid);
-    if (parts.sender !== this.sender) throw new SFrameError('range', 'KID belongs to another sender');
-    if (!(baseKey instanceof Uint8Array) || baseKey.length < 16) throw new SFrameError('range', 'base key must be at least 16 bytes');
+    if (parts.sender !== this.sender) throw new E2eeError('range', 'KID belongs to another sender');
+    if (!(baseKey instanceof Uint8Array) || baseKey.length < 16) throw new E2eeError('range', 'base key must be at least 16 bytes');
     this.tick(now);
     const existing = this.#keys.get(kid);
     if (existing !== undefined) {
@@ -453,7 +453,7 @@ export class ReceiveKeyRings<T = undefined> {
     try {
       sender = splitKid(decodeHeader(sframe).kid).sender;
     } catch (e) {
-      const reason: DropReason = e instanceof SFrameError && e.code === 'malformed' ? 'malformed' : 'unknown-kid';
+      const reason: DropReason = e instanceof E2eeError && e.code === 'malformed' ? 'malformed' : 'unknown-kid';
       this.stats.dropped[reason]++;
       return { status: 'dropped', reason, token };
     }

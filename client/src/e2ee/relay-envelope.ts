@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { KeyError } from './key-errors.ts';
+import { E2eeError } from './errors.ts';
 import { openMetadata, sealMetadata } from './metadata.ts';
 
 export const RELAY_BUCKET = 1024;
@@ -24,7 +24,7 @@ export const MAX_PADDED = 49_152 - 29;
 /** Pad to the next bucket boundary (never beyond MAX_PADDED). Pure; returns a new array. */
 export function padRelay(inner: Uint8Array, bucket = RELAY_BUCKET): Uint8Array {
   const min = inner.length + 1;
-  if (min > MAX_PADDED) throw new KeyError('malformed', `relay message too large (${inner.length} bytes)`);
+  if (min > MAX_PADDED) throw new E2eeError('malformed', `relay message too large (${inner.length} bytes)`);
   const size = Math.min(Math.ceil(min / bucket) * bucket, MAX_PADDED);
   const out = new Uint8Array(size);
   out.set(inner, 0);
@@ -36,7 +36,7 @@ export function padRelay(inner: Uint8Array, bucket = RELAY_BUCKET): Uint8Array {
 export function unpadRelay(padded: Uint8Array): Uint8Array {
   let i = padded.length - 1;
   while (i >= 0 && padded[i] === 0) i--;
-  if (i < 0 || padded[i] !== 0x80) throw new KeyError('malformed', 'relay padding missing');
+  if (i < 0 || padded[i] !== 0x80) throw new E2eeError('malformed', 'relay padding missing');
   return padded.subarray(0, i);
 }
 

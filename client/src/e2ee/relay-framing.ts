@@ -11,7 +11,7 @@
  * @module
  */
 import { concat, fromBase64url, toBase64url } from './bytes.ts';
-import { KeyError } from './key-errors.ts';
+import { E2eeError } from './errors.ts';
 
 /** First byte of a relay blob. Metadata blobs are metadata.ts sealed blobs as they are (version byte 0x01). */
 export const RELAY_KIND = { announcement: 0x41, 'key-batch': 0x4b, 'channel-reset': 0x52, metadata: 0x01 } as const;
@@ -20,17 +20,17 @@ export type RelayKind = keyof typeof RELAY_KIND;
 /** `metadata`: `body` must be the sealed blob itself (it already starts with 0x01). */
 export function encodeRelay(kind: RelayKind, body: Uint8Array): string {
   if (kind === 'metadata') {
-    if (body[0] !== RELAY_KIND.metadata) throw new KeyError('malformed', 'metadata relay body must be a sealed metadata blob');
+    if (body[0] !== RELAY_KIND.metadata) throw new E2eeError('malformed', 'metadata relay body must be a sealed metadata blob');
     return toBase64url(body);
   }
   return toBase64url(concat(Uint8Array.of(RELAY_KIND[kind]), body));
 }
 
-/** @throws KeyError('malformed') */
+/** @throws E2eeError('malformed') */
 export function decodeRelay(blob: string): { kind: RelayKind; body: Uint8Array } {
   const b = fromBase64url(blob);
-  if (b.length < 1) throw new KeyError('malformed', 'empty relay blob');
+  if (b.length < 1) throw new E2eeError('malformed', 'empty relay blob');
   const k = (Object.keys(RELAY_KIND) as RelayKind[]).find((x) => RELAY_KIND[x] === b[0]);
-  if (k === undefined) throw new KeyError('malformed', `unknown relay kind 0x${b[0]!.toString(16)}`);
+  if (k === undefined) throw new E2eeError('malformed', `unknown relay kind 0x${b[0]!.toString(16)}`);
   return { kind: k, body: k === 'metadata' ? b : b.subarray(1) };
 }

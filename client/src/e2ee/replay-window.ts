@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { SFrameError } from './errors.ts';
+import { E2eeError } from './errors.ts';
 
 /**
  * Sliding-window anti-replay over CTR values (RFC 9605 §9.3 allows it; modelled on RFC 3711 §3.3.2): accepts each CTR
@@ -17,7 +17,7 @@ export class ReplayWindow {
   #top = -1n;
 
   constructor(size = 1024) {
-    if (!Number.isInteger(size) || size < 32 || size % 32 !== 0) throw new SFrameError('range', 'replay window size must be a multiple of 32');
+    if (!Number.isInteger(size) || size < 32 || size % 32 !== 0) throw new E2eeError('range', 'replay window size must be a multiple of 32');
     this.size = size;
     this.#sizeN = BigInt(size);
     this.#bits = new Uint32Array(size / 32);

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { SFrameError } from './errors.ts';
+import { E2eeError } from './errors.ts';
 import { MAX_RATCHET_STEP, makeKid } from './kid.ts';
 import { DEFAULT_SUITE, MAX_U64, constantTimeEqual, importSFrameKey, ratchetBaseKey, sealWithKey, suiteParams, wipeSFrameKey } from './sframe.ts';
 import type { SFrameKey, SealOptions } from './sframe.ts';
@@ -82,7 +82,7 @@ export class SendKeyRing {
     this.sender = opts.sender;
     this.rotationIntervalMs = opts.rotationIntervalMs ?? DEFAULT_ROTATION_MS;
     this.maxFramesPerKey = opts.maxFramesPerKey ?? DEFAULT_MAX_FRAMES_PER_KEY;
-    if (this.maxFramesPerKey < 1n || this.maxFramesPerKey > MAX_U64) throw new SFrameError('range', 'maxFramesPerKey must be in [1, 2^64 - 1]');
+    if (this.maxFramesPerKey < 1n || this.maxFramesPerKey > MAX_U64) throw new E2eeError('range', 'maxFramesPerKey must be in [1, 2^64 - 1]');
     this.#generation = opts.generation ?? 0;
     this.#base = SendKeyRing.#copyKey(baseKey);
     this.#rekeyedAt = opts.now;
@@ -90,7 +90,7 @@ export class SendKeyRing {
   }
 
   static #copyKey(k: Uint8Array): Uint8Array {
-    if (!(k instanceof Uint8Array) || k.length < 16) throw new SFrameError('range', 'base key must be at least 16 bytes');
+    if (!(k instanceof Uint8Array) || k.length < 16) throw new E2eeError('range', 'base key must be at least 16 bytes');
     return k.slice();
   }
 
@@ -117,7 +117,7 @@ export class SendKeyRing {
   }
 
   #alive(): void {
-    if (this.#destroyed) throw new SFrameError('state', 'key ring destroyed');
+    if (this.#destroyed) throw new E2eeError('state', 'key ring destroyed');
   }
 
   get kid(): bigint {
@@ -144,7 +144,7 @@ export class SendKeyRing {
    */
   allocate(): { kid: bigint; ctr: bigint } {
     this.#alive();
-    if (this.#ctr >= this.maxFramesPerKey) throw new SFrameError('ctr-exhausted', 'frame counter limit reached for this key; rekey required');
+    if (this.#ctr >= this.maxFramesPerKey) throw new E2eeError('ctr-exhausted', 'frame counter limit reached for this key; rekey required');
     const ctr = this.#ctr;
     this.#ctr = ctr + 1n;
     return { kid: this.#entry.kid, ctr };
@@ -183,7 +183,7 @@ export class SendKeyRing {
   ratchet(): KeyAnnouncement {
     this.#alive();
     if (!this.canRatchet()) {
-      throw new SFrameError('state', 'the next ratchet step would reuse a KID of this session (RFC 9605 §4.3); rekey instead');
+      throw new E2eeError('state', 'the next ratchet step would reuse a KID of this session (RFC 9605 §4.3); rekey instead');
     }
     const next = ratchetBaseKey(this.suite, this.#base);
     this.#base.fill(0);
@@ -203,12 +203,12 @@ export class SendKeyRing {
     const k = SendKeyRing.#copyKey(freshKey);
     if (k.length === this.#base.length && constantTimeEqual(k, this.#base)) {
       k.fill(0);
-      throw new SFrameError('state', 'rekey with the current base key');
+      throw new E2eeError('state', 'rekey with the current base key');
     }
     const gen = this.#generation + 1;
     if (this.#usedKids.has(makeKid(this.sender, gen, 0))) {
       k.fill(0);
-      throw new SFrameError('ctr-exhausted', 'all 4096 key generations of this sender index are used; rejoin with a new sender index');
+      throw new E2eeError('ctr-exhausted', 'all 4096 key generations of this sender index are used; rejoin with a new sender index');
     }
     this.#base.fill(0);
     this.#base = k;

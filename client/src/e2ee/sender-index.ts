@@ -6,7 +6,7 @@
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import { concat, utf8 } from './bytes.ts';
-import { KeyError } from './key-errors.ts';
+import { E2eeError } from './errors.ts';
 
 export const SENDER_INDEX_LABEL = 'sealed-meet v1 sender index';
 
@@ -25,7 +25,7 @@ function indexHash(memberId: string): number {
  */
 export function assignSenderIndices(memberIds: Iterable<string>): Map<string, number> {
   const list = [...new Set(memberIds)].map((id) => ({ id, h: indexHash(id) }));
-  if (list.length > 0x10000) throw new KeyError('state', 'more than 65536 members');
+  if (list.length > 0x10000) throw new E2eeError('state', 'more than 65536 members');
   list.sort((a, b) => a.h - b.h || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const used = new Set<number>();
   const out = new Map<string, number>();

@@ -18,7 +18,7 @@
 import { expand, extract } from '@noble/hashes/hkdf.js';
 import { sha256, sha512 } from '@noble/hashes/sha2.js';
 import type { CHash } from '@noble/hashes/utils.js';
-import { SFrameError } from './errors.ts';
+import { E2eeError } from './errors.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Cipher suites (RFC 9605 §4.5, Table 1; IANA §8.1)
@@ -64,7 +64,7 @@ const SUITES: ReadonlyMap<number, SuiteParams> = new Map<number, SuiteParams>([
 /** Parameters of a cipher suite; throws `unsupported-suite` for anything but 0x0001-0x0005. */
 export function suiteParams(suite: number): SuiteParams {
   const p = SUITES.get(suite);
-  if (p === undefined) throw new SFrameError('unsupported-suite', `cipher suite 0x${suite.toString(16).padStart(4, '0')}`);
+  if (p === undefined) throw new E2eeError('unsupported-suite', `cipher suite 0x${suite.toString(16).padStart(4, '0')}`);
   return p;
 }
 
@@ -78,7 +78,7 @@ export const MAX_U64 = 0xffff_ffff_ffff_ffffn;
 export const MAX_HEADER_LENGTH = 17;
 
 function checkU64(name: string, v: bigint): void {
-  if (typeof v !== 'bigint' || v < 0n || v > MAX_U64) throw new SFrameError('range', `${name} must be a bigint in [0, 2^64)`);
+  if (typeof v !== 'bigint' || v < 0n || v > MAX_U64) throw new E2eeError('range', `${name} must be a bigint in [0, 2^64)`);
 }
 
 /** Minimal big-endian byte length of v (v >= 8 here, so at least 1). */
@@ -165,14 +165,14 @@ function readBE(buf: Uint8Array, off: number, len: number): bigint {
 /**
  * Parses the header at the start of `buf` (trailing bytes are the ciphertext and are ignored).
  *
- * Strict: throws `SFrameError('malformed')` on an empty or truncated buffer and on non-minimal encodings
+ * Strict: throws `E2eeError('malformed')` on an empty or truncated buffer and on non-minimal encodings
  * (an extended field holding a value < 8, or a leading zero byte), which RFC 9605 §4.3 forbids ("the value MUST
  * be encoded with the minimum number of bytes required"). Every (kid, ctr) therefore has exactly one accepted
  * header. Values cannot exceed 2^64 - 1 (at most 8 bytes each).
  */
 export function decodeHeader(buf: Uint8Array): DecodedHeader {
-  if (!(buf instanceof Uint8Array)) throw new SFrameError('malformed', 'header input is not a Uint8Array');
-  if (buf.length < 1) throw new SFrameError('malformed', 'empty SFrame');
+  if (!(buf instanceof Uint8Array)) throw new E2eeError('malformed', 'header input is not a Uint8Array');
+  if (buf.length < 1) throw new E2eeError('malformed', 'empty SFrame');
   const config = buf[0] as number;
   let p = 1;
   let kid: bigint;
@@ -181,20 +181,20 @@ export function decodeHeader(buf: Uint8Array): DecodedHeader {
     kid = BigInt((config >> 4) & 7);
   } else {
     const kl = ((config >> 4) & 7) + 1;
-    if (buf.length < p + kl) throw new SFrameError('malformed', 'truncated KID');
-    if (kl > 1 && buf[p] === 0) throw new SFrameError('malformed', 'non-minimal KID encoding');
+    if (buf.length < p + kl) throw new E2eeError('malformed', 'truncated KID');
+    if (kl > 1 && buf[p] === 0) throw new E2eeError('malformed', 'non-minimal KID encoding');
     kid = readBE(buf, p, kl);
-    if (kid < 8n) throw new SFrameError('malformed', 'non-minimal KID encoding (value < 8 must be inline)');
+    if (kid < 8n) throw new E2eeError('malformed', 'non-minimal KID encoding (value < 8 must be inline)');
     p += kl;
   }
   if ((config & 0x08) === 0) {
     ctr = BigInt(config & 7);
   } else {
     const cl = (config & 7) + 1;
-    if (buf.length < p + cl) throw new SFrameError('malformed', 'truncated CTR');
-    if (cl > 1 && buf[p] === 0) throw new SFrameError('malformed', 'non-minimal CTR encoding');
+    if (buf.length < p + cl) throw new E2eeError('malformed', 'truncated CTR');
+    if (cl > 1 && buf[p] === 0) throw new E2eeError('malformed', 'non-minimal CTR encoding');
     ctr = readBE(buf, p, cl);
-    if (ctr < 8n) throw new SFrameError('malformed', 'non-minimal CTR encoding (value < 8 must be inline)');
+    if (ctr < 8n) throw new E2eeError('malformed', 'non-minimal CTR encoding (value < 8 must be inline)');
     p += cl;
   }
   return { kid, ctr, length: p };
@@ -227,7 +227,7 @@ export function derivationLabel(which: 'key' | 'salt', kid: bigint, suite: numbe
 
 function checkBaseKey(baseKey: Uint8Array): void {
   if (!(baseKey instanceof Uint8Array) || baseKey.length < 16) {
-    throw new SFrameError('range', 'base_key must be a Uint8Array of at least 16 bytes');
+    throw new E2eeError('range', 'base_key must be a Uint8Array of at least 16 bytes');
   }
 }
 
@@ -295,7 +295,7 @@ function bs(u: Uint8Array): Uint8Array<ArrayBuffer> {
 
 function subtle(): SubtleCrypto {
   const s = globalThis.crypto?.subtle;
-  if (s === undefined) throw new SFrameError('state', 'WebCrypto (globalThis.crypto.subtle) is not available');
+  if (s === undefined) throw new E2eeError('state', 'WebCrypto (globalThis.crypto.subtle) is not available');
   return s;
 }
 
@@ -394,8 +394,8 @@ export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
  */
 export async function ctrHmacEncrypt(suite: number, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, pt: Uint8Array): Promise<Uint8Array> {
   const p = suiteParams(suite);
-  if (p.kind !== 'ctr-hmac') throw new SFrameError('unsupported-suite', `${p.name} is not an AES-CTR+HMAC suite`);
-  if (key.length !== p.nk) throw new SFrameError('range', `key must be ${p.nk} bytes`);
+  if (p.kind !== 'ctr-hmac') throw new E2eeError('unsupported-suite', `${p.name} is not an AES-CTR+HMAC suite`);
+  if (key.length !== p.nk) throw new E2eeError('range', `key must be ${p.nk} bytes`);
   const s = subtle();
   const aes = await s.importKey('raw', bs(key.subarray(0, p.nka)), { name: 'AES-CTR' }, false, ['encrypt']);
   const mac = await s.importKey('raw', bs(key.subarray(p.nka)), { name: 'HMAC', hash: p.hash }, false, ['sign']);
@@ -410,9 +410,9 @@ export async function ctrHmacEncrypt(suite: number, key: Uint8Array, nonce: Uint
 /** AEAD.Decrypt of RFC 9605 §4.5.1 with raw key material. Verifies the tag (constant time) before decrypting. */
 export async function ctrHmacDecrypt(suite: number, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array> {
   const p = suiteParams(suite);
-  if (p.kind !== 'ctr-hmac') throw new SFrameError('unsupported-suite', `${p.name} is not an AES-CTR+HMAC suite`);
-  if (key.length !== p.nk) throw new SFrameError('range', `key must be ${p.nk} bytes`);
-  if (ct.length < p.nt) throw new SFrameError('malformed', 'ciphertext shorter than the tag');
+  if (p.kind !== 'ctr-hmac') throw new E2eeError('unsupported-suite', `${p.name} is not an AES-CTR+HMAC suite`);
+  if (key.length !== p.nk) throw new E2eeError('range', `key must be ${p.nk} bytes`);
+  if (ct.length < p.nt) throw new E2eeError('malformed', 'ciphertext shorter than the tag');
   const s = subtle();
   const aes = await s.importKey('raw', bs(key.subarray(0, p.nka)), { name: 'AES-CTR' }, false, ['decrypt']);
   const mac = await s.importKey('raw', bs(key.subarray(p.nka)), { name: 'HMAC', hash: p.hash }, false, ['sign']);
@@ -423,7 +423,7 @@ async function ctrHmacOpen(aes: CryptoKey, mac: CryptoKey, nt: number, nonce: Ui
   const inner = ct.subarray(0, ct.length - nt);
   const tag = ct.subarray(ct.length - nt);
   const expected = await ctrHmacTag(mac, nt, nonce, aad, inner);
-  if (!constantTimeEqual(tag, expected)) throw new SFrameError('auth', 'authentication tag mismatch');
+  if (!constantTimeEqual(tag, expected)) throw new E2eeError('auth', 'authentication tag mismatch');
   return new Uint8Array(await subtle().decrypt(ctrParams(nonce), aes, bs(inner)));
 }
 
@@ -458,8 +458,8 @@ export async function sealWithKey(
   plaintext: Uint8Array,
   opts?: SealOptions,
 ): Promise<Uint8Array> {
-  if (k.wiped) throw new SFrameError('state', 'key was wiped');
-  if (k.usage !== 'seal') throw new SFrameError('state', 'key is marked for decryption only (RFC 9605 §4.4.1)');
+  if (k.wiped) throw new E2eeError('state', 'key was wiped');
+  if (k.usage !== 'seal') throw new E2eeError('state', 'key is marked for decryption only (RFC 9605 §4.4.1)');
   checkU64('ctr', ctr);
   const lead = opts?.leading;
   const leadLen = lead === undefined ? 0 : lead.length;
@@ -487,16 +487,16 @@ export async function sealWithKey(
 
 /**
  * Decrypt one SFrame ciphertext with the key for its KID. `header` may be passed when the caller already parsed
- * it (it must be `decodeHeader(sframe)`). Throws SFrameError: `malformed` (bad header, shorter than a tag),
+ * it (it must be `decodeHeader(sframe)`). Throws E2eeError: `malformed` (bad header, shorter than a tag),
  * `unknown-kid` (header KID is not this key's KID), `auth` (tag check failed). Plaintext is a fresh buffer.
  */
 export async function openWithKey(k: SFrameKey, metadata: Uint8Array, sframe: Uint8Array, header?: DecodedHeader): Promise<Uint8Array> {
-  if (k.wiped) throw new SFrameError('state', 'key was wiped');
-  if (k.usage !== 'open') throw new SFrameError('state', 'key is marked for encryption only (RFC 9605 §4.4.1)');
+  if (k.wiped) throw new E2eeError('state', 'key was wiped');
+  if (k.usage !== 'open') throw new E2eeError('state', 'key is marked for encryption only (RFC 9605 §4.4.1)');
   const h = header ?? decodeHeader(sframe);
-  if (h.kid !== k.kid) throw new SFrameError('unknown-kid', 'SFrame KID does not match the key');
+  if (h.kid !== k.kid) throw new E2eeError('unknown-kid', 'SFrame KID does not match the key');
   const p = k.suite;
-  if (sframe.length - h.length < p.nt) throw new SFrameError('malformed', 'SFrame shorter than header + tag');
+  if (sframe.length - h.length < p.nt) throw new E2eeError('malformed', 'SFrame shorter than header + tag');
   const aad = buildAad(sframe, h.length, metadata);
   const nonce = sframeNonce(k.salt, h.ctr);
   const ct = sframe.subarray(h.length);
@@ -504,7 +504,7 @@ export async function openWithKey(k: SFrameKey, metadata: Uint8Array, sframe: Ui
     try {
       return new Uint8Array(await subtle().decrypt({ name: 'AES-GCM', iv: bs(nonce), additionalData: bs(aad), tagLength: 128 }, k.aes, bs(ct)));
     } catch (e) {
-      throw new SFrameError('auth', 'authentication failed', { cause: e });
+      throw new E2eeError('auth', 'authentication failed', { cause: e });
     }
   }
   return ctrHmacOpen(k.aes, k.mac as CryptoKey, p.nt, nonce, aad, ct);
@@ -574,7 +574,7 @@ export async function seal(
 
 /**
  * One-shot RFC 9605 decrypt: parse the header, derive the key for (baseKey, header KID) and open.
- * Throws SFrameError (`malformed` | `auth` | `unsupported-suite` ...).
+ * Throws E2eeError (`malformed` | `auth` | `unsupported-suite` ...).
  */
 export async function open(suite: number, baseKey: Uint8Array, metadata: Uint8Array, sframe: Uint8Array, cache?: KeyCache): Promise<Uint8Array> {
   suiteParams(suite);

@@ -18,7 +18,7 @@
  */
 import { equalBytes, fromBase64urlExact, toBase64url } from './bytes.ts';
 import { FINGERPRINT_LEN, fingerprint } from './identity.ts';
-import { KeyError } from './key-errors.ts';
+import { E2eeError } from './errors.ts';
 
 export const VERIFICATIONS_KIND = 'sealed-meet verifications';
 const MAX_NAME = 256;
@@ -51,12 +51,12 @@ export function normalizeName(name: string): string {
 }
 
 function checkFp(fp: Uint8Array): void {
-  if (fp.length !== FINGERPRINT_LEN) throw new KeyError('bad-key', `fingerprint must be ${FINGERPRINT_LEN} bytes`);
+  if (fp.length !== FINGERPRINT_LEN) throw new E2eeError('bad-key', `fingerprint must be ${FINGERPRINT_LEN} bytes`);
 }
 
 function checkName(name: string): string {
   const n = normalizeName(name);
-  if (n.length === 0 || n.length > MAX_NAME) throw new KeyError('malformed', 'name must be 1..256 characters');
+  if (n.length === 0 || n.length > MAX_NAME) throw new E2eeError('malformed', 'name must be 1..256 characters');
   return n;
 }
 
@@ -100,29 +100,29 @@ export function exportVerifications(v: Verifications): string {
   return JSON.stringify({ kind: VERIFICATIONS_KIND, v: 1, records });
 }
 
-/** Strict import. @throws KeyError('malformed' | 'unsupported-version' | 'bad-key') */
+/** Strict import. @throws E2eeError('malformed' | 'unsupported-version' | 'bad-key') */
 export function importVerifications(json: string): Verifications {
   let o: unknown;
   try {
     o = JSON.parse(json);
   } catch {
-    throw new KeyError('malformed', 'verifications are not JSON');
+    throw new E2eeError('malformed', 'verifications are not JSON');
   }
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new KeyError('malformed', 'verifications must be an object');
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new E2eeError('malformed', 'verifications must be an object');
   const r = o as Record<string, unknown>;
-  if (r['kind'] !== VERIFICATIONS_KIND) throw new KeyError('malformed', 'not sealed-meet verifications');
-  if (r['v'] !== 1) throw new KeyError('unsupported-version', 'verifications version');
-  if (Object.keys(r).sort().join(',') !== 'kind,records,v') throw new KeyError('malformed', 'unexpected fields');
+  if (r['kind'] !== VERIFICATIONS_KIND) throw new E2eeError('malformed', 'not sealed-meet verifications');
+  if (r['v'] !== 1) throw new E2eeError('unsupported-version', 'verifications version');
+  if (Object.keys(r).sort().join(',') !== 'kind,records,v') throw new E2eeError('malformed', 'unexpected fields');
   const recs = r['records'];
-  if (!Array.isArray(recs) || recs.length > MAX_RECORDS) throw new KeyError('malformed', 'records must be an array');
+  if (!Array.isArray(recs) || recs.length > MAX_RECORDS) throw new E2eeError('malformed', 'records must be an array');
   let v = emptyVerifications();
   for (const x of recs) {
-    if (typeof x !== 'object' || x === null || Array.isArray(x)) throw new KeyError('malformed', 'record must be an object');
+    if (typeof x !== 'object' || x === null || Array.isArray(x)) throw new E2eeError('malformed', 'record must be an object');
     const e = x as Record<string, unknown>;
-    if (Object.keys(e).sort().join(',') !== 'fingerprint,name,verifiedAt') throw new KeyError('malformed', 'record fields');
+    if (Object.keys(e).sort().join(',') !== 'fingerprint,name,verifiedAt') throw new E2eeError('malformed', 'record fields');
     if (typeof e['name'] !== 'string' || typeof e['fingerprint'] !== 'string' || typeof e['verifiedAt'] !== 'number' || !Number.isFinite(e['verifiedAt']))
-      throw new KeyError('malformed', 'record field types');
-    if (v.byName.has(normalizeName(e['name']))) throw new KeyError('malformed', 'duplicate name');
+      throw new E2eeError('malformed', 'record field types');
+    if (v.byName.has(normalizeName(e['name']))) throw new E2eeError('malformed', 'duplicate name');
     v = markVerified(v, e['name'], fromBase64urlExact(e['fingerprint'], FINGERPRINT_LEN, 'fingerprint'), e['verifiedAt']);
   }
   return v;
