@@ -5,7 +5,7 @@
  * with `history.replaceState`; it is never sent anywhere.
  */
 import { createContext } from 'svelte';
-import { deriveInviteKeys, generateInvite, newRoomId, parseInviteFragment, ROOM_ID_RE, type InviteKeys } from '../e2ee/invite.ts';
+import { deriveInviteKeys, generateInvite, newRoomId, parseInviteFragment, ROOM_ID_RE, wipeInviteKeys, type InviteKeys } from '../e2ee/invite.ts';
 import { transformSupport } from '../transform/support.ts';
 import { fingerprint } from '../e2ee/identity.ts';
 import { loadIdentity, resetIdentity } from './identity-store.ts';
@@ -174,8 +174,6 @@ export class AppState {
     const session = new CallSession({
       serverUrl: location.origin,
       roomId,
-      accessToken: this.keys.accessToken,
-      metadataKey: this.keys.metadataKey,
       inviteKeys: this.keys,
       creatorFingerprint: this.#creators.get(roomId),
       testHooks: this.testHooks,
@@ -207,6 +205,8 @@ export class AppState {
     this.session = null;
     this.media?.stopAll();
     this.media = null;
+    // The meeting is over in this tab: its invite-derived keys are wiped (a later visit derives them again).
+    if (this.keys) wipeInviteKeys(this.keys);
     this.keys = null;
     this.phase = 'lobby';
   }

@@ -121,25 +121,23 @@ function snapshot(app: AppState): DebugSnapshot {
     joinCount: s?.joinCount ?? 0,
     transports: s?.transportStates() ?? { send: null, recv: null },
     transformApi: app.support.ok ? app.support.api : null,
-    peers: s ? [...s.peers.keys()] : [],
+    peers: s ? [...s.peers] : [],
     activeSpeaker: s?.activeSpeaker ?? null,
     producers: s
-      ? Object.values(s.producers)
-          .filter((p) => !!p)
-          .map((p) => ({
-            id: p.producer.id,
-            kind: p.producer.kind,
-            source: p.source,
-            paused: p.producer.paused,
-            transformApi: s.transformApi,
-            transformKey: p.transformKey,
-            workerFrames: count(p.transformKey)?.frames ?? 0,
-            workerBytes: count(p.transformKey)?.bytes ?? 0,
-            ...e2(p.transformKey),
-          }))
+      ? [...(s.plane?.producers.values() ?? [])].map((p) => ({
+          id: p.producer.id,
+          kind: p.producer.kind,
+          source: p.source,
+          paused: p.producer.paused,
+          transformApi: s.transformApi,
+          transformKey: p.transformKey,
+          workerFrames: count(p.transformKey)?.frames ?? 0,
+          workerBytes: count(p.transformKey)?.bytes ?? 0,
+          ...e2(p.transformKey),
+        }))
       : [],
     consumers: s
-      ? [...s.consumers.values()].map((m) => ({
+      ? [...(s.plane?.consumers.values() ?? [])].map((m) => ({
           id: m.consumer.id,
           kind: m.consumer.kind,
           source: m.source,
@@ -148,12 +146,12 @@ function snapshot(app: AppState): DebugSnapshot {
           peerId: m.peerId,
           producerId: m.consumer.producerId,
           type: m.type,
-          preferredSpatialLayer: s.preferredLayer(m.consumer.id),
+          preferredSpatialLayer: s.plane?.preferredLayer(m.consumer.id) ?? null,
           transformApi: s.transformApi,
-          transformKey: m.transformKey,
-          workerFrames: count(m.transformKey)?.frames ?? 0,
-          workerBytes: count(m.transformKey)?.bytes ?? 0,
-          ...e2(m.transformKey),
+          transformKey: m.consumer.id,
+          workerFrames: count(m.consumer.id)?.frames ?? 0,
+          workerBytes: count(m.consumer.id)?.bytes ?? 0,
+          ...e2(m.consumer.id),
         }))
       : [],
     e2ee: {
@@ -219,10 +217,10 @@ export function installDebug(app: AppState): void {
     async stats(id: string): Promise<RtpSummary | null> {
       const s = app.session;
       if (!s) return null;
-      for (const p of Object.values(s.producers)) {
-        if (p && p.producer.id === id && !p.producer.closed) return summarize(await p.producer.getStats(), 'send', p.producer.kind);
+      for (const p of s.plane?.producers.values() ?? []) {
+        if (p.producer.id === id && !p.producer.closed) return summarize(await p.producer.getStats(), 'send', p.producer.kind);
       }
-      const m = s.consumers.get(id);
+      const m = s.plane?.consumers.get(id);
       if (m && !m.consumer.closed) return summarize(await m.consumer.getStats(), 'recv', m.consumer.kind);
       return null;
     },

@@ -1,20 +1,13 @@
 /**
- * E2EE state for the UI: fingerprints, room code, per-member verification and key state, alerts, safety numbers,
- * and sealed chat. One instance per call session (`call.e2ee`). Components only read these fields and call the
- * methods; all key material stays in `CallSession` / the transform worker.
+ * E2EE state for the UI: fingerprints, room code, per-member verification and key state, alerts, safety numbers.
+ * One instance per call session (`call.e2ee`). The call session copies the session layer's views in; components
+ * only read these fields and call the methods. No key material here.
  */
+import type { RoomCodeView } from '../session/key-bridge.ts';
+import type { AlertKind, E2eeMember } from '../session/trust-monitor.ts';
 
-export type VerificationState = 'verified' | 'unverified' | 'changed' | 'creator';
-export type MemberKeyState = 'waiting' | 'encrypted' | 'verified' | 'failing';
-export type AlertKind =
-  | 'injected-member'
-  | 'identity-changed'
-  | 'bypass'
-  | 'roster'
-  | 'decrypt-failing'
-  | 'codec-refused'
-  | 'key-exchange'
-  | 'internal';
+export type { RoomCodeView } from '../session/key-bridge.ts';
+export type { AlertKind, E2eeMember, MemberKeyState, VerificationState } from '../session/trust-monitor.ts';
 
 export interface E2eeAlert {
   id: string;
@@ -24,39 +17,10 @@ export interface E2eeAlert {
   at: number;
 }
 
-export interface E2eeMember {
-  peerId: string;
-  name?: string;
-  /** Identity fingerprint, shown as hex groups (empty until the member's announcement verified). */
-  fingerprint: string;
-  verification: VerificationState;
-  keyState: MemberKeyState;
-  /** Frames of this member dropped by reason (auth, unknown-kid, expired, …). */
-  drops: Record<string, number>;
-  /** Frames of this member opened. */
-  opened: number;
-}
-
-export interface RoomCodeView {
-  emoji: string;
-  digits: string;
-}
-
-/** Engine behind E2eeState (implemented by CallSession). */
+/** What E2eeState asks the session layer for. */
 export interface E2eeBackend {
   safetyNumber(peerId: string): Promise<{ digits: string; emoji: string }>;
   markVerified(peerId: string): Promise<void>;
-  sealChat(text: string): Promise<string>;
-  openChat(fromPeerId: string, blob: string): Promise<{ text: string; at: number } | null>;
-}
-
-/** A chat message that opened (authenticated under the sender's current media-derived chat key). */
-export interface ChatMessage {
-  from: string;
-  text: string;
-  at: number;
-  /** The relay blob it came in (for dedup). */
-  blob: string;
 }
 
 let alertSeq = 0;
@@ -72,7 +36,6 @@ export class E2eeState {
   readonly encryptedCount = $derived(this.members.filter((m) => m.keyState === 'encrypted' || m.keyState === 'verified').length);
 
   #backend: E2eeBackend | null = null;
-  #chatListeners = new Set<(m: ChatMessage) => void>();
   #safety = new Map<string, Promise<{ digits: string; emoji: string }>>();
 
   /** Wired by CallSession. */
@@ -80,7 +43,7 @@ export class E2eeState {
     this.#backend = backend;
   }
 
-  /** Pairwise safety number with `peerId` (cached per peer identity; ~150 ms on first call). */
+  /** Pairwise safety number with `peerId` (cached per peer identity; ~275 ms on first call). */
   safetyNumber(peerId: string): Promise<{ digits: string; emoji: string }> {
     const m = this.members.find((x) => x.peerId === peerId);
     const cacheKey = `${peerId}:${m?.fingerprint ?? ''}`;
@@ -100,35 +63,6 @@ export class E2eeState {
 
   dismissAlert(id: string): void {
     this.alerts = this.alerts.filter((a) => a.id !== id);
-  }
-
-  /** Chat: text → opaque relay blob (sealed under our current chat key). */
-  sealChat(text: string): Promise<string> {
-    if (!this.#backend) return Promise.reject(new Error('not in a call'));
-    return this.#backend.sealChat(text);
-  }
-
-  /** Chat: relay blob → text, or null if it is not a chat message we can open. */
-  async openChat(fromPeerId: string, blob: string): Promise<{ text: string; at: number } | null> {
-    if (!this.#backend) return null;
-    return this.#backend.openChat(fromPeerId, blob);
-  }
-
-  /** Chat messages that arrive over the relay and open. Returns an unsubscribe function. */
-  onChat(listener: (m: ChatMessage) => void): () => void {
-    this.#chatListeners.add(listener);
-    return () => this.#chatListeners.delete(listener);
-  }
-
-  /** Called by CallSession for every incoming chat message that opened. */
-  deliverChat(m: ChatMessage): void {
-    for (const l of this.#chatListeners) {
-      try {
-        l(m);
-      } catch (e) {
-        console.warn('[chat] listener failed', e);
-      }
-    }
   }
 
   /** Raise an alert (deduplicated by kind + message while it is shown). */

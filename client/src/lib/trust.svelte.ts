@@ -3,7 +3,7 @@
  * safety number comes from `call.e2ee.safetyNumber`, verification goes through `call.e2ee.markVerified`.
  */
 import QRCode from 'qrcode';
-import type { AlertKind, E2eeState } from '../lib/e2ee.svelte.ts';
+import type { AlertKind, E2eeState } from './e2ee.svelte.ts';
 
 export interface SafetyView {
   peerId: string;

@@ -1,0 +1,272 @@
+/**
+ * The key bridge: one join's end-to-end keys. It owns the KeyAgent (membership + key transport), this join's
+ * session key pair, the chat keys and the set of members whose receive key arrived, and turns the agent's effects
+ * into calls on the transform worker (`FramePort`) and into typed events for the session:
+ * - `alert`: a key-exchange problem (reason from membership.ts, the member it concerns);
+ * - `members-changed`: roster, keys or the room code changed;
+ * - `keyframe-needed`: our send key switched (`send`) or a member's receive key arrived (`receive`).
+ *
+ * One bridge per join: `destroy()` wipes its session key, chat keys and channel roots and clears the worker's keys,
+ * so a rejoin starts from nothing (new member id, new session key, new epoch).
+ *
+ * @module
+ */
+import { fromBase64url, toBase64url } from '../e2ee/bytes.ts';
+import { baseKeyForKid, chatInnerKid, openChatInner, sealChatInner } from '../e2ee/chat.ts';
+import { safetyNumber } from '../e2ee/codes.ts';
+import { newSession, wipeSession, type Identity, type Session } from '../e2ee/identity.ts';
+import type { InviteKeys } from '../e2ee/invite.ts';
+import { KeyAgent, type SendKeyInfo } from '../e2ee/key-agent.ts';
+import { SendKeyRing } from '../e2ee/send-ring.ts';
+import { currentRoomCode, type MemberRecord, type MembershipEffect, type MembershipState } from '../e2ee/membership.ts';
+import type { Cancel, Clock, FramePort } from './ports.ts';
+
+/** KeyAgent clock (rotation timer, expiry). */
+export const KEY_TICK_MS = 1000;
+
+export type BridgeEvent =
+  | { kind: 'alert'; reason: string; memberId?: string; detail?: string }
+  | { kind: 'members-changed' }
+  | { kind: 'keyframe-needed'; side: 'send' }
+  | { kind: 'keyframe-needed'; side: 'receive'; memberId: string };
+
+/** Records keys for the test-only export (`?e2ee-test-hooks=1`); absent in a normal call. */
+export interface KeyLog {
+  send(kid: bigint, baseKey: Uint8Array): void;
+  receive(memberId: string, senderIndex: number, kid: bigint, baseKey: Uint8Array): void;
+}
+
+export interface KeyBridgeOptions {
+  roomId: string;
+  memberId: string;
+  inviteKeys: InviteKeys;
+  identity: Identity;
+  keyLog?: KeyLog | undefined;
+}
+
+export interface KeyBridgePorts {
+  frames: FramePort;
+  /** Relay framing bytes out (the relay channel seals them). */
+  sendMembership(bytes: Uint8Array, to?: string): void;
+  clock: Clock;
+  emit(e: BridgeEvent): void;
+}
+
+export interface RoomCodeView {
+  emoji: string;
+  digits: string;
+}
+
+interface ChatKey {
+  senderIndex: number;
+  kid: bigint;
+  baseKey: Uint8Array;
+}
+
+export class KeyBridge {
+  readonly memberId: string;
+  readonly #opts: KeyBridgeOptions;
+  readonly #ports: KeyBridgePorts;
+  readonly #session: Session;
+  readonly #agent: KeyAgent;
+  /** Current media base key per member (ours under our member id): the chat keys derive from it. */
+  readonly #chatKeys = new Map<string, ChatKey>();
+  readonly #keyed = new Set<string>();
+  #roomCode: RoomCodeView | null = null;
+  #sending = false;
+  #senderIndex: number | null = null;
+  #stopTick: Cancel | null = null;
+  #destroyed = false;
+
+  constructor(opts: KeyBridgeOptions, ports: KeyBridgePorts) {
+    this.memberId = opts.memberId;
+    this.#opts = opts;
+    this.#ports = ports;
+    this.#session = newSession(opts.identity, opts.roomId, opts.memberId);
+    this.#agent = new KeyAgent(
+      { roomId: opts.roomId, memberId: opts.memberId, inviteKeys: opts.inviteKeys, identity: opts.identity, session: this.#session },
+      {
+        send: ({ to, blob }) => {
+          if (!this.#destroyed) ports.sendMembership(fromBase64url(blob), to);
+        },
+        createSendRing: (senderIndex, generation, baseKey, now) => new SendKeyRing({ sender: senderIndex, generation, now }, baseKey),
+        sendKeyChanged: (key, senderIndex) => this.#onSendKey(key, senderIndex),
+        installReceiveKey: (memberId, senderIndex, update) => {
+          if (this.#destroyed) return;
+          ports.frames.addReceiveKey(senderIndex, update.kid, update.baseKey);
+          this.#setChatKey(memberId, senderIndex, update.kid, update.baseKey);
+          this.#opts.keyLog?.receive(memberId, senderIndex, update.kid, update.baseKey);
+          this.#keyed.add(memberId);
+          ports.emit({ kind: 'keyframe-needed', side: 'receive', memberId });
+          ports.emit({ kind: 'members-changed' });
+        },
+        onEffect: (eff, state) => {
+          if (!this.#destroyed) this.#onEffect(eff, state);
+        },
+      },
+    );
+  }
+
+  /** Join the key exchange (after the server's join answer); `existing`: the members the server listed. */
+  async start(existing: readonly string[]): Promise<void> {
+    const clock = this.#ports.clock;
+    this.#stopTick = clock.every(KEY_TICK_MS, () => void this.#agent.tick(clock.now()).catch(() => undefined));
+    await this.#agent.join(clock.now(), existing);
+  }
+
+  /** A membership message (relay framing bytes) from `from`. */
+  relay(from: string, bytes: Uint8Array): Promise<void> {
+    return this.#agent.relay(this.#ports.clock.now(), from, toBase64url(bytes));
+  }
+
+  /** The server says `memberId` left: forget it and switch to a fresh key (forward secrecy on leave). */
+  memberLeft(memberId: string): Promise<void> {
+    return this.#agent.memberLeft(this.#ports.clock.now(), memberId);
+  }
+
+  get state(): MembershipState {
+    return this.#agent.state;
+  }
+
+  /** The verified member record (identity, fingerprint), if `memberId` passed the key exchange. */
+  member(memberId: string): MemberRecord | undefined {
+    return this.#agent.state.members.get(memberId);
+  }
+
+  /** True once our own send key exists (outgoing frames are sealed). */
+  get sending(): boolean {
+    return this.#sending;
+  }
+
+  get senderIndex(): number | null {
+    return this.#senderIndex;
+  }
+
+  /** Whether `memberId`'s receive key arrived. */
+  keyed(memberId: string): boolean {
+    return this.#keyed.has(memberId);
+  }
+
+  hasChatKey(memberId: string): boolean {
+    return this.#chatKeys.has(memberId);
+  }
+
+  get roomCode(): RoomCodeView | null {
+    return this.#roomCode;
+  }
+
+  /** Our current send key (test-only export). A copy: wipe it. */
+  currentSendKey(): { kid: bigint; baseKey: Uint8Array } | null {
+    const k = this.#chatKeys.get(this.memberId);
+    return k ? { kid: k.kid, baseKey: k.baseKey.slice() } : null;
+  }
+
+  /** Pairwise safety number with a verified member (~275 ms of hashing: run off the current task). */
+  safetyNumber(memberId: string): Promise<{ digits: string; emoji: string }> {
+    const rec = this.member(memberId);
+    if (!rec) return Promise.reject(new Error('this participant has not joined the key exchange'));
+    const mine = this.#opts.identity.publicKey;
+    return new Promise((resolve, reject) => {
+      this.#ports.clock.after(0, () => {
+        try {
+          const sn = safetyNumber(mine, rec.identityPublicKey);
+          resolve({ digits: sn.groups.join(' '), emoji: sn.emoji.map((e) => e.emoji).join(' ') });
+        } catch (e) {
+          reject(e instanceof Error ? e : new Error(String(e)));
+        }
+      });
+    });
+  }
+
+  /** A chat message sealed under our current media-derived chat key (inner blob, e2ee/chat.ts). */
+  async sealChat(text: string): Promise<Uint8Array> {
+    const k = this.#chatKeys.get(this.memberId);
+    if (!k || this.#destroyed) throw new Error('not in the call yet');
+    return sealChatInner(k.baseKey, k.kid, this.#opts.roomId, this.memberId, text, this.#ports.clock.now());
+  }
+
+  /** Opens an inner chat blob from `from`, or null (no key for that sender / KID, or it does not authenticate). */
+  async openChat(from: string, inner: Uint8Array): Promise<{ text: string; at: number } | null> {
+    const kid = chatInnerKid(inner);
+    const known = this.#chatKeys.get(from);
+    if (kid === null || !known) return null;
+    const base = baseKeyForKid(known, kid);
+    if (!base) return null;
+    try {
+      return await openChatInner(base, this.#opts.roomId, from, inner);
+    } catch {
+      return null;
+    } finally {
+      base.fill(0);
+    }
+  }
+
+  /** Wipes this join's keys (agent channels, send ring, session key, chat keys) and the worker's keys. */
+  destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    this.#stopTick?.();
+    this.#agent.destroy();
+    this.#ports.frames.clearSendKey();
+    this.#ports.frames.forgetAllSenders();
+    wipeSession(this.#session);
+    for (const k of this.#chatKeys.values()) k.baseKey.fill(0);
+    this.#chatKeys.clear();
+    this.#keyed.clear();
+    this.#sending = false;
+    this.#roomCode = null;
+  }
+
+  #onSendKey(key: SendKeyInfo, senderIndex: number): void {
+    if (this.#destroyed) return;
+    this.#senderIndex = senderIndex;
+    this.#ports.frames.setSendKey(senderIndex, key.generation, key.step, key.kid, key.baseKey);
+    this.#setChatKey(this.memberId, senderIndex, key.kid, key.baseKey);
+    this.#opts.keyLog?.send(key.kid, key.baseKey);
+    this.#sending = true;
+  }
+
+  #setChatKey(memberId: string, senderIndex: number, kid: bigint, baseKey: Uint8Array): void {
+    this.#chatKeys.get(memberId)?.baseKey.fill(0);
+    this.#chatKeys.set(memberId, { senderIndex, kid, baseKey: baseKey.slice() });
+  }
+
+  #onEffect(eff: MembershipEffect, state: MembershipState): void {
+    const { frames, emit } = this.#ports;
+    switch (eff.kind) {
+      case 'roster-changed':
+        for (const [id, idx] of state.senderIndices) if (id !== this.memberId) frames.addSender(idx);
+        this.#roomCode = roomCodeView(state);
+        emit({ kind: 'members-changed' });
+        break;
+      case 'forget-member':
+        if (eff.senderIndex !== undefined) frames.forgetSender(eff.senderIndex);
+        this.#chatKeys.get(eff.memberId)?.baseKey.fill(0);
+        this.#chatKeys.delete(eff.memberId);
+        this.#keyed.delete(eff.memberId);
+        emit({ kind: 'members-changed' });
+        break;
+      case 'sender-index-changed':
+        frames.forgetSender(eff.from);
+        frames.addSender(eff.to);
+        break;
+      case 'request-keyframe':
+        emit({ kind: 'keyframe-needed', side: 'send' });
+        break;
+      case 'alert':
+        emit({ kind: 'alert', reason: eff.reason, ...(eff.memberId !== undefined ? { memberId: eff.memberId } : {}), ...(eff.detail !== undefined ? { detail: eff.detail } : {}) });
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+function roomCodeView(state: MembershipState): RoomCodeView | null {
+  try {
+    const rc = currentRoomCode(state);
+    return { emoji: rc.emoji.map((e) => e.emoji).join(' '), digits: rc.digits.replace(/(\d{4})(?=\d)/g, '$1 ') };
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,195 @@
+/**
+ * Trust monitor: what the UI shows about each member's keys and identity, and the alerts that follow from it.
+ * Pure functions over numbers and records (the caller reads `getStats` and the worker's counts):
+ * - `memberViews(input, memory)`: the people list with verification and key state, plus the alerts it implies
+ *   (identity changed, decryption failing, a listed member that never joined the key exchange);
+ * - `keyAlert(reason, who, detail)`: the alert for a key-exchange rejection from membership.ts;
+ * - `BypassDetector`: bytes on the wire must come with sealed frames.
+ *
+ * Building a view never raises anything by itself: alerts are returned, the caller raises them.
+ *
+ * @module
+ */
+import { fingerprint as identityFingerprint } from '../e2ee/identity.ts';
+import type { MemberRecord } from '../e2ee/membership.ts';
+import { check as checkVerification, isCreator, type Verifications } from '../e2ee/verification.ts';
+import type { SenderCount } from '../transform/protocol.ts';
+
+export type VerificationState = 'verified' | 'unverified' | 'changed' | 'creator';
+export type MemberKeyState = 'waiting' | 'encrypted' | 'verified' | 'failing';
+export type AlertKind =
+  | 'injected-member'
+  | 'identity-changed'
+  | 'bypass'
+  | 'roster'
+  | 'decrypt-failing'
+  | 'codec-refused'
+  | 'key-exchange'
+  | 'internal';
+
+export interface TrustAlert {
+  kind: AlertKind;
+  message: string;
+}
+
+export interface E2eeMember {
+  peerId: string;
+  name?: string;
+  /** Identity fingerprint, shown as hex groups (empty until the member's announcement verified). */
+  fingerprint: string;
+  verification: VerificationState;
+  keyState: MemberKeyState;
+  /** Frames of this member dropped by reason (auth, unknown-kid, expired, …). */
+  drops: Record<string, number>;
+  /** Frames of this member opened. */
+  opened: number;
+}
+
+/** A listed member that has not joined the key exchange after this long raises a roster alert. */
+export const ROSTER_GRACE_MS = 15_000;
+/** Drop reasons that mean "frames arrive under this sender's key and do not open" (not merely early or late). */
+const BAD_REASONS = ['auth', 'expired', 'overflow', 'malformed'] as const;
+
+const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+/** Fingerprint as shown: the first 20 bytes as 40 hex digits in groups of 4. */
+export const fingerprintDisplay = (fp: Uint8Array): string => hex(fp).slice(0, 40).replace(/(.{4})(?=.)/g, '$1 ');
+export const identityDisplay = (identityPublicKey: Uint8Array): string => fingerprintDisplay(identityFingerprint(identityPublicKey));
+
+export interface MemberInput {
+  peerId: string;
+  name: string | undefined;
+  /** Verified key-exchange record; undefined: no valid announcement yet. */
+  record: MemberRecord | undefined;
+  senderIndex: number | undefined;
+  /** Its receive key arrived. */
+  keyed: boolean;
+}
+
+export interface ViewsInput {
+  members: readonly MemberInput[];
+  /** The worker's per-sender receive counts. */
+  senders: readonly SenderCount[];
+  verifications: Verifications | null;
+  creatorFingerprint: Uint8Array | undefined;
+  now: number;
+}
+
+/** What memberViews remembers between calls (returned anew; the input is not changed). */
+export interface MonitorMemory {
+  /** Per member: frames opened and bad drops at the last call (a rise in bad with no rise in opened = failing). */
+  readonly last: ReadonlyMap<string, { opened: number; bad: number }>;
+  /** Per member: when it was first listed without a key-exchange record. */
+  readonly unannouncedSince: ReadonlyMap<string, number>;
+}
+
+export const emptyMemory = (): MonitorMemory => ({ last: new Map(), unannouncedSince: new Map() });
+
+function verificationOf(m: MemberInput, input: ViewsInput): VerificationState {
+  const rec = m.record;
+  if (!rec) return 'unverified';
+  if (isCreator(input.creatorFingerprint, rec.identityPublicKey)) return 'creator';
+  if (!m.name || !input.verifications) return 'unverified';
+  try {
+    return checkVerification(input.verifications, m.name, rec.fingerprint).status;
+  } catch {
+    return 'unverified';
+  }
+}
+
+export function memberViews(input: ViewsInput, memory: MonitorMemory): { members: E2eeMember[]; alerts: TrustAlert[]; memory: MonitorMemory } {
+  const senders = new Map(input.senders.map((s) => [s.senderIndex, s]));
+  const last = new Map<string, { opened: number; bad: number }>();
+  const unannouncedSince = new Map<string, number>();
+  const alerts: TrustAlert[] = [];
+  const members = input.members.map((m): E2eeMember => {
+    const display = m.name ?? 'Participant';
+    const verification = verificationOf(m, input);
+    if (verification === 'changed') alerts.push({ kind: 'identity-changed', message: `${display}'s identity key is not the one you verified before.` });
+    if (!m.record) {
+      const since = memory.unannouncedSince.get(m.peerId) ?? input.now;
+      unannouncedSince.set(m.peerId, since);
+      if (input.now - since > ROSTER_GRACE_MS) {
+        alerts.push({ kind: 'roster', message: `A participant the server lists (${m.peerId.slice(0, 8)}) has not joined the key exchange: it receives no keys.` });
+      }
+    }
+    const sc = m.senderIndex !== undefined ? senders.get(m.senderIndex) : undefined;
+    const drops: Record<string, number> = {};
+    for (const [k, v] of Object.entries(sc?.dropped ?? {})) if (v > 0) drops[k] = v;
+    const bad = BAD_REASONS.reduce((n, r) => n + (sc?.dropped[r] ?? 0), 0);
+    const opened = sc?.opened ?? 0;
+    const prev = memory.last.get(m.peerId);
+    const failing = !!prev && bad > prev.bad && opened === prev.opened;
+    last.set(m.peerId, { opened, bad });
+    if (failing) alerts.push({ kind: 'decrypt-failing', message: `Media from ${display} does not decrypt (frames are dropped).` });
+    const keyState: MemberKeyState = !m.keyed ? 'waiting' : failing ? 'failing' : verification === 'verified' || verification === 'creator' ? 'verified' : 'encrypted';
+    return {
+      peerId: m.peerId,
+      ...(m.name ? { name: m.name } : {}),
+      fingerprint: m.record ? fingerprintDisplay(m.record.fingerprint) : '',
+      verification,
+      keyState,
+      drops,
+      opened,
+    };
+  });
+  return { members, alerts, memory: { last, unannouncedSince } };
+}
+
+/** The alert for a key-exchange problem the membership reducer reported (null: nothing to show). */
+export function keyAlert(reason: string, who: string, detail: string | undefined): TrustAlert | null {
+  switch (reason) {
+    case 'bad-mac':
+      return { kind: 'injected-member', message: `${who} tried to join the key exchange without the invite key. It gets no keys and cannot see or hear anyone.` };
+    case 'session-changed':
+    case 'impersonation':
+      return { kind: 'identity-changed', message: `${who} presented a different identity or session key; it was ignored.` };
+    case 'replayed-announcement':
+      return { kind: 'roster', message: 'The server replayed the key announcement of someone who already left; it was refused.' };
+    case 'internal-error':
+      return { kind: 'internal', message: `Key handling failed (${detail ?? 'error'}); the next key rotation repairs it.` };
+    case 'not-joined':
+      return null;
+    default:
+      return { kind: 'key-exchange', message: `A key message was rejected (${reason}${detail ? `: ${detail}` : ''}).` };
+  }
+}
+
+/** The alert for relay traffic whose outer envelope did not open under the invite's metadata key. */
+export function foreignAlert(who: string): TrustAlert {
+  return { kind: 'injected-member', message: `${who} sent key-exchange traffic without the invite key. It gets no keys and cannot see or hear anyone.` };
+}
+
+/** Bytes a producer may send with no sealed frame in one period before it counts (RTX of earlier frames, probing). */
+export const BYPASS_SLACK_BYTES = 4000;
+/** Periods in a row with bytes but no sealed frame before a producer is called a bypass. */
+export const BYPASS_STRIKES = 2;
+
+/**
+ * Bypass detector: fed every period with each producer's outbound RTP bytes and the frames the worker sealed for
+ * it. Bytes rising by more than the slack while nothing was sealed, BYPASS_STRIKES periods in a row, means frames
+ * reach the wire without our transform.
+ */
+export class BypassDetector {
+  readonly #last = new Map<string, { bytes: number; sealed: number; strikes: number }>();
+
+  /** True when `producerId` is bypassing the transform. */
+  observe(producerId: string, bytes: number, sealed: number): boolean {
+    const last = this.#last.get(producerId);
+    if (!last) {
+      this.#last.set(producerId, { bytes, sealed, strikes: 0 });
+      return false;
+    }
+    const suspicious = bytes - last.bytes > BYPASS_SLACK_BYTES && sealed === last.sealed;
+    const strikes = suspicious ? last.strikes + 1 : 0;
+    this.#last.set(producerId, { bytes, sealed, strikes });
+    return strikes >= BYPASS_STRIKES;
+  }
+
+  forget(producerId: string): void {
+    this.#last.delete(producerId);
+  }
+
+  clear(): void {
+    this.#last.clear();
+  }
+}
