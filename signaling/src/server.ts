@@ -1,15 +1,9 @@
 /**
- * socket.io signaling on top of the SFU.
+ * socket.io signaling on top of the SFU: the handler table and the per-socket room state.
  *
- * Every inbound event goes through the same pipeline, in this order:
- *   1. per-socket token-bucket rate limit           → RATE_LIMITED
- *   2. exactly one payload argument                  → BAD_REQUEST
- *   3. payload size (JSON bytes) ≤ maxPayloadBytes   → TOO_LARGE
- *   4. `schemas[event].safeParse`                    → BAD_REQUEST (zod message)
- *   5. the handler, run in order with the socket's other events (a per-socket queue)
- * and the ack is called exactly once with `{ ok: true, data }` or `{ ok: false, error: { code, message } }`.
- * A missing ack is tolerated. Unknown events are answered BAD_REQUEST (if they carry an ack) and dropped.
- * Error messages never contain stacks; mediasoup failures are SFU_ERROR.
+ * Every inbound event goes through the generic pipeline of `pipeline.ts` (rate limit, one payload,
+ * size, schema, per-socket serial queue, exactly-once ack, unknown events). Error messages never
+ * contain stacks; mediasoup failures are SFU_ERROR, UNAVAILABLE once the room's worker died.
  *
  * Relay blobs are forwarded untouched and never parsed or logged. The logger only ever sees event
  * names, room ids, peer ids and error codes.
@@ -18,26 +12,23 @@ import type { Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import { Server, type Socket } from 'socket.io';
 import { iceServersOf, type IceServer } from '../../sfu/src/config.ts';
-import { errorMessage, Logger } from '../../sfu/src/Logger.ts';
+import { Logger } from '../../sfu/src/Logger.ts';
 import type { Peer } from '../../sfu/src/Peer.ts';
 import type { Room } from '../../sfu/src/Room.ts';
 import type { Sfu } from '../../sfu/src/Sfu.ts';
 import { SfuError } from '../../sfu/src/SfuError.ts';
 import type { MessageCapture } from './capture.ts';
+import { servePipeline } from './pipeline.ts';
 import {
   MAX_PAYLOAD_BYTES,
   schemas,
-  type AckResult,
   type ClientToServerEvents,
-  type ErrorCode,
   type InterServerEvents,
-  type ProtocolError,
   type Requests,
   type Responses,
   type ServerToClientEvents,
   type SocketData,
 } from './protocol.ts';
-import { TokenBucket } from './RateLimiter.ts';
 
 export type SignalingIo = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
 type SignalingSocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
@@ -68,21 +59,6 @@ export interface SignalingServer {
   close(): Promise<void>;
 }
 
-function toProtocolError(error: unknown): ProtocolError {
-  if (error instanceof SfuError) return { code: error.code, message: error.message };
-  return { code: 'SFU_ERROR', message: errorMessage(error) };
-}
-
-function jsonBytes(payload: unknown): number {
-  try {
-    const s = JSON.stringify(payload);
-    return s === undefined ? 0 : Buffer.byteLength(s, 'utf8');
-  } catch {
-    return Number.POSITIVE_INFINITY;
-  }
-}
-
-const EVENTS = Object.keys(schemas) as EventName[];
 const roomKey = (roomId: string): string => `room:${roomId}`;
 
 interface SocketState {
@@ -91,7 +67,6 @@ interface SocketState {
   detach?: () => void;
   /** Set when the room's worker died, until the next join: requests get UNAVAILABLE. */
   lost: boolean;
-  queue: Promise<unknown>;
 }
 
 export function createSignalingServer(
@@ -132,8 +107,7 @@ export function createSignalingServer(
   const sockets = new Map<string, SignalingSocket>();
 
   io.on('connection', (socket) => {
-    const bucket = new TokenBucket(rate.perSec, rate.burst);
-    const state: SocketState = { lost: false, queue: Promise.resolve() };
+    const state: SocketState = { lost: false };
     logger.debug('connected');
     if (capture) {
       capture.record('connect', socket.id, null, 'connect', []);
@@ -146,12 +120,6 @@ export function createSignalingServer(
       socket.onAnyOutgoing((event: string, ...args: unknown[]) => capture.record('out', socket.id, socket.data.peerId ?? null, event, args));
       socket.on('disconnect', (reason) => capture.record('disconnect', socket.id, socket.data.peerId ?? null, 'disconnect', [reason]));
     }
-
-    const enqueue = <T>(fn: () => Promise<T>): Promise<T> => {
-      const run = state.queue.then(fn, fn);
-      state.queue = run.catch(() => undefined);
-      return run;
-    };
 
     const dropState = (): void => {
       state.detach?.();
@@ -346,84 +314,19 @@ export function createSignalingServer(
       },
     };
 
-    // Unknown events: count them, answer BAD_REQUEST if they carry an ack, never dispatch them.
-    socket.use((packet, next) => {
-      const [event] = packet;
-      if (typeof event === 'string' && Object.hasOwn(schemas, event)) {
-        next();
-        return;
-      }
-      const last = packet[packet.length - 1];
-      const ack = typeof last === 'function' ? (last as (r: AckResult<never>) => void) : undefined;
-      const code: ErrorCode = bucket.take() ? 'BAD_REQUEST' : 'RATE_LIMITED';
-      logger.debug('rejected unknown event', { code });
-      const answer: AckResult<never> = { ok: false, error: { code, message: code === 'BAD_REQUEST' ? 'unknown event' : 'rate limited' } };
-      if (ack) capture?.record('ack', socket.id, socket.data.peerId ?? null, typeof event === 'string' ? event : String(event), [answer]);
-      try {
-        ack?.(answer);
-      } catch {
-        // ignore
-      }
+    const pipeline = servePipeline(socket, schemas, handlers, {
+      maxPayloadBytes,
+      rateLimit: rate,
+      logger,
+      capture,
+      // A mediasoup call that failed because the room's worker died meanwhile: tell the client to rejoin.
+      mapError: (err) => (err.code === 'SFU_ERROR' && state.lost ? { ...err, code: 'UNAVAILABLE' } : err),
     });
-
-    const loose = socket as unknown as { on(event: string, fn: (...args: unknown[]) => void): void };
-    for (const event of EVENTS) {
-      loose.on(event, (...args: unknown[]) => {
-        const last = args[args.length - 1];
-        const ack = typeof last === 'function' ? (args.pop() as (r: AckResult<unknown>) => void) : undefined;
-        let answered = false;
-        const reply = (res: AckResult<unknown>): void => {
-          if (answered) return;
-          answered = true;
-          if (!res.ok) {
-            const level = res.error.code === 'SFU_ERROR' ? 'warn' : 'debug';
-            logger[level]('request failed', {
-              event,
-              code: res.error.code,
-              roomId: socket.data.roomId ?? null,
-              peerId: socket.data.peerId ?? null,
-            });
-          }
-          if (!ack) return;
-          capture?.record('ack', socket.id, socket.data.peerId ?? null, event, [res]);
-          try {
-            ack(res);
-          } catch {
-            // a throwing ack is the client library's problem
-          }
-        };
-        const fail = (code: ErrorCode, message: string): void => reply({ ok: false, error: { code, message } });
-
-        if (!bucket.take()) return fail('RATE_LIMITED', 'too many events; slow down');
-        if (args.length !== 1) return fail('BAD_REQUEST', 'expected exactly one payload object');
-        const payload = args[0];
-        if (jsonBytes(payload) > maxPayloadBytes) return fail('TOO_LARGE', `payload over ${maxPayloadBytes} bytes`);
-        const parsed = schemas[event].safeParse(payload);
-        if (!parsed.success) {
-          const message = parsed.error.issues
-            .slice(0, 5)
-            .map((i) => (i.path.length > 0 ? `${i.path.join('.')}: ${i.message}` : i.message))
-            .join('; ');
-          return fail('BAD_REQUEST', message.slice(0, 500));
-        }
-        logger.debug('event', { event, roomId: socket.data.roomId ?? null, peerId: socket.data.peerId ?? null });
-        const handler = handlers[event] as (req: unknown) => Promise<unknown>;
-        enqueue(() => handler(parsed.data)).then(
-          (data) => reply({ ok: true, data }),
-          (error: unknown) => {
-            const err = toProtocolError(error);
-            // A mediasoup call that failed because the room's worker died meanwhile: tell the client to rejoin.
-            if (err.code === 'SFU_ERROR' && state.lost) err.code = 'UNAVAILABLE';
-            reply({ ok: false, error: err });
-          },
-        );
-      });
-    }
 
     socket.on('disconnect', () => {
       logger.debug('disconnected', { roomId: socket.data.roomId ?? null, peerId: socket.data.peerId ?? null });
       // After whatever is still queued for this socket (a pending join included).
-      void enqueue(async () => leave());
+      void pipeline.enqueue(async () => leave());
     });
   });
 
