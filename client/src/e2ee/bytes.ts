@@ -6,53 +6,26 @@
  *
  * @module
  */
+import { base64urlnopad } from '@scure/base';
 import { E2eeError } from './errors.ts';
 
-const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-const B64URL_RE = /^[A-Za-z0-9_-]*$/;
-
-/** Encodes bytes as base64url without padding. */
+/** Encodes bytes as base64url without padding (RFC 4648 §5). */
 export function toBase64url(bytes: Uint8Array): string {
-  let out = '';
-  let i = 0;
-  for (; i + 3 <= bytes.length; i += 3) {
-    const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8) | bytes[i + 2]!;
-    out += B64URL[(n >>> 18) & 63]! + B64URL[(n >>> 12) & 63]! + B64URL[(n >>> 6) & 63]! + B64URL[n & 63]!;
-  }
-  const rest = bytes.length - i;
-  if (rest === 1) {
-    const n = bytes[i]! << 16;
-    out += B64URL[(n >>> 18) & 63]! + B64URL[(n >>> 12) & 63]!;
-  } else if (rest === 2) {
-    const n = (bytes[i]! << 16) | (bytes[i + 1]! << 8);
-    out += B64URL[(n >>> 18) & 63]! + B64URL[(n >>> 12) & 63]! + B64URL[(n >>> 6) & 63]!;
-  }
-  return out;
+  return base64urlnopad.encode(bytes);
 }
 
 /**
- * Decodes unpadded base64url, strictly: rejects padding, other alphabets, impossible lengths (len % 4 == 1)
- * and non-canonical encodings (non-zero unused low bits), so every byte string has exactly one encoding.
+ * Decodes unpadded base64url, strictly (@scure/base `base64urlnopad`): rejects padding, other alphabets, whitespace,
+ * impossible lengths (len % 4 == 1) and non-canonical encodings (non-zero unused low bits), so every byte string has
+ * exactly one encoding. The message never quotes the input (it may be a secret).
  * @throws E2eeError('malformed')
  */
 export function fromBase64url(s: string): Uint8Array {
-  if (!B64URL_RE.test(s)) throw new E2eeError('malformed', 'not base64url (allowed: A-Z a-z 0-9 - _, no padding)');
-  if (s.length % 4 === 1) throw new E2eeError('malformed', 'base64url length is impossible (truncated?)');
-  const out = new Uint8Array(Math.floor((s.length * 3) / 4));
-  let acc = 0;
-  let bits = 0;
-  let o = 0;
-  for (let i = 0; i < s.length; i++) {
-    acc = (acc << 6) | B64URL.indexOf(s[i]!);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (acc >>> bits) & 0xff;
-    }
-    acc &= (1 << bits) - 1;
+  try {
+    return base64urlnopad.decode(s);
+  } catch {
+    throw new E2eeError('malformed', 'not canonical unpadded base64url (allowed: A-Z a-z 0-9 - _, no padding)');
   }
-  if (acc !== 0) throw new E2eeError('malformed', 'base64url is not canonical (non-zero trailing bits)');
-  return out;
 }
 
 /** Decodes base64url and checks the decoded length. @throws E2eeError('malformed') */
