@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { assignSenderIndices } from '../../client/src/e2ee/sender-index.ts';
 import { decodeRelay, encodeRelay } from '../../client/src/e2ee/relay-framing.ts';
 import { encodeSignedAnnouncement, openSignedAnnouncement } from '../../client/src/e2ee/membership-messages.ts';
-import { initialMembershipState, reduce, roster, currentRoomCode, type MembershipConfig, type MembershipEffect, type MembershipState } from '../../client/src/e2ee/membership.ts';
+import { initialMembershipState, reduce, roster, currentRoomCode, type MembershipConfig, type MembershipEffect, type MembershipEvent, type MembershipState } from '../../client/src/e2ee/membership.ts';
 import { KeyAgent } from '../../client/src/e2ee/key-agent.ts';
 import { generateIdentity, newSession, type Identity, type Session } from '../../client/src/e2ee/identity.ts';
 import { deriveInviteKeysSync, type InviteKeys } from '../../client/src/e2ee/invite.ts';
@@ -467,6 +467,26 @@ describe('KeyAgent robustness', () => {
     await agent.join(0, []);
     expect(alerts).toEqual(['internal-error:switch-send-key: Error']);
     expect(sent).toEqual(['announcement']); // the announce effect after the failing one still ran
+    agent.destroy();
+  });
+
+  it('dispatch runs events one at a time in order; a failing event rejects only its own promise', async () => {
+    const a = person('alice');
+    const log: string[] = [];
+    const agent = new KeyAgent(
+      { roomId: ROOM, memberId: 'alice', inviteKeys: KEYS, identity: a.identity, session: a.session },
+      {
+        send: (m) => void log.push(`send ${decodeRelay(m.blob).kind}`),
+        createSendRing: (sender, generation, baseKey, t) => new SendKeyRing({ sender, now: t, generation }, baseKey),
+        sendKeyChanged: (k) => void log.push(`key ${k.generation}/${k.step}`),
+        installReceiveKey: () => undefined,
+      },
+    );
+    // fired without awaiting: the second (not a membership event: the reducer throws) must not stop the third
+    const results = await Promise.allSettled([agent.join(0, []), agent.dispatch({ type: 'bogus', now: 1 } as unknown as MembershipEvent), agent.tick(600_001)]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(log).toEqual(['key 0/0', 'send announcement', 'key 1/0']);
+    expect(agent.state.sendEpoch).toBe(2);
     agent.destroy();
   });
 });

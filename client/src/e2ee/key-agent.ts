@@ -3,14 +3,15 @@
  * (HPKE channels, key batches, send-key ratchet/rekey) and feeds the results back. No I/O of its own: outgoing
  * relay messages go to the injected `send` callback, keys to the injected hooks; time comes in with every call.
  *
- * Events are processed one at a time in arrival order (an internal promise chain), so the reducer sees a
- * linear history even though effects are async.
+ * Events are processed one at a time in arrival order (a p-queue of concurrency 1), so the reducer sees a
+ * linear history even though effects are async; a failing event rejects its own `dispatch` promise only.
  *
  * Secrets held: the invite keys (PSK, MAC key), the identity and session secret keys (owned by the caller),
  * the channel roots (wiped on `forget-member` and `destroy`).
  *
  * @module
  */
+import PQueue from 'p-queue';
 import { concat, randomBytes, toBase64url } from './bytes.ts';
 import { decodeKeyBatch, openKeyBatch, sealKeyBatch, type KeyReason, type KeyUpdate } from './envelope.ts';
 import { closeChannel, type HpkePsk, type RecipientChannel, type SenderChannel } from './hpke.ts';
@@ -70,7 +71,7 @@ export class KeyAgent {
   #ring: SendKeyControl | undefined;
   #senderIndex = -1;
   #reason: KeyReason = 'initial';
-  #queue: Promise<void> = Promise.resolve();
+  readonly #queue = new PQueue({ concurrency: 1 });
   #announcement: Uint8Array;
   #destroyed = false;
 
@@ -109,9 +110,7 @@ export class KeyAgent {
 
   /** Feeds one event (serialised after all earlier ones). */
   dispatch(event: MembershipEvent): Promise<void> {
-    const run = this.#queue.then(() => this.#handle(event));
-    this.#queue = run.catch(() => undefined);
-    return run;
+    return this.#queue.add(() => this.#handle(event));
   }
 
   async #handle(event: MembershipEvent): Promise<void> {
