@@ -18,6 +18,7 @@ import type { Room } from '../../sfu/src/Room.ts';
 import type { Sfu } from '../../sfu/src/Sfu.ts';
 import { SfuError } from '../../sfu/src/SfuError.ts';
 import type { MessageCapture } from './capture.ts';
+import { forward, PEER_EVENTS, ROOM_EVENTS } from './forward.ts';
 import { servePipeline } from './pipeline.ts';
 import {
   MAX_PAYLOAD_BYTES,
@@ -151,69 +152,23 @@ export function createSignalingServer(
       return { room, peer };
     };
 
+    const send = (event: keyof ServerToClientEvents, payload: Record<string, unknown>): void => {
+      (socket.emit as (ev: string, p: unknown) => boolean)(event, payload);
+    };
     const attach = (room: Room, peer: Peer): void => {
-      const me = peer.id;
-      const others =
-        <A extends { peerId: string | null }>(fn: (a: A) => void) =>
-        (a: A): void => {
-          if (a.peerId !== me) fn(a);
-        };
-      const onPeerJoined = others<{ peerId: string }>((p) => socket.emit('peerJoined', { peerId: p.peerId }));
-      const onPeerLeft = others<{ peerId: string }>((p) => socket.emit('peerLeft', { peerId: p.peerId }));
-      const onNewProducer = others<Parameters<ServerToClientEvents['newProducer']>[0]>((p) => socket.emit('newProducer', { ...p }));
-      const onProducerClosed = others<{ peerId: string; producerId: string }>((p) =>
-        socket.emit('producerClosed', { peerId: p.peerId, producerId: p.producerId }),
-      );
-      const onProducerPaused = others<{ peerId: string; producerId: string }>((p) =>
-        socket.emit('producerPaused', { peerId: p.peerId, producerId: p.producerId }),
-      );
-      const onProducerResumed = others<{ peerId: string; producerId: string }>((p) =>
-        socket.emit('producerResumed', { peerId: p.peerId, producerId: p.producerId }),
-      );
-      const onActiveSpeaker = (p: { peerId: string | null }): void => {
-        socket.emit('activeSpeaker', { peerId: p.peerId });
-      };
-      const onConsumerClosed = (p: { consumerId: string }): void => {
-        socket.emit('consumerClosed', { consumerId: p.consumerId });
-      };
-      const onConsumerPaused = (p: { consumerId: string }): void => {
-        socket.emit('consumerPaused', { consumerId: p.consumerId });
-      };
-      const onConsumerResumed = (p: { consumerId: string }): void => {
-        socket.emit('consumerResumed', { consumerId: p.consumerId });
-      };
       const onClosed = (info: { reason: string }): void => {
         if (state.peer !== peer) return;
         dropState();
         if (info.reason === 'worker-died') {
           state.lost = true;
-          logger.warn('room lost with its worker; asking peer to rejoin', { roomId: room.id, peerId: me });
+          logger.warn('room lost with its worker; asking peer to rejoin', { roomId: room.id, peerId: peer.id });
           socket.emit('rejoin', { reason: 'worker-died' });
         }
       };
-      room.on('peerJoined', onPeerJoined);
-      room.on('peerLeft', onPeerLeft);
-      room.on('newProducer', onNewProducer);
-      room.on('producerClosed', onProducerClosed);
-      room.on('producerPaused', onProducerPaused);
-      room.on('producerResumed', onProducerResumed);
-      room.on('activeSpeaker', onActiveSpeaker);
       room.on('closed', onClosed);
-      peer.on('consumerClosed', onConsumerClosed);
-      peer.on('consumerPaused', onConsumerPaused);
-      peer.on('consumerResumed', onConsumerResumed);
+      const offs = [forward(room, ROOM_EVENTS, peer.id, send), forward(peer, PEER_EVENTS, peer.id, send), () => void room.off('closed', onClosed)];
       state.detach = () => {
-        room.off('peerJoined', onPeerJoined);
-        room.off('peerLeft', onPeerLeft);
-        room.off('newProducer', onNewProducer);
-        room.off('producerClosed', onProducerClosed);
-        room.off('producerPaused', onProducerPaused);
-        room.off('producerResumed', onProducerResumed);
-        room.off('activeSpeaker', onActiveSpeaker);
-        room.off('closed', onClosed);
-        peer.off('consumerClosed', onConsumerClosed);
-        peer.off('consumerPaused', onConsumerPaused);
-        peer.off('consumerResumed', onConsumerResumed);
+        for (const off of offs) off();
       };
     };
 
