@@ -102,6 +102,13 @@ export class E2eeSession {
     return this.#channel.stats;
   }
 
+  /** Settles when every relay blob received so far and every key event it caused has been processed. */
+  async idle(): Promise<void> {
+    await this.#channel.idle();
+    await this.#bridge?.idle();
+    await this.#channel.idle();
+  }
+
   nameOf(peerId: string): string | undefined {
     return this.#names.get(peerId);
   }
@@ -218,17 +225,17 @@ export class E2eeSession {
     return (memberId ? this.#names.get(memberId) : undefined) ?? 'A participant';
   }
 
-  #onRelay(e: RelayEvent): void {
+  async #onRelay(e: RelayEvent): Promise<void> {
     switch (e.kind) {
       case 'membership':
-        void this.#bridge?.relay(e.from, e.bytes).catch(() => undefined);
+        await this.#bridge?.relay(e.from, e.bytes).catch(() => undefined);
         break;
       case 'profile':
         this.#names.set(e.from, e.name);
         this.#refresh();
         break;
       case 'chat':
-        void this.#openChat(e.from, e.inner);
+        await this.#openChat(e.from, e.inner);
         break;
       case 'foreign':
         this.#onEvent({ kind: 'alert', alert: foreignAlert(this.#who(e.from)) });

@@ -76,6 +76,8 @@ export class KeyBridge {
   #sending = false;
   #senderIndex: number | null = null;
   #stopTick: Cancel | null = null;
+  /** The agent's last event (its events run in order: once this settles, all earlier ones have). */
+  #last: Promise<void> = Promise.resolve();
   #destroyed = false;
 
   constructor(opts: KeyBridgeOptions, ports: KeyBridgePorts) {
@@ -110,18 +112,28 @@ export class KeyBridge {
   /** Join the key exchange (after the server's join answer); `existing`: the members the server listed. */
   async start(existing: readonly string[]): Promise<void> {
     const clock = this.#ports.clock;
-    this.#stopTick = clock.every(KEY_TICK_MS, () => void this.#agent.tick(clock.now()).catch(() => undefined));
-    await this.#agent.join(clock.now(), existing);
+    this.#stopTick = clock.every(KEY_TICK_MS, () => void this.#track(this.#agent.tick(clock.now())));
+    await this.#track(this.#agent.join(clock.now(), existing));
   }
 
   /** A membership message (relay framing bytes) from `from`. */
   relay(from: string, bytes: Uint8Array): Promise<void> {
-    return this.#agent.relay(this.#ports.clock.now(), from, toBase64url(bytes));
+    return this.#track(this.#agent.relay(this.#ports.clock.now(), from, toBase64url(bytes)));
   }
 
   /** The server says `memberId` left: forget it and switch to a fresh key (forward secrecy on leave). */
   memberLeft(memberId: string): Promise<void> {
-    return this.#agent.memberLeft(this.#ports.clock.now(), memberId);
+    return this.#track(this.#agent.memberLeft(this.#ports.clock.now(), memberId));
+  }
+
+  /** Settles when every event handed to the agent so far has been processed. */
+  idle(): Promise<void> {
+    return this.#last;
+  }
+
+  #track(p: Promise<void>): Promise<void> {
+    this.#last = p.catch(() => undefined);
+    return p;
   }
 
   get state(): MembershipState {

@@ -6,7 +6,7 @@
  * the server cannot tell them apart. Profiles and chat are sealed once more as metadata inside (docs/protocol.md B).
  *
  * In: one serial queue opens blobs strictly in arrival order (an announcement is handed on before the key batch
- * behind it) and turns each into one typed event:
+ * behind it) and turns each into one typed event; the next blob waits until the handler of this one settled:
  * - `membership`: announcement / key batch / channel reset bytes for the key agent;
  * - `profile`: a schema-checked, length-capped display name;
  * - `chat`: the inner chat blob (opened once, by the key bridge, which holds the chat keys);
@@ -64,11 +64,11 @@ export class RelayChannel {
   readonly stats: RelayStats = { foreign: 0, malformed: 0, overflow: 0 };
   readonly #opts: RelayChannelOptions;
   readonly #port: RelayPort;
-  readonly #onEvent: (e: RelayEvent) => void;
+  readonly #onEvent: (e: RelayEvent) => void | Promise<void>;
   readonly #queue = new PQueue({ concurrency: 1, autoStart: false });
   #self: string | null = null;
 
-  constructor(opts: RelayChannelOptions, port: RelayPort, onEvent: (e: RelayEvent) => void) {
+  constructor(opts: RelayChannelOptions, port: RelayPort, onEvent: (e: RelayEvent) => void | Promise<void>) {
     this.#opts = opts;
     this.#port = port;
     this.#onEvent = onEvent;
@@ -99,9 +99,9 @@ export class RelayChannel {
     void this.#queue.add(() => this.#open(from, outer)).catch((e: unknown) => console.warn('[relay] handler failed', e));
   }
 
-  /** Waits until every blob received so far has been handed on (tests; a paused channel never settles). */
-  onIdle(): Promise<void> {
-    return this.#queue.onIdle();
+  /** Settles once every blob received so far has been handed on (at once while paused: held blobs wait). */
+  idle(): Promise<void> {
+    return this.#queue.isPaused ? Promise.resolve() : this.#queue.onIdle();
   }
 
   /** A key-exchange message (relay framing bytes from the key agent). */
@@ -151,12 +151,12 @@ export class RelayChannel {
       inner = await openRelay(metadataKey, roomId, from, outer);
     } catch {
       this.stats.foreign += 1;
-      this.#onEvent({ kind: 'foreign', from });
+      await this.#onEvent({ kind: 'foreign', from });
       return;
     }
     const first = inner[0];
     if (first !== undefined && MEMBERSHIP_KINDS.has(first)) {
-      this.#onEvent({ kind: 'membership', from, bytes: inner });
+      await this.#onEvent({ kind: 'membership', from, bytes: inner });
       return;
     }
     let opened: Uint8Array;
@@ -168,7 +168,7 @@ export class RelayChannel {
       return;
     }
     if (chatInnerKid(opened) !== null) {
-      this.#onEvent({ kind: 'chat', from, inner: opened });
+      await this.#onEvent({ kind: 'chat', from, inner: opened });
       return;
     }
     const name = parseProfile(opened);
@@ -176,7 +176,7 @@ export class RelayChannel {
       this.stats.malformed += 1;
       return;
     }
-    this.#onEvent({ kind: 'profile', from, name });
+    await this.#onEvent({ kind: 'profile', from, name });
   }
 }
 
