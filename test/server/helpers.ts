@@ -1,5 +1,8 @@
 /** Shared helpers for the server tests: real server in-process, real socket.io-client, hand-made RTP. */
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Server } from 'socket.io';
 import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client';
 import type { ConfigInput } from '../../sfu/src/config.ts';
 import { startServer, type StartedServer, type StartOptions } from '../../signaling/src/main.ts';
@@ -25,6 +28,14 @@ export async function startTestServer(overrides: ConfigInput = {}, opts: StartOp
     { logSink: (line) => logs.push(line), ...opts },
   );
   return Object.assign(server, { logs });
+}
+
+/** A bare socket.io server on a random loopback port, no SFU behind it (pipeline and client-edge tests). */
+export async function startSocketServer(): Promise<{ io: Server; url: string; close(): Promise<void> }> {
+  const httpServer = createServer();
+  const io = new Server(httpServer, { serveClient: false });
+  await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
+  return { io, url: `http://127.0.0.1:${(httpServer.address() as AddressInfo).port}`, close: () => io.close() };
 }
 
 export const newRoomId = (): string => randomBytes(16).toString('base64url');

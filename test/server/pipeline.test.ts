@@ -3,16 +3,13 @@
  * client, a trivial handler table, no mediasoup. Rate limit, one payload, size, schema, the per-socket
  * serial queue, the exactly-once ack, unknown events and how handler errors reach the wire.
  */
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { Server } from 'socket.io';
 import { describe, expect, test } from 'vitest';
 import { z } from 'zod';
 import { Logger } from '../../sfu/src/Logger.ts';
 import { SfuError } from '../../sfu/src/SfuError.ts';
 import { servePipeline, type PipelineOptions, type SocketPipeline } from '../../signaling/src/pipeline.ts';
 import type { AckResult } from '../../signaling/src/protocol.ts';
-import { connect, rawRequest, sleep, waitFor, type TestSocket } from './helpers.ts';
+import { connect, rawRequest, sleep, startSocketServer, waitFor, type TestSocket } from './helpers.ts';
 
 const schemas = {
   echo: z.strictObject({ text: z.string().max(4000) }),
@@ -37,9 +34,8 @@ async function startPipelineServer(opts: Partial<PipelineOptions>, onCleanup: (f
   const calls: string[] = [];
   const logs: string[] = [];
   const pipelines: SocketPipeline[] = [];
-  const httpServer = createServer();
-  const io = new Server(httpServer, { serveClient: false });
-  io.on('connection', (socket) => {
+  const server = await startSocketServer();
+  server.io.on('connection', (socket) => {
     pipelines.push(
       servePipeline(
         socket,
@@ -68,11 +64,10 @@ async function startPipelineServer(opts: Partial<PipelineOptions>, onCleanup: (f
       ),
     );
   });
-  await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
-  const client = await connect(`http://127.0.0.1:${(httpServer.address() as AddressInfo).port}`);
+  const client = await connect(server.url);
   onCleanup(async () => {
     client.disconnect();
-    await io.close();
+    await server.close();
   });
   const ackIds: number[] = [];
   client.io.on('packet', (p: { type: number; id?: number }) => {

@@ -5,6 +5,7 @@
  */
 import { io, type Socket } from 'socket.io-client';
 import type {
+  AckResult,
   ClientToServerEvents,
   ErrorCode,
   Requests,
@@ -53,27 +54,30 @@ export function connectSocket(url: string): MeetSocket {
   });
 }
 
-type AnyAckResult = { ok: true; data: unknown } | { ok: false; error: { code: ErrorCode; message: string } };
-type LooseEmitter = {
-  timeout(ms: number): { emit(ev: string, payload: unknown, cb: (err: Error | null, res: AnyAckResult) => void): void };
-};
+/**
+ * `emitWithAck` for one request. socket.io-client's own typing of it cannot be resolved for a generic
+ * event name `K` (`AllButLast<Parameters<...>[K]>` stays deferred), so `request` states it here.
+ */
+type AckEmitter<K extends RequestName> = { emitWithAck(ev: K, payload: Requests[K]): Promise<AckResult<Responses[K]>> };
 
-export function request<K extends RequestName>(
+/**
+ * Sends `name` with `payload` and waits for its ack (socket.io's `timeout().emitWithAck()`): resolves with
+ * the ack's `data`, rejects with a RequestError carrying the server's code, TIMEOUT when no ack came in
+ * `timeoutMs`, DISCONNECTED when the socket is (or went) down.
+ */
+export async function request<K extends RequestName>(
   socket: MeetSocket,
   name: K,
   payload: Requests[K],
   timeoutMs = 10_000,
 ): Promise<Responses[K]> {
-  if (!socket.connected) return Promise.reject(new RequestError(name, 'DISCONNECTED', 'socket not connected'));
-  return new Promise((resolve, reject) => {
-    (socket as unknown as LooseEmitter).timeout(timeoutMs).emit(name, payload, (err, res) => {
-      if (err) {
-        reject(new RequestError(name, socket.connected ? 'TIMEOUT' : 'DISCONNECTED', err.message));
-      } else if (res.ok) {
-        resolve(res.data as Responses[K]);
-      } else {
-        reject(new RequestError(name, res.error.code, res.error.message));
-      }
-    });
-  });
+  if (!socket.connected) throw new RequestError(name, 'DISCONNECTED', 'socket not connected');
+  let res: AckResult<Responses[K]>;
+  try {
+    res = await (socket.timeout(timeoutMs) as AckEmitter<K>).emitWithAck(name, payload);
+  } catch (err) {
+    throw new RequestError(name, socket.connected ? 'TIMEOUT' : 'DISCONNECTED', err instanceof Error ? err.message : String(err));
+  }
+  if (!res.ok) throw new RequestError(name, res.error.code, res.error.message);
+  return res.data;
 }
