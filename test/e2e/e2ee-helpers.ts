@@ -4,7 +4,8 @@
  */
 import { joinFrame, splitProtected, type MediaCodec } from '../../client/src/e2ee/frame-codec.ts';
 import { splitKid } from '../../client/src/e2ee/kid.ts';
-import { DEFAULT_SUITE, decodeHeader, open as sframeOpen, ratchetBaseKey } from '../../client/src/e2ee/sframe.ts';
+import { DEFAULT_SUITE, decodeHeader, ratchetBaseKey } from '../../client/src/e2ee/sframe.ts';
+import { open as sframeOpen } from '../e2ee/sframe-oneshot.ts';
 import type { TestKeyExport } from '../../client/src/lib/call.svelte.ts';
 import type { TapFrame } from '../../sfu/src/MediaTap.ts';
 import { joinFromLobby, snapshot, type Participant, type TransformApi } from './harness.ts';

@@ -3,12 +3,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { safetyNumber } from '../../client/src/e2ee/codes.ts';
-import { fromBase64url } from '../../client/src/e2ee/bytes.ts';
+import { fromBase64url, fromUtf8, utf8 } from '../../client/src/e2ee/bytes.ts';
 import { generateIdentity, newSession } from '../../client/src/e2ee/identity.ts';
 import { encodeRelay } from '../../client/src/e2ee/relay-framing.ts';
 import { encodeSignedAnnouncement } from '../../client/src/e2ee/membership-messages.ts';
 import { roster } from '../../client/src/e2ee/membership.ts';
-import { openMetadataText, sealMetadataText } from '../../client/src/e2ee/metadata.ts';
+import { openMetadata, sealMetadata } from '../../client/src/e2ee/metadata.ts';
 import { hex, INVITE_KEYS, INVITE_SECRET, ROOM, Sim, vp8Frame, type SimMember } from './relay-sim.ts';
 
 const ids = (m: SimMember): string[] => roster(m.agent.state).map((r) => r.memberId).sort();
@@ -29,11 +29,11 @@ describe('what the server sees', () => {
       ['bob', 'Bob the Builder of Bridges'],
       ['carol', 'Carol Danvers from Accounting'],
     ]);
-    for (const [id, name] of names) await sim.send(id, encodeRelay('metadata', await sealMetadataText(INVITE_KEYS.metadataKey, ROOM, id, name)));
+    for (const [id, name] of names) await sim.send(id, encodeRelay('metadata', await sealMetadata(INVITE_KEYS.metadataKey, ROOM, id, utf8(name))));
     // the other members get the names (metadata effect from verified members, opened with the invite's key)
     for (const m of ['alice', 'bob', 'carol'].map((id) => sim.member(id))) {
       const got = new Map<string, string>();
-      for (const e of m.effects) if (e.kind === 'metadata') got.set(e.from, await openMetadataText(INVITE_KEYS.metadataKey, ROOM, e.from, e.bytes));
+      for (const e of m.effects) if (e.kind === 'metadata') got.set(e.from, fromUtf8(await openMetadata(INVITE_KEYS.metadataKey, ROOM, e.from, e.bytes)));
       expect(got.size).toBe(2);
       for (const [from, name] of got) expect(name).toBe(names.get(from));
     }
@@ -74,10 +74,10 @@ describe('what the server sees', () => {
   });
 
   it('property 1: a metadata blob the relay re-attributes to another member or replays into another room fails to open', async () => {
-    const sealed = await sealMetadataText(INVITE_KEYS.metadataKey, ROOM, 'alice', 'Alice');
-    await expect(openMetadataText(INVITE_KEYS.metadataKey, ROOM, 'bob', sealed)).rejects.toThrow(/auth/);
-    await expect(openMetadataText(INVITE_KEYS.metadataKey, 'OtherRoomOtherRoomOthe', 'alice', sealed)).rejects.toThrow(/auth/);
-    expect(await openMetadataText(INVITE_KEYS.metadataKey, ROOM, 'alice', sealed)).toBe('Alice');
+    const sealed = await sealMetadata(INVITE_KEYS.metadataKey, ROOM, 'alice', utf8('Alice'));
+    await expect(openMetadata(INVITE_KEYS.metadataKey, ROOM, 'bob', sealed)).rejects.toThrow(/auth/);
+    await expect(openMetadata(INVITE_KEYS.metadataKey, 'OtherRoomOtherRoomOthe', 'alice', sealed)).rejects.toThrow(/auth/);
+    expect(fromUtf8(await openMetadata(INVITE_KEYS.metadataKey, ROOM, 'alice', sealed))).toBe('Alice');
   });
 
   it('properties 4, 5: an invited insider colluding with the server to stand in for bob is caught by the room code and the safety number', async () => {

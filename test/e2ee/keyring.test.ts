@@ -5,7 +5,8 @@ import { ReceiveKeyRing, ReceiveKeyRings } from '../../client/src/e2ee/receive-r
 import { ReplayWindow } from '../../client/src/e2ee/replay-window.ts';
 import { SendKeyRing } from '../../client/src/e2ee/send-ring.ts';
 import type { OpenResult } from '../../client/src/e2ee/receive-rings.ts';
-import { decodeHeader, encodeHeader, open, ratchetBaseKey } from '../../client/src/e2ee/sframe.ts';
+import { decodeHeader, encodeHeader, ratchetBaseKey } from '../../client/src/e2ee/sframe.ts';
+import { open } from './sframe-oneshot.ts';
 import { isE2eeError } from '../../client/src/e2ee/errors.ts';
 import type { E2eeErrorCode } from '../../client/src/e2ee/errors.ts';
 

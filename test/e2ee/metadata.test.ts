@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { openMetadata, openMetadataText, sealMetadata, sealMetadataText } from '../../client/src/e2ee/metadata.ts';
+import { fromUtf8, utf8 } from '../../client/src/e2ee/bytes.ts';
+import { openMetadata, sealMetadata } from '../../client/src/e2ee/metadata.ts';
 import { isE2eeError } from '../../client/src/e2ee/errors.ts';
 
 const KEY = new Uint8Array(32).fill(3);
@@ -11,26 +12,26 @@ async function code(p: Promise<unknown>): Promise<string | undefined> {
     await p;
     return undefined;
   } catch (e) {
-    return isE2eeError(e) ? e.code : 'not-a-E2eeError';
+    return isE2eeError(e) ? e.code : 'not-an-E2eeError';
   }
 }
 
 describe('metadata', () => {
   it('round trip, and the format is 1 + 12 + len + 16 bytes', async () => {
-    const s = await sealMetadataText(KEY, ROOM, 'peer-1', 'Alice ✓');
+    const s = await sealMetadata(KEY, ROOM, 'peer-1', utf8('Alice ✓'));
     expect(s.length).toBe(1 + 12 + new TextEncoder().encode('Alice ✓').length + 16);
     expect(s[0]).toBe(1);
-    expect(await openMetadataText(KEY, ROOM, 'peer-1', s)).toBe('Alice ✓');
+    expect(fromUtf8(await openMetadata(KEY, ROOM, 'peer-1', s))).toBe('Alice ✓');
   });
 
   it('random nonces: two seals differ', async () => {
-    const a = await sealMetadataText(KEY, ROOM, 'p', 'x');
-    const b = await sealMetadataText(KEY, ROOM, 'p', 'x');
+    const a = await sealMetadata(KEY, ROOM, 'p', utf8('x'));
+    const b = await sealMetadata(KEY, ROOM, 'p', utf8('x'));
     expect(Buffer.from(a).equals(Buffer.from(b))).toBe(false);
   });
 
   it('rejects wrong room, wrong sender, wrong key, tampering, truncation, version', async () => {
-    const s = await sealMetadataText(KEY, ROOM, 'peer-1', 'Alice');
+    const s = await sealMetadata(KEY, ROOM, 'peer-1', utf8('Alice'));
     expect(await code(openMetadata(KEY, 'AAAAAAAAAAAAAAAAAAAAAB', 'peer-1', s))).toBe('auth');
     expect(await code(openMetadata(KEY, ROOM, 'peer-2', s))).toBe('auth');
     expect(await code(openMetadata(new Uint8Array(32), ROOM, 'peer-1', s))).toBe('auth');
@@ -46,7 +47,7 @@ describe('metadata', () => {
     expect(await code(openMetadata(KEY, ROOM, 'peer-1', v))).toBe('unsupported-version');
     expect(await code(openMetadata(new Uint8Array(16), ROOM, 'peer-1', s))).toBe('bad-key');
     // ambiguous (room, sender) splits are not confusable thanks to length prefixes
-    const s2 = await sealMetadataText(KEY, ROOM, 'ab', 'x');
+    const s2 = await sealMetadata(KEY, ROOM, 'ab', utf8('x'));
     expect(await code(openMetadata(KEY, ROOM + 'a', 'b', s2))).toBe('auth');
   });
 

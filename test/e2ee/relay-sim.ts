@@ -20,7 +20,8 @@ import { ReceiveKeyRings, type OpenResult, type ReceiveKeyRingOptions } from '..
 import { SendKeyRing } from '../../client/src/e2ee/send-ring.ts';
 import { currentRoomCode, type AlertReason, type MembershipEffect } from '../../client/src/e2ee/membership.ts';
 import { decodeRelay } from '../../client/src/e2ee/relay-framing.ts';
-import { DEFAULT_SUITE, decodeHeader, encodeHeader, open as sframeOpen, ratchetBaseKey } from '../../client/src/e2ee/sframe.ts';
+import { DEFAULT_SUITE, decodeHeader, encodeHeader, ratchetBaseKey } from '../../client/src/e2ee/sframe.ts';
+import { open as sframeOpen } from './sframe-oneshot.ts';
 
 export const ROOM = 'RoomRoomRoomRoomRoom00';
 export const INVITE_SECRET = new Uint8Array(32).fill(42);

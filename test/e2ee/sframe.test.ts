@@ -5,25 +5,21 @@ import { extract } from '@noble/hashes/hkdf.js';
 import { sha256, sha512 } from '@noble/hashes/sha2.js';
 import {
   CipherSuite,
-  KeyCache,
   MAX_U64,
-  ctrHmacDecrypt,
-  ctrHmacEncrypt,
   decodeHeader,
   deriveKeySalt,
   derivationLabel,
   encodeHeader,
   headerLength,
   importSFrameKey,
-  open,
   openWithKey,
   ratchetBaseKey,
-  seal,
   sealWithKey,
   sframeNonce,
   suiteParams,
   wipeSFrameKey,
 } from '../../client/src/e2ee/sframe.ts';
+import { KeyCache, ctrHmacDecrypt, ctrHmacEncrypt, open, seal } from './sframe-oneshot.ts';
 import { E2eeError, isE2eeError } from '../../client/src/e2ee/errors.ts';
 import type { E2eeErrorCode } from '../../client/src/e2ee/errors.ts';
 

@@ -269,7 +269,7 @@ export async function sealKeyBatch(input: SealBatchInput): Promise<SealBatchResu
   const maxBytes = input.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
   const payload = encodePayload(update);
   const channels = new Map<string, SenderChannel>();
-  const encoded: Uint8Array[] = [];
+  const encoded: { entry: BatchEntry; length: number }[] = [];
   let newChannels = 0;
   try {
     for (const rc of input.recipients) {
@@ -297,7 +297,7 @@ export async function sealKeyBatch(input: SealBatchInput): Promise<SealBatchResu
       const ct = await sealOnChannel(ch.root, seq, t, payload);
       const signature = sign(sender.identity, signatureInput(t, ct));
       const entry: BatchEntry = enc ? { recipientMemberId: rc.memberId, seq, flags, enc, ct, signature } : { recipientMemberId: rc.memberId, seq, flags, ct, signature };
-      encoded.push(encodeEntry(entry));
+      encoded.push({ entry, length: encodeEntry(entry).length });
       channels.set(rc.memberId, { enc: ch.enc, root: ch.root, nextSeq: seq + 1n });
     }
   } finally {
@@ -306,18 +306,18 @@ export async function sealKeyBatch(input: SealBatchInput): Promise<SealBatchResu
   // Pack entries into batches under the size cap.
   const batches: Uint8Array[] = [];
   const headerLen = encodeHeader(roomId, sender.memberId, epoch, 1).length;
-  let cur: Uint8Array[] = [];
+  let cur: BatchEntry[] = [];
   let curLen = headerLen;
   const flush = (): void => {
-    if (cur.length) batches.push(concat(encodeHeader(roomId, sender.memberId, epoch, cur.length), ...cur));
+    if (cur.length) batches.push(encodeKeyBatch({ roomId, senderMemberId: sender.memberId, epoch, entries: cur }));
     cur = [];
     curLen = headerLen;
   };
-  for (const e of encoded) {
-    if (headerLen + e.length > maxBytes) throw new E2eeError('malformed', 'one envelope exceeds the batch size cap');
-    if (curLen + e.length > maxBytes || cur.length === MAX_RECIPIENTS) flush();
-    cur.push(e);
-    curLen += e.length;
+  for (const { entry, length } of encoded) {
+    if (headerLen + length > maxBytes) throw new E2eeError('malformed', 'one envelope exceeds the batch size cap');
+    if (curLen + length > maxBytes || cur.length === MAX_RECIPIENTS) flush();
+    cur.push(entry);
+    curLen += length;
   }
   flush();
   return { batches, channels, newChannels };

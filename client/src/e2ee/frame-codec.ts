@@ -20,8 +20,6 @@
  * @module
  */
 import { E2eeError } from './errors.ts';
-import { openWithKey, sealWithKey } from './sframe.ts';
-import type { SFrameKey } from './sframe.ts';
 import type { OpenResult, ReceiveKeyRing, ReceiveKeyRings } from './receive-rings.ts';
 import type { SendKeyRing } from './send-ring.ts';
 
@@ -108,19 +106,6 @@ export async function protectFrame(ring: SendKeyRing, codec: MediaCodec, frame: 
   return ring.seal(prefix, body, { leading: prefix });
 }
 
-/** Same with an explicit imported key and CTR (the caller guarantees CTR uniqueness). */
-export async function protectFrameWithKey(key: SFrameKey, codec: MediaCodec, ctr: bigint, frame: Uint8Array): Promise<Uint8Array> {
-  const { prefix, body } = splitPlain(codec, frame);
-  return sealWithKey(key, ctr, prefix, body, { leading: prefix });
-}
-
-/** Decrypt with an explicit key. Returns the original frame (`prefix || plaintext`); throws E2eeError. */
-export async function unprotectFrameWithKey(key: SFrameKey, codec: MediaCodec, data: Uint8Array): Promise<Uint8Array> {
-  const { prefix, sframe } = splitProtected(codec, data);
-  const pt = await openWithKey(key, prefix, sframe);
-  return joinFrame(prefix, pt);
-}
-
 /** `prefix || plaintext` in one new buffer (the original encoded frame). */
 export function joinFrame(prefix: Uint8Array, plaintext: Uint8Array): Uint8Array {
   if (prefix.length === 0) return plaintext;
@@ -154,27 +139,4 @@ export async function unprotectFrame<T>(
     return rings.open(new Uint8Array(0), new Uint8Array(0), now, token);
   }
   return rings.open(parts.sframe, parts.prefix, now, token);
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// VP8 header reading (what the SFU and the receiving depacketizer see)
-// ---------------------------------------------------------------------------------------------------------------
-
-export interface Vp8FrameInfo {
-  readonly keyFrame: boolean;
-  /** 14-bit width/height and 2-bit scale, only on key frames with a valid start code (RFC 6386 §9.1). */
-  readonly width?: number;
-  readonly height?: number;
-  readonly horizontalScale?: number;
-  readonly verticalScale?: number;
-}
-
-/** Reads the VP8 frame tag (and key-frame dimensions) from the first bytes of a plain or protected frame. */
-export function readVp8FrameInfo(frame: Uint8Array): Vp8FrameInfo {
-  if (frame.length < 3) throw new E2eeError('malformed', 'VP8 frame tag is 3 bytes');
-  if (!isVp8KeyFrame(frame)) return { keyFrame: false };
-  if (frame.length < 10 || frame[3] !== 0x9d || frame[4] !== 0x01 || frame[5] !== 0x2a) return { keyFrame: true };
-  const w = (frame[6] as number) | ((frame[7] as number) << 8);
-  const h = (frame[8] as number) | ((frame[9] as number) << 8);
-  return { keyFrame: true, width: w & 0x3fff, horizontalScale: w >> 14, height: h & 0x3fff, verticalScale: h >> 14 };
 }

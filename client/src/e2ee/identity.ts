@@ -70,11 +70,6 @@ export function generateIdentity(): Identity {
   return { secretKey, publicKey: ed25519.getPublicKey(secretKey) };
 }
 
-export function identityFromSecret(secretKey: Uint8Array): Identity {
-  if (secretKey.length !== IDENTITY_SECRET_LEN) throw new E2eeError('bad-key', 'Ed25519 secret key must be 32 bytes');
-  return { secretKey: secretKey.slice(), publicKey: ed25519.getPublicKey(secretKey) };
-}
-
 export function sign(identity: Identity, message: Uint8Array): Uint8Array {
   return ed25519.sign(message, identity.secretKey);
 }

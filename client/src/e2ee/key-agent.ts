@@ -12,7 +12,7 @@
  * @module
  */
 import PQueue from 'p-queue';
-import { concat, randomBytes, toBase64url } from './bytes.ts';
+import { concat, randomBytes } from './bytes.ts';
 import { decodeKeyBatch, openKeyBatch, sealKeyBatch, type KeyReason, type KeyUpdate } from './envelope.ts';
 import { closeChannel, type HpkePsk, type RecipientChannel, type SenderChannel } from './hpke.ts';
 import { sign, type Identity, type Session } from './identity.ts';
@@ -257,19 +257,5 @@ export class KeyAgent {
     this.#sendChannels.clear();
     this.#recvChannels.clear();
     this.#ring?.destroy();
-  }
-}
-
-/** Debug helper for tests/logs: never prints key material, only ids. */
-export function describeEffect(e: MembershipEffect): string {
-  switch (e.kind) {
-    case 'install-key':
-      return `install-key ${e.memberId} idx=${e.senderIndex} kid=${e.update.kid}`;
-    case 'open-key-batch':
-      return `open-key-batch from ${e.from} (${e.bytes.length} B)`;
-    case 'metadata':
-      return `metadata from ${e.from} (${e.bytes.length} B)`;
-    default:
-      return JSON.stringify(e, (_, v) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? toBase64url(v).slice(0, 8) : v));
   }
 }

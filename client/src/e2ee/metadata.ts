@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { ab, concat, fromUtf8, lp16, randomBytes, utf8 } from './bytes.ts';
+import { ab, concat, lp16, randomBytes, utf8 } from './bytes.ts';
 import { E2eeError } from './errors.ts';
 
 export const METADATA_VERSION = 0x01;
@@ -61,14 +61,4 @@ export async function openMetadata(
   } catch {
     throw new E2eeError('auth', 'sealed metadata failed authentication (wrong room, sender, key, or tampered)');
   }
-}
-
-/** Convenience: seal a UTF-8 string (e.g. a display name). */
-export async function sealMetadataText(metadataKey: Uint8Array, roomId: string, senderId: string, text: string): Promise<Uint8Array> {
-  return sealMetadata(metadataKey, roomId, senderId, utf8(text));
-}
-
-/** Convenience: open a sealed UTF-8 string (strict UTF-8). */
-export async function openMetadataText(metadataKey: Uint8Array, roomId: string, senderId: string, sealed: Uint8Array): Promise<string> {
-  return fromUtf8(await openMetadata(metadataKey, roomId, senderId, sealed));
 }

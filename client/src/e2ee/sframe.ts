@@ -3,11 +3,10 @@
  *
  * Wire-exact with RFC 9605 §4.3 (header), §4.4.2 (key derivation), §4.4.3/§4.4.4 (encryption/decryption),
  * §4.5 and §4.5.1 (cipher suites 0x0001-0x0005) and §5.1 (sender-key ratchet). Checked against every vector of
- * RFC 9605 Appendix C (test/vectors/sframe-rfc9605.json).
+ * RFC 9605 Appendix C (test/vectors/sframe-rfc9605.json, through the one-shot API in test/e2ee/sframe-oneshot.ts).
  *
  * Runs in a Web Worker, a page or Node 20: AES-GCM / AES-CTR / HMAC through `globalThis.crypto.subtle`,
- * HKDF through @noble/hashes. No module-level mutable state: derived keys live in `SFrameKey` objects, and the
- * optional `KeyCache` is owned by the caller.
+ * HKDF through @noble/hashes. No module-level mutable state: derived keys live in `SFrameKey` objects.
  *
  * Hot path (`sealWithKey` / `openWithKey` with an already imported key): one header encode, one nonce XOR, one
  * AAD build (header || metadata, a few bytes), one WebCrypto AEAD call, and on seal one copy of the ciphertext
@@ -74,8 +73,6 @@ export function suiteParams(suite: number): SuiteParams {
 
 /** 2^64 - 1: KID and CTR are 64-bit unsigned integers. */
 export const MAX_U64 = 0xffff_ffff_ffff_ffffn;
-/** Longest possible header: config byte + 8-byte KID + 8-byte CTR. */
-export const MAX_HEADER_LENGTH = 17;
 
 function checkU64(name: string, v: bigint): void {
   if (typeof v !== 'bigint' || v < 0n || v > MAX_U64) throw new E2eeError('range', `${name} must be a bigint in [0, 2^64)`);
@@ -389,37 +386,16 @@ export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /**
- * AEAD.Encrypt of RFC 9605 §4.5.1 with raw key material (`key` = enc_key || auth_key, Nk bytes).
- * Exposed for the Appendix C `aes_ctr_hmac` known-answer tests; the frame path uses imported keys.
+ * AEAD.Encrypt of RFC 9605 §4.5.1 with imported keys: ciphertext = AES-CTR(enc_key, nonce || 0^32, pt),
+ * tag = HMAC(auth_key, len(aad) || len(ct) || Nt || nonce || aad || ct) truncated to Nt bytes.
  */
-export async function ctrHmacEncrypt(suite: number, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, pt: Uint8Array): Promise<Uint8Array> {
-  const p = suiteParams(suite);
-  if (p.kind !== 'ctr-hmac') throw new E2eeError('unsupported-suite', `${p.name} is not an AES-CTR+HMAC suite`);
-  if (key.length !== p.nk) throw new E2eeError('range', `key must be ${p.nk} bytes`);
-  const s = subtle();
-  const aes = await s.importKey('raw', bs(key.subarray(0, p.nka)), { name: 'AES-CTR' }, false, ['encrypt']);
-  const mac = await s.importKey('raw', bs(key.subarray(p.nka)), { name: 'HMAC', hash: p.hash }, false, ['sign']);
-  const ct = new Uint8Array(await s.encrypt(ctrParams(nonce), aes, bs(pt)));
-  const tag = await ctrHmacTag(mac, p.nt, nonce, aad, ct);
-  const out = new Uint8Array(ct.length + p.nt);
-  out.set(ct, 0);
-  out.set(tag, ct.length);
-  return out;
+export async function ctrHmacSeal(aes: CryptoKey, mac: CryptoKey, nt: number, nonce: Uint8Array, aad: Uint8Array, pt: Uint8Array): Promise<{ ciphertext: Uint8Array; tag: Uint8Array }> {
+  const ciphertext = new Uint8Array(await subtle().encrypt(ctrParams(nonce), aes, bs(pt)));
+  return { ciphertext, tag: await ctrHmacTag(mac, nt, nonce, aad, ciphertext) };
 }
 
-/** AEAD.Decrypt of RFC 9605 §4.5.1 with raw key material. Verifies the tag (constant time) before decrypting. */
-export async function ctrHmacDecrypt(suite: number, key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array> {
-  const p = suiteParams(suite);
-  if (p.kind !== 'ctr-hmac') throw new E2eeError('unsupported-suite', `${p.name} is not an AES-CTR+HMAC suite`);
-  if (key.length !== p.nk) throw new E2eeError('range', `key must be ${p.nk} bytes`);
-  if (ct.length < p.nt) throw new E2eeError('malformed', 'ciphertext shorter than the tag');
-  const s = subtle();
-  const aes = await s.importKey('raw', bs(key.subarray(0, p.nka)), { name: 'AES-CTR' }, false, ['decrypt']);
-  const mac = await s.importKey('raw', bs(key.subarray(p.nka)), { name: 'HMAC', hash: p.hash }, false, ['sign']);
-  return ctrHmacOpen(aes, mac, p.nt, nonce, aad, ct);
-}
-
-async function ctrHmacOpen(aes: CryptoKey, mac: CryptoKey, nt: number, nonce: Uint8Array, aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array> {
+/** AEAD.Decrypt of RFC 9605 §4.5.1 with imported keys: checks the tag (constant time) before decrypting. */
+export async function ctrHmacOpen(aes: CryptoKey, mac: CryptoKey, nt: number, nonce: Uint8Array, aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array> {
   const inner = ct.subarray(0, ct.length - nt);
   const tag = ct.subarray(ct.length - nt);
   const expected = await ctrHmacTag(mac, nt, nonce, aad, inner);
@@ -477,10 +453,9 @@ export async function sealWithKey(
     const ct = await subtle().encrypt({ name: 'AES-GCM', iv: bs(nonce), additionalData: bs(aad), tagLength: 128 }, k.aes, bs(plaintext));
     out.set(new Uint8Array(ct), leadLen + hlen);
   } else {
-    const inner = new Uint8Array(await subtle().encrypt(ctrParams(nonce), k.aes, bs(plaintext)));
-    const tag = await ctrHmacTag(k.mac as CryptoKey, p.nt, nonce, aad, inner);
-    out.set(inner, leadLen + hlen);
-    out.set(tag, leadLen + hlen + inner.length);
+    const { ciphertext, tag } = await ctrHmacSeal(k.aes, k.mac as CryptoKey, p.nt, nonce, aad, plaintext);
+    out.set(ciphertext, leadLen + hlen);
+    out.set(tag, leadLen + hlen + ciphertext.length);
   }
   return out;
 }
@@ -508,82 +483,4 @@ export async function openWithKey(k: SFrameKey, metadata: Uint8Array, sframe: Ui
     }
   }
   return ctrHmacOpen(k.aes, k.mac as CryptoKey, p.nt, nonce, aad, ct);
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Key cache + one-shot API
-// ---------------------------------------------------------------------------------------------------------------
-
-/**
- * Caller-owned cache of imported keys per (base key object, suite, KID, usage). Keyed by the identity of the
- * base-key `Uint8Array` (a WeakMap: no secret ever becomes a map key string); call `drop(baseKey)` before wiping
- * or reusing that array.
- */
-export class KeyCache {
-  #byBase = new WeakMap<Uint8Array, Map<string, Promise<SFrameKey>>>();
-
-  get(suite: number, baseKey: Uint8Array, kid: bigint, usage: KeyUsage): Promise<SFrameKey> {
-    let m = this.#byBase.get(baseKey);
-    if (m === undefined) {
-      m = new Map();
-      this.#byBase.set(baseKey, m);
-    }
-    const id = `${suite}:${kid}:${usage}`;
-    let pk = m.get(id);
-    if (pk === undefined) {
-      const map = m;
-      pk = importSFrameKey(suite, baseKey, kid, usage);
-      pk.catch(() => map.delete(id));
-      map.set(id, pk);
-    }
-    return pk;
-  }
-
-  /** Forget and wipe every key derived from `baseKey`. */
-  drop(baseKey: Uint8Array): void {
-    const m = this.#byBase.get(baseKey);
-    if (m === undefined) return;
-    this.#byBase.delete(baseKey);
-    for (const pk of m.values()) pk.then(wipeSFrameKey, () => undefined);
-  }
-}
-
-/**
- * One-shot RFC 9605 encrypt: derive (or take from `cache`) the key for (baseKey, kid) and seal.
- * Returns `header || ciphertext`.
- */
-export async function seal(
-  suite: number,
-  baseKey: Uint8Array,
-  kid: bigint,
-  ctr: bigint,
-  metadata: Uint8Array,
-  plaintext: Uint8Array,
-  cache?: KeyCache,
-): Promise<Uint8Array> {
-  checkU64('kid', kid);
-  checkU64('ctr', ctr);
-  if (cache !== undefined) return sealWithKey(await cache.get(suite, baseKey, kid, 'seal'), ctr, metadata, plaintext);
-  const k = await importSFrameKey(suite, baseKey, kid, 'seal');
-  try {
-    return await sealWithKey(k, ctr, metadata, plaintext);
-  } finally {
-    wipeSFrameKey(k);
-  }
-}
-
-/**
- * One-shot RFC 9605 decrypt: parse the header, derive the key for (baseKey, header KID) and open.
- * Throws E2eeError (`malformed` | `auth` | `unsupported-suite` ...).
- */
-export async function open(suite: number, baseKey: Uint8Array, metadata: Uint8Array, sframe: Uint8Array, cache?: KeyCache): Promise<Uint8Array> {
-  suiteParams(suite);
-  const h = decodeHeader(sframe);
-  if (cache !== undefined) return openWithKey(await cache.get(suite, baseKey, h.kid, 'open'), metadata, sframe, h);
-  const k = await importSFrameKey(suite, baseKey, h.kid, 'open');
-  try {
-    return await openWithKey(k, metadata, sframe, h);
-  } finally {
-    wipeSFrameKey(k);
-  }
 }

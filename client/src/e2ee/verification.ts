@@ -73,12 +73,6 @@ export function markVerified(v: Verifications, name: string, fingerprint: Uint8A
   return { byName };
 }
 
-export function forgetName(v: Verifications, name: string): Verifications {
-  const byName = new Map(v.byName);
-  byName.delete(normalizeName(name));
-  return { byName };
-}
-
 export function check(v: Verifications, name: string, fingerprint: Uint8Array): CheckResult {
   checkFp(fingerprint);
   const rec = v.byName.get(normalizeName(name));
