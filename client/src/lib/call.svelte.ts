@@ -10,7 +10,7 @@
  * join again as a new member, re-send the current local tracks and consume everyone.
  */
 import { SvelteSet } from 'svelte/reactivity';
-import { fromBase64url, toBase64url } from '../e2ee/bytes.ts';
+import { base64urlnopad } from '@scure/base';
 import type { InviteKeys } from '../e2ee/invite.ts';
 import { E2eeSession, type SessionEvent } from '../session/e2ee-session.ts';
 import { MediaPlane, type PlaneEvent, type RemoteMedia } from '../session/media-plane.ts';
@@ -200,9 +200,9 @@ export class CallSession {
     socket.on('relay', ({ from, blob }) => {
       let bytes: Uint8Array;
       try {
-        bytes = fromBase64url(blob);
+        bytes = base64urlnopad.decode(blob);
       } catch {
-        return; // not even base64url: the relay channel would reject it as foreign anyway
+        return; // not even base64url: it could not be an envelope from a member
       }
       this.#secure.receive(from, bytes);
     });
@@ -484,7 +484,7 @@ export class CallSession {
   async #relay(bytes: Uint8Array, to: string | undefined): Promise<void> {
     const socket = this.#socket;
     if (!socket) throw new RequestError('relay', 'DISCONNECTED', 'not connected');
-    const blob = toBase64url(bytes);
+    const blob = base64urlnopad.encode(bytes);
     try {
       await request(socket, 'relay', to !== undefined ? { to, blob } : { blob });
     } catch (err) {
