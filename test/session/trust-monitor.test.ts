@@ -32,7 +32,7 @@ function record(memberId: string): MemberRecord {
   };
 }
 
-const member = (peerId: string, over: Partial<MemberInput> = {}): MemberInput => ({ peerId, name: peerId, record: record(peerId), senderIndex: 7, keyed: true, ...over });
+const member = (peerId: string, over: Partial<MemberInput> = {}): MemberInput => ({ peerId, name: peerId, listed: true, record: record(peerId), senderIndex: 7, keyed: true, ...over });
 const counts = (opened: number, auth: number): SenderCount[] => [{ senderIndex: 7, opened, buffered: 0, dropped: { auth }, keyed: true }];
 const input = (members: MemberInput[], senders: SenderCount[] = [], now = 0, over: Partial<ViewsInput> = {}): ViewsInput => ({
   members,

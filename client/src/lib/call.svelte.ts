@@ -501,11 +501,11 @@ export class CallSession {
       entry[m.source] = m;
       byPeer.set(m.peerId, entry);
     }
-    const names = new Map(this.e2ee.members.map((m) => [m.peerId, m.name]));
     const m = this.media;
+    // One tile per member the people list shows (the server's list and everyone holding our keys).
     return buildTiles(
       { peerId: this.peerId, name: this.displayName, cameraTrack: m.cameraEnabled ? m.cameraTrack : null, screenTrack: m.screenTrack, micOff: !m.micEnabled || !m.micTrack },
-      [...this.peers].map((id) => ({ id, name: names.get(id) ?? 'Participant', camera: byPeer.get(id)?.camera, mic: byPeer.get(id)?.mic, screen: byPeer.get(id)?.screen })),
+      this.e2ee.members.map(({ peerId: id, name }) => ({ id, name: name ?? 'Participant', camera: byPeer.get(id)?.camera, mic: byPeer.get(id)?.mic, screen: byPeer.get(id)?.screen })),
       this.activeSpeaker,
     );
   }

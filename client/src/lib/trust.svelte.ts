@@ -118,6 +118,16 @@ export function formatAlertTime(at: number): string {
   return new Date(at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 }
 
+/** Members who are not both listed by the server and in the key exchange. */
+export const PRESENCE_LABELS: Record<string, string> = {
+  'server-only': 'no keys',
+  'keys-only': 'not listed by the server',
+};
+export const PRESENCE_HINTS: Record<string, string> = {
+  'server-only': 'The server lists this participant, but it has not joined the key exchange: it gets no keys and cannot see or hear anyone.',
+  'keys-only': 'This participant holds the meeting keys, but the server does not show it as present. Ask who it is before you go on.',
+};
+
 export const VERIFICATION_LABELS: Record<string, string> = {
   verified: 'verified',
   creator: 'verified (meeting creator)',

@@ -277,9 +277,11 @@ export class E2eeSession {
     const st = bridge?.state;
     const { members, alerts, memory } = memberViews(
       {
-        members: [...this.#listed].map((peerId) => ({
+        // Everyone the server lists, then everyone we seal keys to whom it does not: nobody holds keys unseen.
+        members: [...new Set([...this.#listed, ...(st?.members.keys() ?? [])])].map((peerId) => ({
           peerId,
           name: this.#names.get(peerId),
+          listed: this.#listed.has(peerId),
           record: st?.members.get(peerId),
           senderIndex: st?.senderIndices.get(peerId),
           keyed: bridge?.keyed(peerId) ?? false,

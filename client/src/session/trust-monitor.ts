@@ -1,8 +1,9 @@
 /**
  * Trust monitor: what the UI shows about each member's keys and identity, and the alerts that follow from it.
  * Pure functions over numbers and records (the caller reads `getStats` and the worker's counts):
- * - `memberViews(input, memory)`: the people list with verification and key state, plus the alerts it implies
- *   (identity changed, decryption failing, a listed member that never joined the key exchange);
+ * - `memberViews(input, memory)`: the people list — everyone the server lists and everyone the key exchange admitted
+ *   (whom we seal keys to) — with verification and key state, plus the alerts it implies (identity changed, decryption
+ *   failing, a listed member that never joined the key exchange, an admitted member the server does not list);
  * - `keyAlert(reason, who, detail)`: the alert for a key-exchange rejection from membership.ts;
  * - `BypassDetector`: bytes on the wire must come with sealed frames.
  *
@@ -32,9 +33,16 @@ export interface TrustAlert {
   message: string;
 }
 
+/**
+ * Where a member appears: in the server's list and the key exchange (`both`), only in the server's list (it gets no
+ * keys), or only in the key exchange (`keys-only`: it holds our keys while the server does not show it).
+ */
+export type Presence = 'both' | 'server-only' | 'keys-only';
+
 export interface E2eeMember {
   peerId: string;
   name?: string;
+  presence: Presence;
   /** Identity fingerprint, shown as hex groups (empty until the member's announcement verified). */
   fingerprint: string;
   verification: VerificationState;
@@ -46,7 +54,13 @@ export interface E2eeMember {
 }
 
 /** A listed member that has not joined the key exchange after this long raises a roster alert. */
-export const ROSTER_GRACE_MS = 15_000;
+export const ROSTER_GRACE_MS = 5_000;
+/**
+ * A member admitted by the key exchange that the server does not list after this long raises a roster alert. The
+ * server announces a join before the joiner can relay anything, so an honest server lists it first; the grace only
+ * covers our own event processing.
+ */
+export const UNLISTED_GRACE_MS = 2_000;
 /** Drop reasons that mean "frames arrive under this sender's key and do not open" (not merely early or late). */
 const BAD_REASONS = ['auth', 'expired', 'overflow', 'malformed'] as const;
 
@@ -58,6 +72,8 @@ export const identityDisplay = (identityPublicKey: Uint8Array): string => finger
 export interface MemberInput {
   peerId: string;
   name: string | undefined;
+  /** The server lists it. */
+  listed: boolean;
   /** Verified key-exchange record; undefined: no valid announcement yet. */
   record: MemberRecord | undefined;
   senderIndex: number | undefined;
@@ -80,9 +96,18 @@ export interface MonitorMemory {
   readonly last: ReadonlyMap<string, { opened: number; bad: number }>;
   /** Per member: when it was first listed without a key-exchange record. */
   readonly unannouncedSince: ReadonlyMap<string, number>;
+  /** Per member: when it was first admitted by the key exchange without being listed. */
+  readonly unlistedSince: ReadonlyMap<string, number>;
 }
 
-export const emptyMemory = (): MonitorMemory => ({ last: new Map(), unannouncedSince: new Map() });
+export const emptyMemory = (): MonitorMemory => ({ last: new Map(), unannouncedSince: new Map(), unlistedSince: new Map() });
+
+/** Keeps the first time a condition was seen while it holds; true once it has held longer than `grace`. */
+function heldFor(since: ReadonlyMap<string, number>, next: Map<string, number>, id: string, now: number, grace: number): boolean {
+  const t = since.get(id) ?? now;
+  next.set(id, t);
+  return now - t > grace;
+}
 
 function verificationOf(m: MemberInput, input: ViewsInput): VerificationState {
   const rec = m.record;
@@ -100,17 +125,18 @@ export function memberViews(input: ViewsInput, memory: MonitorMemory): { members
   const senders = new Map(input.senders.map((s) => [s.senderIndex, s]));
   const last = new Map<string, { opened: number; bad: number }>();
   const unannouncedSince = new Map<string, number>();
+  const unlistedSince = new Map<string, number>();
   const alerts: TrustAlert[] = [];
   const members = input.members.map((m): E2eeMember => {
     const display = m.name ?? 'Participant';
     const verification = verificationOf(m, input);
     if (verification === 'changed') alerts.push({ kind: 'identity-changed', message: `${display}'s identity key is not the one you verified before.` });
-    if (!m.record) {
-      const since = memory.unannouncedSince.get(m.peerId) ?? input.now;
-      unannouncedSince.set(m.peerId, since);
-      if (input.now - since > ROSTER_GRACE_MS) {
-        alerts.push({ kind: 'roster', message: `A participant the server lists (${m.peerId.slice(0, 8)}) has not joined the key exchange: it receives no keys.` });
-      }
+    const presence: Presence = !m.record ? 'server-only' : m.listed ? 'both' : 'keys-only';
+    if (presence === 'server-only' && heldFor(memory.unannouncedSince, unannouncedSince, m.peerId, input.now, ROSTER_GRACE_MS)) {
+      alerts.push({ kind: 'roster', message: `A participant the server lists (${m.peerId.slice(0, 8)}) has not joined the key exchange: it receives no keys.` });
+    }
+    if (presence === 'keys-only' && heldFor(memory.unlistedSince, unlistedSince, m.peerId, input.now, UNLISTED_GRACE_MS)) {
+      alerts.push({ kind: 'roster', message: `${display} holds the meeting keys, but the server does not show them in the meeting: someone may be listening without being seen.` });
     }
     const sc = m.senderIndex !== undefined ? senders.get(m.senderIndex) : undefined;
     const drops: Record<string, number> = {};
@@ -125,6 +151,7 @@ export function memberViews(input: ViewsInput, memory: MonitorMemory): { members
     return {
       peerId: m.peerId,
       ...(m.name ? { name: m.name } : {}),
+      presence,
       fingerprint: m.record ? fingerprintDisplay(m.record.fingerprint) : '',
       verification,
       keyState,
@@ -132,7 +159,7 @@ export function memberViews(input: ViewsInput, memory: MonitorMemory): { members
       opened,
     };
   });
-  return { members, alerts, memory: { last, unannouncedSince } };
+  return { members, alerts, memory: { last, unannouncedSince, unlistedSince } };
 }
 
 /** The alert for a key-exchange problem the membership reducer reported (null: nothing to show). */
