@@ -5,16 +5,11 @@
  * silence.
  */
 import * as dgram from 'node:dgram';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { joinWithTransports, newRoomId, newToken, next, startTestServer, type TestServer } from './helpers.ts';
+import { describe, expect } from 'vitest';
+import { serverTest } from './fixtures.ts';
+import { joinWithTransports, newRoomId, newToken, next } from './helpers.ts';
 
-let server: TestServer;
-beforeAll(async () => {
-  server = await startTestServer({ workers: 1 });
-});
-afterAll(async () => {
-  await server?.close();
-});
+const it = serverTest({ workers: 1 });
 
 const SSRC = 0x1234abcd;
 const AUDIO_LEVEL_ID = 10;
@@ -40,7 +35,7 @@ function rtpWithAudioLevel(seq: number, timestamp: number, level: number): Buffe
 }
 
 describe('active speaker', () => {
-  it('emits the loudest peer to the room, then null on silence', async () => {
+  it('emits the loudest peer to the room, then null on silence', async ({ server }) => {
     const roomId = newRoomId();
     const token = newToken();
     const a = await joinWithTransports(server.url, roomId, token);

@@ -1,7 +1,9 @@
 /** Authorisation, room cap, access tokens and rate limiting, against the real server. */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
+import { serverTest } from './fixtures.ts';
 import {
   clientRtpCapabilities,
+  code,
   connect,
   fakeDtlsParameters,
   joinWithTransports,
@@ -11,24 +13,13 @@ import {
   opusRtpParameters,
   rawRequest,
   request,
-  startTestServer,
   waitFor,
-  type TestServer,
 } from './helpers.ts';
 
-let server: TestServer;
-
-beforeAll(async () => {
-  server = await startTestServer({ workers: 1, roomCap: 2 });
-});
-afterAll(async () => {
-  await server?.close();
-});
-
-const code = (res: { ok: boolean; error?: { code: string } }): string | null => (res.ok ? null : (res.error?.code ?? null));
+const it = serverTest({ workers: 1, roomCap: 2 });
 
 describe('authorisation', () => {
-  it("peer B cannot touch peer A's transports, producers or consumers (NOT_FOUND)", async () => {
+  it("peer B cannot touch peer A's transports, producers or consumers (NOT_FOUND)", async ({ server }) => {
     const roomId = newRoomId();
     const token = newToken();
     const a = await joinWithTransports(server.url, roomId, token);
@@ -64,7 +55,7 @@ describe('authorisation', () => {
     await waitFor(() => server.sfu.getRoom(roomId) === undefined, 5000, 'room closed');
   });
 
-  it('a peer in another room is not reachable by relay or consume', async () => {
+  it('a peer in another room is not reachable by relay or consume', async ({ server }) => {
     const token = newToken();
     const r1 = newRoomId();
     const r2 = newRoomId();
@@ -79,7 +70,7 @@ describe('authorisation', () => {
     x.socket.disconnect();
   });
 
-  it('requests before join are NOT_JOINED; a second join is ALREADY_JOINED', async () => {
+  it('requests before join are NOT_JOINED; a second join is ALREADY_JOINED', async ({ server }) => {
     const s = await connect(server.url);
     expect(code(await request(s, 'createTransport', { direction: 'send' }))).toBe('NOT_JOINED');
     expect(code(await request(s, 'relay', { blob: 'eA' }))).toBe('NOT_JOINED');
@@ -93,7 +84,7 @@ describe('authorisation', () => {
 });
 
 describe('access token', () => {
-  it('the first joiner fixes the token; a wrong token is UNAUTHORIZED and the room keeps only a hash', async () => {
+  it('the first joiner fixes the token; a wrong token is UNAUTHORIZED and the room keeps only a hash', async ({ server }) => {
     const roomId = newRoomId();
     const token = newToken();
     const a = await connect(server.url);
@@ -111,7 +102,7 @@ describe('access token', () => {
     await waitFor(() => server.sfu.getRoom(roomId) === undefined, 5000, 'room closed');
   });
 
-  it('after the room empties, the next first joiner fixes a new token', async () => {
+  it('after the room empties, the next first joiner fixes a new token', async ({ server }) => {
     const roomId = newRoomId();
     const a = await connect(server.url);
     await ok(a, 'join', { roomId, accessToken: newToken() });
@@ -123,7 +114,7 @@ describe('access token', () => {
 });
 
 describe('room cap', () => {
-  it('with ROOM_CAP=2 the third joiner gets ROOM_FULL', async () => {
+  it('with ROOM_CAP=2 the third joiner gets ROOM_FULL', async ({ server }) => {
     const roomId = newRoomId();
     const token = newToken();
     const [s1, s2, s3] = await Promise.all([connect(server.url), connect(server.url), connect(server.url)]);
@@ -139,31 +130,27 @@ describe('room cap', () => {
 });
 
 describe('rate limit', () => {
-  it('a burst over the token bucket gets RATE_LIMITED, then recovers', async () => {
+  it('a burst over the token bucket gets RATE_LIMITED, then recovers', async ({ startServer }) => {
     // 1 token/s refill, burst 10: timing-tolerant even on a loaded machine.
-    const s = await startTestServer({ workers: 1, rateLimitPerSec: 1, rateLimitBurst: 10 });
-    try {
-      const sock = await connect(s.url);
-      const results = await Promise.all(Array.from({ length: 30 }, () => request(sock, 'leave', {})));
-      const codes = results.map(code);
-      const served = codes.filter((c) => c === 'NOT_JOINED').length;
-      expect(served).toBeGreaterThanOrEqual(10);
-      expect(served).toBeLessThanOrEqual(12);
-      expect(codes.filter((c) => c === 'RATE_LIMITED').length).toBe(30 - served);
-      // Unknown events count against the bucket too.
-      const bogus = await Promise.all(Array.from({ length: 5 }, () => rawRequest(sock, 'bogusEvent', [{}])));
-      expect(bogus.map(code)).toContain('RATE_LIMITED');
-      await new Promise((r) => setTimeout(r, 1100));
-      expect(code(await request(sock, 'leave', {}))).toBe('NOT_JOINED');
-      sock.disconnect();
-    } finally {
-      await s.close();
-    }
+    const s = await startServer({ workers: 1, rateLimitPerSec: 1, rateLimitBurst: 10 });
+    const sock = await connect(s.url);
+    const results = await Promise.all(Array.from({ length: 30 }, () => request(sock, 'leave', {})));
+    const codes = results.map(code);
+    const served = codes.filter((c) => c === 'NOT_JOINED').length;
+    expect(served).toBeGreaterThanOrEqual(10);
+    expect(served).toBeLessThanOrEqual(12);
+    expect(codes.filter((c) => c === 'RATE_LIMITED').length).toBe(30 - served);
+    // Unknown events count against the bucket too.
+    const bogus = await Promise.all(Array.from({ length: 5 }, () => rawRequest(sock, 'bogusEvent', [{}])));
+    expect(bogus.map(code)).toContain('RATE_LIMITED');
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(code(await request(sock, 'leave', {}))).toBe('NOT_JOINED');
+    sock.disconnect();
   });
 });
 
 describe('concurrent first joins', () => {
-  it('two simultaneous first joiners with different tokens: exactly one wins', async () => {
+  it('two simultaneous first joiners with different tokens: exactly one wins', async ({ server }) => {
     const roomId = newRoomId();
     const [s1, s2] = await Promise.all([connect(server.url), connect(server.url)]);
     const results = await Promise.all([
@@ -180,7 +167,7 @@ describe('concurrent first joins', () => {
 });
 
 describe('per-peer limits', () => {
-  it('a peer cannot create more than 8 transports', async () => {
+  it('a peer cannot create more than 8 transports', async ({ server }) => {
     const roomId = newRoomId();
     const s = await connect(server.url);
     await ok(s, 'join', { roomId, accessToken: newToken() });

@@ -68,6 +68,9 @@ export function rawRequest(socket: TestSocket, event: string, args: unknown[], t
   });
 }
 
+/** The error code of an ack result; null when it is ok. */
+export const code = (res: { ok: boolean; error?: { code: string } }): string | null => (res.ok ? null : (res.error?.code ?? null));
+
 /** Like `request`, but throws unless ok. */
 export async function ok<K extends keyof Requests>(socket: TestSocket, event: K, payload: Requests[K]): Promise<Responses[K]> {
   const res = await request(socket, event, payload);

@@ -4,7 +4,8 @@
  * propagation, relay, close, leave, disconnect — with server-side object counts checked against both
  * `sfu.stats()` and the workers' own dumps.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
+import { serverTest } from './fixtures.ts';
 import {
   clientRtpCapabilities,
   connect,
@@ -19,23 +20,14 @@ import {
   recorder,
   request,
   sleep,
-  startTestServer,
   vp8SimulcastRtpParameters,
   waitFor,
-  type TestServer,
 } from './helpers.ts';
 
-let server: TestServer;
-
-beforeAll(async () => {
-  server = await startTestServer({ workers: 1 });
-});
-afterAll(async () => {
-  await server?.close();
-});
+const it = serverTest({ workers: 1 });
 
 describe('room lifecycle', () => {
-  it('join → transports → produce → consume → relay → leave/disconnect frees everything', async () => {
+  it('join → transports → produce → consume → relay → leave/disconnect frees everything', async ({ server }) => {
     const roomId = newRoomId();
     const token = newToken();
 
@@ -205,7 +197,7 @@ describe('room lifecycle', () => {
     c.socket.disconnect();
   });
 
-  it('disconnect without leave frees the peer and closes the empty room', async () => {
+  it('disconnect without leave frees the peer and closes the empty room', async ({ server }) => {
     const roomId = newRoomId();
     const token = newToken();
     const a = await joinWithTransports(server.url, roomId, token);
@@ -217,7 +209,7 @@ describe('room lifecycle', () => {
     expect(await dumpCounts(server)).toEqual({ routers: 0, transports: 0, producers: 0, consumers: 0 });
   });
 
-  it('pipelined requests run in order (join then createTransport without waiting)', async () => {
+  it('pipelined requests run in order (join then createTransport without waiting)', async ({ server }) => {
     const socket = await connect(server.url);
     const roomId = newRoomId();
     const [join, transport] = await Promise.all([
@@ -230,7 +222,7 @@ describe('room lifecycle', () => {
     await waitFor(() => server.sfu.getRoom(roomId) === undefined, 5000, 'room closed');
   });
 
-  it('consume with capabilities that cannot decode the producer → CANNOT_CONSUME', async () => {
+  it('consume with capabilities that cannot decode the producer → CANNOT_CONSUME', async ({ server }) => {
     const roomId = newRoomId();
     const token = newToken();
     const a = await joinWithTransports(server.url, roomId, token);
@@ -266,30 +258,26 @@ describe('room lifecycle', () => {
 });
 
 describe('AUDIO_LEVEL_EXT=off', () => {
-  it('does not offer or forward the audio-level header extension', async () => {
-    const s = await startTestServer({ workers: 1, audioLevelExt: 'off' });
-    try {
-      const roomId = newRoomId();
-      const token = newToken();
-      const a = await joinWithTransports(s.url, roomId, token);
-      const exts = (a.join.routerRtpCapabilities.headerExtensions as { uri: string }[]).map((h) => h.uri);
-      expect(exts).not.toContain('urn:ietf:params:rtp-hdrext:ssrc-audio-level');
-      const b = await joinWithTransports(s.url, roomId, token);
-      const audio = await ok(a.socket, 'produce', { transportId: a.sendTransportId, kind: 'audio', rtpParameters: opusRtpParameters(), source: 'mic' });
-      const consumer = await ok(b.socket, 'consume', { transportId: b.recvTransportId, producerId: audio.producerId, rtpCapabilities: clientRtpCapabilities() });
-      const used = (consumer.rtpParameters.headerExtensions as { uri: string }[]).map((h) => h.uri);
-      expect(used).not.toContain('urn:ietf:params:rtp-hdrext:ssrc-audio-level');
-      a.socket.disconnect();
-      b.socket.disconnect();
-    } finally {
-      await s.close();
-    }
+  it('does not offer or forward the audio-level header extension', async ({ startServer }) => {
+    const s = await startServer({ workers: 1, audioLevelExt: 'off' });
+    const roomId = newRoomId();
+    const token = newToken();
+    const a = await joinWithTransports(s.url, roomId, token);
+    const exts = (a.join.routerRtpCapabilities.headerExtensions as { uri: string }[]).map((h) => h.uri);
+    expect(exts).not.toContain('urn:ietf:params:rtp-hdrext:ssrc-audio-level');
+    const b = await joinWithTransports(s.url, roomId, token);
+    const audio = await ok(a.socket, 'produce', { transportId: a.sendTransportId, kind: 'audio', rtpParameters: opusRtpParameters(), source: 'mic' });
+    const consumer = await ok(b.socket, 'consume', { transportId: b.recvTransportId, producerId: audio.producerId, rtpCapabilities: clientRtpCapabilities() });
+    const used = (consumer.rtpParameters.headerExtensions as { uri: string }[]).map((h) => h.uri);
+    expect(used).not.toContain('urn:ietf:params:rtp-hdrext:ssrc-audio-level');
+    a.socket.disconnect();
+    b.socket.disconnect();
   });
 });
 
 describe('shutdown', () => {
-  it('close() disconnects clients, frees every object, kills the workers, and is idempotent', async () => {
-    const s = await startTestServer({ workers: 2 });
+  it('close() disconnects clients, frees every object, kills the workers, and is idempotent', async ({ startServer }) => {
+    const s = await startServer({ workers: 2 });
     const pids = s.sfu.pool.workers.map((w) => w.pid);
     const a = await joinWithTransports(s.url, newRoomId(), newToken());
     await ok(a.socket, 'produce', { transportId: a.sendTransportId, kind: 'audio', rtpParameters: opusRtpParameters(), source: 'mic' });

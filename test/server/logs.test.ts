@@ -7,10 +7,12 @@
  * The token is the real one: HKDF-derived from a fresh invite secret by the client's own invite code.
  */
 import { createHash } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { deriveInviteKeysSync, generateInvite } from '../../client/src/e2ee/invite.ts';
+import { test as it } from './fixtures.ts';
 import {
   clientRtpCapabilities,
+  code,
   connect,
   joinWithTransports,
   newRoomId,
@@ -20,12 +22,9 @@ import {
   opusRtpParameters,
   rawRequest,
   request,
-  startTestServer,
   vp8SimulcastRtpParameters,
   waitFor,
 } from './helpers.ts';
-
-const code = (res: { ok: boolean; error?: { code: string } }): string | null => (res.ok ? null : (res.error?.code ?? null));
 
 const MARKER_TEXT = 'Display name: Zebulon Quixotic-Marker 7f3a';
 const CHAT_TEXT = 'chat: the vault code is 4711-marker';
@@ -38,9 +37,9 @@ describe.each([
   { label: 'production options', opts: {} },
   { label: 'with the test-only tap and capture on', opts: { tap: true, capture: true } },
 ])('logs and server state hold no secrets ($label)', ({ opts }) => {
-  it('a whole session: no log line and no reachable structure contains the relay text, the blob, the token or its hash', async () => {
+  it('a whole session: no log line and no reachable structure contains the relay text, the blob, the token or its hash', async ({ startServer }) => {
     const lines: string[] = [];
-    const server = await startTestServer({ workers: 1, logLevel: 'debug' }, { logSink: (l) => lines.push(l), ...opts });
+    const server = await startServer({ workers: 1, logLevel: 'debug' }, { logSink: (l) => lines.push(l), ...opts });
     const roomId = newRoomId();
     const { secret } = generateInvite();
     const { accessToken: token } = deriveInviteKeysSync(secret, roomId);
@@ -49,72 +48,69 @@ describe.each([
     const blob = Buffer.from(MARKER_TEXT, 'utf8').toString('base64url');
     const chatBlob = Buffer.from(CHAT_TEXT, 'utf8').toString('base64url');
     let stateTexts: string[] = [];
-    try {
-      // Only a 43-char base64url token is accepted at all.
-      const s0 = await connect(server.url);
-      expect(code(await request(s0, 'join', { roomId, accessToken: token.slice(0, 42) }))).toBe('BAD_REQUEST');
-      expect(code(await request(s0, 'join', { roomId, accessToken: `${token}A` }))).toBe('BAD_REQUEST');
-      s0.disconnect();
+    // Only a 43-char base64url token is accepted at all.
+    const s0 = await connect(server.url);
+    expect(code(await request(s0, 'join', { roomId, accessToken: token.slice(0, 42) }))).toBe('BAD_REQUEST');
+    expect(code(await request(s0, 'join', { roomId, accessToken: `${token}A` }))).toBe('BAD_REQUEST');
+    s0.disconnect();
 
-      const a = await joinWithTransports(server.url, roomId, token);
-      const b = await joinWithTransports(server.url, roomId, token);
-      // A wrong (well-formed) token is refused.
-      const intruder = await connect(server.url);
-      expect(code(await request(intruder, 'join', { roomId, accessToken: newToken() }))).toBe('UNAUTHORIZED');
+    const a = await joinWithTransports(server.url, roomId, token);
+    const b = await joinWithTransports(server.url, roomId, token);
+    // A wrong (well-formed) token is refused.
+    const intruder = await connect(server.url);
+    expect(code(await request(intruder, 'join', { roomId, accessToken: newToken() }))).toBe('UNAUTHORIZED');
 
-      const video = await ok(a.socket, 'produce', { transportId: a.sendTransportId, kind: 'video', rtpParameters: vp8SimulcastRtpParameters(), source: 'camera' });
-      const audio = await ok(a.socket, 'produce', { transportId: a.sendTransportId, kind: 'audio', rtpParameters: opusRtpParameters(), source: 'mic' });
-      const cv = await ok(b.socket, 'consume', { transportId: b.recvTransportId, producerId: video.producerId, rtpCapabilities: clientRtpCapabilities() });
-      await ok(b.socket, 'consume', { transportId: b.recvTransportId, producerId: audio.producerId, rtpCapabilities: clientRtpCapabilities() });
-      await ok(b.socket, 'resumeConsumer', { consumerId: cv.consumerId });
-      await ok(b.socket, 'requestKeyFrame', { consumerId: cv.consumerId });
-      await ok(a.socket, 'requestProducerKeyFrame', { producerId: video.producerId });
+    const video = await ok(a.socket, 'produce', { transportId: a.sendTransportId, kind: 'video', rtpParameters: vp8SimulcastRtpParameters(), source: 'camera' });
+    const audio = await ok(a.socket, 'produce', { transportId: a.sendTransportId, kind: 'audio', rtpParameters: opusRtpParameters(), source: 'mic' });
+    const cv = await ok(b.socket, 'consume', { transportId: b.recvTransportId, producerId: video.producerId, rtpCapabilities: clientRtpCapabilities() });
+    await ok(b.socket, 'consume', { transportId: b.recvTransportId, producerId: audio.producerId, rtpCapabilities: clientRtpCapabilities() });
+    await ok(b.socket, 'resumeConsumer', { consumerId: cv.consumerId });
+    await ok(b.socket, 'requestKeyFrame', { consumerId: cv.consumerId });
+    await ok(a.socket, 'requestProducerKeyFrame', { producerId: video.producerId });
 
-      // Relay: targeted and broadcast; also rejected relays that carry the text.
-      const got = next(b.socket, 'relay');
-      await ok(a.socket, 'relay', { to: b.peerId, blob });
-      expect(await got).toEqual({ from: a.peerId, blob });
-      const got2 = next(b.socket, 'relay');
-      await ok(a.socket, 'relay', { blob: chatBlob });
-      expect((await got2).blob).toBe(chatBlob);
-      expect(code(await request(a.socket, 'relay', { to: 'nobody', blob }))).toBe('NOT_FOUND');
-      expect(code(await request(a.socket, 'relay', { blob: `${blob}+${token}` }))).toBe('BAD_REQUEST');
-      expect(code(await rawRequest(a.socket, 'relay', [{ blob, extra: MARKER_TEXT }]))).toBe('BAD_REQUEST');
-      expect(code(await rawRequest(a.socket, `evil-${token}`, [{ blob }]))).toBe('BAD_REQUEST');
-      expect(code(await rawRequest(a.socket, 'join', [{ roomId, accessToken: token }]))).toBe('ALREADY_JOINED');
+    // Relay: targeted and broadcast; also rejected relays that carry the text.
+    const got = next(b.socket, 'relay');
+    await ok(a.socket, 'relay', { to: b.peerId, blob });
+    expect(await got).toEqual({ from: a.peerId, blob });
+    const got2 = next(b.socket, 'relay');
+    await ok(a.socket, 'relay', { blob: chatBlob });
+    expect((await got2).blob).toBe(chatBlob);
+    expect(code(await request(a.socket, 'relay', { to: 'nobody', blob }))).toBe('NOT_FOUND');
+    expect(code(await request(a.socket, 'relay', { blob: `${blob}+${token}` }))).toBe('BAD_REQUEST');
+    expect(code(await rawRequest(a.socket, 'relay', [{ blob, extra: MARKER_TEXT }]))).toBe('BAD_REQUEST');
+    expect(code(await rawRequest(a.socket, `evil-${token}`, [{ blob }]))).toBe('BAD_REQUEST');
+    expect(code(await rawRequest(a.socket, 'join', [{ roomId, accessToken: token }]))).toBe('ALREADY_JOINED');
 
-      // Everything we can reach of the server's state while the session is live.
-      const room = server.sfu.getRoom(roomId)!;
-      expect((room.toJSON() as { tokenSha256: string }).tokenSha256).toBe(tokenHash.toString('hex'));
-      stateTexts = [
-        JSON.stringify(server.sfu),
-        JSON.stringify(server.sfu.rooms()),
-        JSON.stringify(room.peers()),
-        JSON.stringify(room.peers().map((p) => p.producerInfos())),
-        JSON.stringify(server.sfu.stats()),
-        JSON.stringify(room.rtpCapabilities),
-        JSON.stringify(await server.sfu.dumpWorkers()),
-        JSON.stringify(await server.sfu.dumpRooms()),
-        JSON.stringify(await room.router.dump()),
-        JSON.stringify(server.config),
-        JSON.stringify(Object.getOwnPropertyNames(room)),
-        JSON.stringify([...server.io.sockets.sockets.values()].map((s) => ({ data: s.data, rooms: [...s.rooms] }))),
-      ];
-      // The snapshots are real: they do show the peers, producers and consumers.
-      const sfuJson = stateTexts[0]!;
-      for (const id of [a.peerId, b.peerId, video.producerId, audio.producerId, cv.consumerId]) expect(sfuJson).toContain(id);
-      expect(JSON.stringify(await server.sfu.dumpRooms())).toContain(cv.consumerId);
+    // Everything we can reach of the server's state while the session is live.
+    const room = server.sfu.getRoom(roomId)!;
+    expect((room.toJSON() as { tokenSha256: string }).tokenSha256).toBe(tokenHash.toString('hex'));
+    stateTexts = [
+      JSON.stringify(server.sfu),
+      JSON.stringify(server.sfu.rooms()),
+      JSON.stringify(room.peers()),
+      JSON.stringify(room.peers().map((p) => p.producerInfos())),
+      JSON.stringify(server.sfu.stats()),
+      JSON.stringify(room.rtpCapabilities),
+      JSON.stringify(await server.sfu.dumpWorkers()),
+      JSON.stringify(await server.sfu.dumpRooms()),
+      JSON.stringify(await room.router.dump()),
+      JSON.stringify(server.config),
+      JSON.stringify(Object.getOwnPropertyNames(room)),
+      JSON.stringify([...server.io.sockets.sockets.values()].map((s) => ({ data: s.data, rooms: [...s.rooms] }))),
+    ];
+    // The snapshots are real: they do show the peers, producers and consumers.
+    const sfuJson = stateTexts[0]!;
+    for (const id of [a.peerId, b.peerId, video.producerId, audio.producerId, cv.consumerId]) expect(sfuJson).toContain(id);
+    expect(JSON.stringify(await server.sfu.dumpRooms())).toContain(cv.consumerId);
 
-      const left = next(b.socket, 'peerLeft');
-      await ok(a.socket, 'leave', {});
-      await left;
-      a.socket.disconnect();
-      b.socket.disconnect();
-      intruder.disconnect();
-      await waitFor(() => server.sfu.getRoom(roomId) === undefined, 10_000, 'room closed');
-    } finally {
-      await server.close();
-    }
+    const left = next(b.socket, 'peerLeft');
+    await ok(a.socket, 'leave', {});
+    await left;
+    a.socket.disconnect();
+    b.socket.disconnect();
+    intruder.disconnect();
+    await waitFor(() => server.sfu.getRoom(roomId) === undefined, 10_000, 'room closed');
+    await server.close();
 
     // The whole session is in the collected lines, from start to shutdown.
     const logs = lines.map((l) => JSON.parse(l) as { msg: string; level: string });

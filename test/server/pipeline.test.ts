@@ -9,7 +9,7 @@ import { Logger } from '../../sfu/src/Logger.ts';
 import { SfuError } from '../../sfu/src/SfuError.ts';
 import { servePipeline, type PipelineOptions, type SocketPipeline } from '../../signaling/src/pipeline.ts';
 import type { AckResult } from '../../signaling/src/protocol.ts';
-import { connect, rawRequest, sleep, startSocketServer, waitFor, type TestSocket } from './helpers.ts';
+import { code, connect, rawRequest, sleep, startSocketServer, waitFor, type TestSocket } from './helpers.ts';
 
 const schemas = {
   echo: z.strictObject({ text: z.string().max(4000) }),
@@ -80,8 +80,6 @@ async function startPipelineServer(opts: Partial<PipelineOptions>, onCleanup: (f
 /** `serve(opts)`: a pipeline server with one connected client, closed after the test. */
 const it = test.extend('serve', async ({}, { onCleanup }) => (opts: Partial<PipelineOptions> = {}) => startPipelineServer(opts, onCleanup));
 
-const codeOf = (res: AckResult<unknown>): string | null => (res.ok ? null : res.error.code);
-
 describe('request pipeline', () => {
   it('a valid request reaches its handler with the parsed payload and is answered { ok, data }', async ({ serve }) => {
     const s = await serve();
@@ -96,9 +94,9 @@ describe('request pipeline', () => {
     expect(wrongType.ok ? null : wrongType.error).toEqual({ code: 'BAD_REQUEST', message: expect.stringMatching(/^text: /) as unknown });
     const extraKey = await rawRequest(s.client, 'echo', [{ text: 'x', sneaky: 1 }]);
     expect(extraKey.ok ? '' : extraKey.error.message).toMatch(/sneaky/);
-    expect(codeOf(extraKey)).toBe('BAD_REQUEST');
+    expect(code(extraKey)).toBe('BAD_REQUEST');
     for (const args of [[], [{ text: 'a' }, { text: 'b' }], [null], ['text'], [[{ text: 'a' }]]]) {
-      expect(codeOf(await rawRequest(s.client, 'echo', args)), JSON.stringify(args)).toBe('BAD_REQUEST');
+      expect(code(await rawRequest(s.client, 'echo', args)), JSON.stringify(args)).toBe('BAD_REQUEST');
     }
     expect(s.calls).toEqual([]);
   });
@@ -114,9 +112,9 @@ describe('request pipeline', () => {
   it('over the token bucket: RATE_LIMITED, unknown events included, before any other check', async ({ serve }) => {
     const s = await serve({ rateLimit: { perSec: 0.001, burst: 5 } });
     const results = await Promise.all(Array.from({ length: 8 }, (_, i) => rawRequest(s.client, 'echo', [{ text: String(i) }])));
-    expect(results.map(codeOf)).toEqual([null, null, null, null, null, 'RATE_LIMITED', 'RATE_LIMITED', 'RATE_LIMITED']);
-    expect(codeOf(await rawRequest(s.client, 'noSuchEvent', [{}]))).toBe('RATE_LIMITED');
-    expect(codeOf(await rawRequest(s.client, 'echo', [{ text: 5 }]))).toBe('RATE_LIMITED');
+    expect(results.map(code)).toEqual([null, null, null, null, null, 'RATE_LIMITED', 'RATE_LIMITED', 'RATE_LIMITED']);
+    expect(code(await rawRequest(s.client, 'noSuchEvent', [{}]))).toBe('RATE_LIMITED');
+    expect(code(await rawRequest(s.client, 'echo', [{ text: 5 }]))).toBe('RATE_LIMITED');
     expect(s.calls).toEqual(['echo 0', 'echo 1', 'echo 2', 'echo 3', 'echo 4']);
   });
 
@@ -132,7 +130,7 @@ describe('request pipeline', () => {
     ]);
     expect(s.calls).toEqual(['start a', 'end a', 'failUnknown', 'start b', 'end b', 'echo c']);
     expect(acked).toEqual(['a', 'fail', 'b', 'c']);
-    expect(results.map(codeOf)).toEqual([null, 'SFU_ERROR', null, null]);
+    expect(results.map(code)).toEqual([null, 'SFU_ERROR', null, null]);
   });
 
   it('a refused request is answered at once, without waiting for the queue', async ({ serve }) => {
@@ -140,7 +138,7 @@ describe('request pipeline', () => {
     const acked: string[] = [];
     const slow = rawRequest(s.client, 'slow', [{ ms: 300, tag: 'a' }]).then(() => acked.push('slow'));
     await waitFor(() => s.calls.includes('start a'), 5000, 'slow handler started');
-    const bad = rawRequest(s.client, 'slow', [{ ms: 'x', tag: 'b' }]).then((r) => acked.push(`bad ${codeOf(r)}`));
+    const bad = rawRequest(s.client, 'slow', [{ ms: 'x', tag: 'b' }]).then((r) => acked.push(`bad ${code(r)}`));
     await Promise.all([slow, bad]);
     expect(acked).toEqual(['bad BAD_REQUEST', 'slow']);
   });
@@ -167,7 +165,7 @@ describe('request pipeline', () => {
       ['slow', [{ ms: 20, tag: 'z' }]],
     ];
     const results = await Promise.all(requests.map(([event, args]) => rawRequest(s.client, event, args)));
-    expect(results.map(codeOf)).toEqual([null, 'BAD_REQUEST', 'TOO_LARGE', 'BAD_REQUEST', 'NOT_FOUND', 'SFU_ERROR', 'BAD_REQUEST', null]);
+    expect(results.map(code)).toEqual([null, 'BAD_REQUEST', 'TOO_LARGE', 'BAD_REQUEST', 'NOT_FOUND', 'SFU_ERROR', 'BAD_REQUEST', null]);
     (s.client.emit as (ev: string, ...a: unknown[]) => void)('echo', { text: 'no ack' });
     (s.client.emit as (ev: string, ...a: unknown[]) => void)('noSuchEvent', { x: 1 });
     await waitFor(() => s.calls.includes('echo no ack'), 5000, 'ack-less echo handled');
@@ -191,17 +189,17 @@ describe('request pipeline', () => {
 
   it('mapError has the last word on handler failures (not on the pipeline’s own refusals)', async ({ serve }) => {
     const s = await serve({ mapError: (e) => (e.code === 'SFU_ERROR' ? { ...e, code: 'UNAVAILABLE' } : e) });
-    expect(codeOf(await rawRequest(s.client, 'failUnknown', [{}]))).toBe('UNAVAILABLE');
-    expect(codeOf(await rawRequest(s.client, 'failTyped', [{}]))).toBe('NOT_FOUND');
-    expect(codeOf(await rawRequest(s.client, 'echo', [{ text: 1 }]))).toBe('BAD_REQUEST');
+    expect(code(await rawRequest(s.client, 'failUnknown', [{}]))).toBe('UNAVAILABLE');
+    expect(code(await rawRequest(s.client, 'failTyped', [{}]))).toBe('NOT_FOUND');
+    expect(code(await rawRequest(s.client, 'echo', [{ text: 1 }]))).toBe('BAD_REQUEST');
   });
 
   it('unknown events are BAD_REQUEST and dispatched nowhere; payloads never reach the log', async ({ serve }) => {
     const s = await serve();
     expect(await rawRequest(s.client, 'toString', [{}])).toEqual({ ok: false, error: { code: 'BAD_REQUEST', message: 'unknown event' } });
-    expect(codeOf(await rawRequest(s.client, '__proto__', [{}]))).toBe('BAD_REQUEST');
-    expect(codeOf(await rawRequest(s.client, 'echo', [{ text: 'SECRET-PAYLOAD', extra: 'SECRET-EXTRA' }]))).toBe('BAD_REQUEST');
-    expect(codeOf(await rawRequest(s.client, 'echo', [{ text: 'SECRET-OK' }]))).toBe(null);
+    expect(code(await rawRequest(s.client, '__proto__', [{}]))).toBe('BAD_REQUEST');
+    expect(code(await rawRequest(s.client, 'echo', [{ text: 'SECRET-PAYLOAD', extra: 'SECRET-EXTRA' }]))).toBe('BAD_REQUEST');
+    expect(code(await rawRequest(s.client, 'echo', [{ text: 'SECRET-OK' }]))).toBe(null);
     expect(s.calls).toEqual(['echo SECRET-OK']);
     expect(s.logs.join('\n')).not.toContain('SECRET');
   });

@@ -2,8 +2,9 @@
  * Every client→server event rejects wrong shapes, extra keys, extra arguments and oversized payloads
  * with BAD_REQUEST / TOO_LARGE — and such a request changes nothing on the server and notifies nobody.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { MAX_PAYLOAD_BYTES, schemas, type Requests } from '../../signaling/src/protocol.ts';
+import { serverTest } from './fixtures.ts';
 import {
   clientRtpCapabilities,
   connect,
@@ -17,53 +18,58 @@ import {
   recorder,
   request,
   sleep,
-  startTestServer,
   vp8SimulcastRtpParameters,
   waitFor,
   type JoinedClient,
   type TestServer,
 } from './helpers.ts';
 
-let server: TestServer;
-let a: JoinedClient;
-let b: JoinedClient;
-let producerId: string;
-let consumerId: string;
-const roomId = newRoomId();
-const token = newToken();
+/** The room every test of the file works in: A (producing video and consuming it) and B. */
+interface Room {
+  roomId: string;
+  a: JoinedClient;
+  b: JoinedClient;
+  producerId: string;
+  consumerId: string;
+}
 
-beforeAll(async () => {
-  server = await startTestServer({ workers: 1, rateLimitPerSec: 10_000, rateLimitBurst: 10_000 });
-  a = await joinWithTransports(server.url, roomId, token);
-  b = await joinWithTransports(server.url, roomId, token);
-  producerId = (await ok(a.socket, 'produce', { transportId: a.sendTransportId, kind: 'video', rtpParameters: vp8SimulcastRtpParameters(), source: 'camera' })).producerId;
-  consumerId = (await ok(a.socket, 'consume', { transportId: a.recvTransportId, producerId, rtpCapabilities: clientRtpCapabilities() })).consumerId;
-});
-afterAll(async () => {
-  a?.socket.disconnect();
-  b?.socket.disconnect();
-  await server?.close();
-});
+const it = serverTest({ workers: 1, rateLimitPerSec: 10_000, rateLimitBurst: 10_000 }).extend(
+  'room',
+  { scope: 'file' },
+  async ({ server }, { onCleanup }): Promise<Room> => {
+    const roomId = newRoomId();
+    const token = newToken();
+    const a = await joinWithTransports(server.url, roomId, token);
+    const b = await joinWithTransports(server.url, roomId, token);
+    onCleanup(() => {
+      a.socket.disconnect();
+      b.socket.disconnect();
+    });
+    const producerId = (await ok(a.socket, 'produce', { transportId: a.sendTransportId, kind: 'video', rtpParameters: vp8SimulcastRtpParameters(), source: 'camera' })).producerId;
+    const consumerId = (await ok(a.socket, 'consume', { transportId: a.recvTransportId, producerId, rtpCapabilities: clientRtpCapabilities() })).consumerId;
+    return { roomId, a, b, producerId, consumerId };
+  },
+);
 
-type Valid = { [K in keyof Requests]: () => Requests[K] };
+type Valid = { [K in keyof Requests]: (r: Room) => Requests[K] };
 const valid: Valid = {
   join: () => ({ roomId: newRoomId(), accessToken: newToken() }),
   leave: () => ({}),
   createTransport: () => ({ direction: 'send' }),
-  connectTransport: () => ({ transportId: a.sendTransportId, dtlsParameters: fakeDtlsParameters() }),
-  restartIce: () => ({ transportId: a.sendTransportId }),
-  produce: () => ({ transportId: a.sendTransportId, kind: 'audio', rtpParameters: opusRtpParameters(), source: 'mic' }),
-  closeProducer: () => ({ producerId }),
-  pauseProducer: () => ({ producerId }),
-  resumeProducer: () => ({ producerId }),
-  consume: () => ({ transportId: a.recvTransportId, producerId, rtpCapabilities: clientRtpCapabilities() }),
-  resumeConsumer: () => ({ consumerId }),
-  pauseConsumer: () => ({ consumerId }),
-  setPreferredLayers: () => ({ consumerId, spatialLayer: 1, temporalLayer: 1 }),
-  requestKeyFrame: () => ({ consumerId }),
-  closeConsumer: () => ({ consumerId }),
-  requestProducerKeyFrame: () => ({ producerId }),
-  relay: () => ({ to: b.peerId, blob: 'aGVsbG8' }),
+  connectTransport: ({ a }) => ({ transportId: a.sendTransportId, dtlsParameters: fakeDtlsParameters() }),
+  restartIce: ({ a }) => ({ transportId: a.sendTransportId }),
+  produce: ({ a }) => ({ transportId: a.sendTransportId, kind: 'audio', rtpParameters: opusRtpParameters(), source: 'mic' }),
+  closeProducer: ({ producerId }) => ({ producerId }),
+  pauseProducer: ({ producerId }) => ({ producerId }),
+  resumeProducer: ({ producerId }) => ({ producerId }),
+  consume: ({ a, producerId }) => ({ transportId: a.recvTransportId, producerId, rtpCapabilities: clientRtpCapabilities() }),
+  resumeConsumer: ({ consumerId }) => ({ consumerId }),
+  pauseConsumer: ({ consumerId }) => ({ consumerId }),
+  setPreferredLayers: ({ consumerId }) => ({ consumerId, spatialLayer: 1, temporalLayer: 1 }),
+  requestKeyFrame: ({ consumerId }) => ({ consumerId }),
+  closeConsumer: ({ consumerId }) => ({ consumerId }),
+  requestProducerKeyFrame: ({ producerId }) => ({ producerId }),
+  relay: ({ b }) => ({ to: b.peerId, blob: 'aGVsbG8' }),
 };
 
 const badIds = ['', 'has space', 'semi;colon', '../etc', 'x'.repeat(65), 42, null, true, {}, []];
@@ -101,7 +107,7 @@ const badFields: { [K in keyof Requests]: Partial<Record<keyof Requests[K], unkn
 };
 const optional = new Set(['temporalLayer', 'to']);
 
-function snapshot(): unknown {
+function snapshot(server: TestServer, roomId: string): unknown {
   const room = server.sfu.getRoom(roomId)!;
   return {
     stats: server.sfu.stats(),
@@ -118,11 +124,12 @@ describe('schema validation', () => {
   });
 
   for (const event of events) {
-    it(`${event}: rejects malformed payloads with BAD_REQUEST/TOO_LARGE and changes nothing`, async () => {
-      const before = snapshot();
+    it(`${event}: rejects malformed payloads with BAD_REQUEST/TOO_LARGE and changes nothing`, async ({ server, room }) => {
+      const { a, b, roomId } = room;
+      const before = snapshot(server, roomId);
       const bRec = recorder(b.socket);
       const cases: { label: string; args: unknown[]; code: 'BAD_REQUEST' | 'TOO_LARGE' }[] = [];
-      const base = valid[event]() as Record<string, unknown>;
+      const base = valid[event](room) as Record<string, unknown>;
       for (const wrong of [null, 42, 'str', [], true, [base]]) cases.push({ label: `payload ${JSON.stringify(wrong)}`, args: [wrong], code: 'BAD_REQUEST' });
       cases.push({ label: 'no payload', args: [], code: 'BAD_REQUEST' });
       cases.push({ label: 'two payloads', args: [base, base], code: 'BAD_REQUEST' });
@@ -146,22 +153,22 @@ describe('schema validation', () => {
         }
       }
       await sleep(50);
-      expect(snapshot()).toEqual(before);
+      expect(snapshot(server, roomId)).toEqual(before);
       expect(bRec.events).toEqual([]);
     });
   }
 
-  it('BAD_REQUEST carries the zod message', async () => {
+  it('BAD_REQUEST carries the zod message', async ({ room: { a } }) => {
     const res = await request(a.socket, 'join', { roomId: 'nope', accessToken: newToken() });
     expect(res.ok ? '' : res.error.message).toContain('roomId must be 22 base64url chars');
     const extra = await rawRequest(a.socket, 'leave', [{ sneaky: true }]);
     expect(extra.ok ? '' : extra.error.message).toMatch(/sneaky/);
   });
 
-  it('unknown events get BAD_REQUEST; events without an ack are tolerated', async () => {
+  it('unknown events get BAD_REQUEST; events without an ack are tolerated', async ({ server, room: { a, roomId, producerId } }) => {
     const res = await rawRequest(a.socket, 'dropDatabase', [{}]);
     expect(res.ok ? null : res.error.code).toBe('BAD_REQUEST');
-    const before = snapshot();
+    const before = snapshot(server, roomId);
     const emit = a.socket.emit as (ev: string, ...args: unknown[]) => void;
     emit.call(a.socket, 'pauseProducer', { producerId });
     emit.call(a.socket, 'leave');
@@ -171,10 +178,10 @@ describe('schema validation', () => {
     // The valid ack-less pause did happen; nothing else changed, and the socket still works.
     expect(server.sfu.getRoom(roomId)!.getPeer(a.peerId)!.producerInfos()[0]?.paused).toBe(true);
     await ok(a.socket, 'resumeProducer', { producerId });
-    expect(snapshot()).toEqual(before);
+    expect(snapshot(server, roomId)).toEqual(before);
   });
 
-  it('a message far beyond the limit drops only that connection', async () => {
+  it('a message far beyond the limit drops only that connection', async ({ server, room: { a, roomId } }) => {
     const c = await connect(server.url);
     const closed = new Promise<void>((resolve) => c.once('disconnect', () => resolve()));
     const emit = c.emit as (ev: string, ...args: unknown[]) => void;

@@ -10,11 +10,13 @@
 import { randomBytes } from 'node:crypto';
 import * as dgram from 'node:dgram';
 import type { types as ms } from 'mediasoup';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, vi } from 'vitest';
 import { KEYFRAME_COALESCE_MS } from '../../sfu/src/Room.ts';
 import { parseRtp, parseVp8Descriptor, parseVp9Descriptor, StreamAssembler, type AssembledFrame } from '../../sfu/src/rtp.ts';
+import { serverTest } from './fixtures.ts';
 import {
   clientRtpCapabilities,
+  code,
   connect,
   joinWithTransports,
   newRoomId,
@@ -23,22 +25,12 @@ import {
   ok,
   opusRtpParameters,
   request,
-  startTestServer,
+  sleep,
   vp8SimulcastRtpParameters,
   waitFor,
-  type TestServer,
 } from './helpers.ts';
 
-let server: TestServer;
-beforeAll(async () => {
-  server = await startTestServer({ workers: 1 }, { tap: true });
-});
-afterAll(async () => {
-  await server?.close();
-});
-
-const code = (res: { ok: boolean; error?: { code: string } }): string | null => (res.ok ? null : (res.error?.code ?? null));
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const it = serverTest({ workers: 1 }, { tap: true });
 
 /** An RTP packet: optional CSRCs, one-byte header extension elements, padding. */
 function rtp(o: {
@@ -113,7 +105,7 @@ const VP8_PT = 96;
 const OPUS_PT = 111;
 
 describe('media tap (real RTP through the worker)', () => {
-  it('reassembles exactly the VP8 and Opus frames that were sent; asks for a key frame at start; clients get the same frames', async () => {
+  it('reassembles exactly the VP8 and Opus frames that were sent; asks for a key frame at start; clients get the same frames', async ({ server }) => {
     const roomId = newRoomId();
     const a = await joinWithTransports(server.url, roomId, newToken());
     const room = server.sfu.getRoom(roomId)!;
@@ -294,7 +286,7 @@ describe('media tap (real RTP through the worker)', () => {
     }
   });
 
-  it('a producer is announced only once the tap consumes it (every simulcast stream)', async () => {
+  it('a producer is announced only once the tap consumes it (every simulcast stream)', async ({ server }) => {
     const roomId = newRoomId();
     const token = newToken();
     const a = await joinWithTransports(server.url, roomId, token);
@@ -318,7 +310,7 @@ describe('media tap (real RTP through the worker)', () => {
     await waitFor(() => server.sfu.getRoom(roomId) === undefined, 5000, 'room closed');
   });
 
-  it('the tap asks for a key frame every second until its first frame arrives, then stops', async () => {
+  it('the tap asks for a key frame every second until its first frame arrives, then stops', async ({ server }) => {
     const roomId = newRoomId();
     const a = await joinWithTransports(server.url, roomId, newToken());
     const room = server.sfu.getRoom(roomId)!;
@@ -357,20 +349,16 @@ describe('media tap (real RTP through the worker)', () => {
     }
   });
 
-  it('is off by default', async () => {
-    const s = await startTestServer({ workers: 1 });
-    try {
-      expect(s.tap).toBeUndefined();
-      expect(s.sfu.tap).toBeUndefined();
-      expect(s.capture).toBeUndefined();
-      const roomId = newRoomId();
-      const a = await joinWithTransports(s.url, roomId, newToken());
-      const dump = (await s.sfu.getRoom(roomId)!.router.dump()) as { transportIds: string[] };
-      expect(dump.transportIds).toHaveLength(2); // the peer's own two, no tap transport
-      a.socket.disconnect();
-    } finally {
-      await s.close();
-    }
+  it('is off by default', async ({ startServer }) => {
+    const s = await startServer({ workers: 1 });
+    expect(s.tap).toBeUndefined();
+    expect(s.sfu.tap).toBeUndefined();
+    expect(s.capture).toBeUndefined();
+    const roomId = newRoomId();
+    const a = await joinWithTransports(s.url, roomId, newToken());
+    const dump = (await s.sfu.getRoom(roomId)!.router.dump()) as { transportIds: string[] };
+    expect(dump.transportIds).toHaveLength(2); // the peer's own two, no tap transport
+    a.socket.disconnect();
   });
 });
 
@@ -413,7 +401,7 @@ describe('payload descriptor parsers', () => {
 });
 
 describe('requestProducerKeyFrame', () => {
-  it('asks every consumer of a same-room producer for a key frame; NOT_FOUND across rooms; NOT_JOINED before join', async () => {
+  it('asks every consumer of a same-room producer for a key frame; NOT_FOUND across rooms; NOT_JOINED before join', async ({ server }) => {
     const roomId = newRoomId();
     const token = newToken();
     const a = await joinWithTransports(server.url, roomId, token);
@@ -471,17 +459,13 @@ describe('requestProducerKeyFrame', () => {
     for (const s of [a.socket, b.socket, c.socket, x.socket, loner]) s.disconnect();
   });
 
-  it('is rate-limited like every other event', async () => {
-    const s = await startTestServer({ workers: 1, rateLimitPerSec: 1, rateLimitBurst: 5 });
-    try {
-      const sock = await connect(s.url);
-      const results = await Promise.all(Array.from({ length: 15 }, () => request(sock, 'requestProducerKeyFrame', { producerId: 'abc' })));
-      const codes = results.map(code);
-      expect(codes.filter((c) => c === 'NOT_JOINED').length).toBeGreaterThanOrEqual(5);
-      expect(codes.filter((c) => c === 'RATE_LIMITED').length).toBeGreaterThanOrEqual(8);
-      sock.disconnect();
-    } finally {
-      await s.close();
-    }
+  it('is rate-limited like every other event', async ({ startServer }) => {
+    const s = await startServer({ workers: 1, rateLimitPerSec: 1, rateLimitBurst: 5 });
+    const sock = await connect(s.url);
+    const results = await Promise.all(Array.from({ length: 15 }, () => request(sock, 'requestProducerKeyFrame', { producerId: 'abc' })));
+    const codes = results.map(code);
+    expect(codes.filter((c) => c === 'NOT_JOINED').length).toBeGreaterThanOrEqual(5);
+    expect(codes.filter((c) => c === 'RATE_LIMITED').length).toBeGreaterThanOrEqual(8);
+    sock.disconnect();
   });
 });

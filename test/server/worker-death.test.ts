@@ -3,7 +3,8 @@
  * room's peers get `rejoin` and lose their server state, the other room keeps working, and the pool
  * is back to two workers. The peers of the lost room can join again (on a live worker).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
+import { serverTest } from './fixtures.ts';
 import {
   clientRtpCapabilities,
   joinWithTransports,
@@ -15,23 +16,14 @@ import {
   recorder,
   request,
   sleep,
-  startTestServer,
   vp8SimulcastRtpParameters,
   waitFor,
-  type TestServer,
 } from './helpers.ts';
 
-let server: TestServer;
-
-beforeAll(async () => {
-  server = await startTestServer({ workers: 2 });
-});
-afterAll(async () => {
-  await server?.close();
-});
+const it = serverTest({ workers: 2 });
 
 describe('worker death', () => {
-  it('only the rooms of the killed worker are told to rejoin; the pool recovers to 2 workers', async () => {
+  it('only the rooms of the killed worker are told to rejoin; the pool recovers to 2 workers', async ({ server }) => {
     const tokenX = newToken();
     const tokenY = newToken();
     const roomX = newRoomId();
