@@ -1,5 +1,5 @@
 /**
- * SFrame hot-path benchmark: µs per seal / open through the key rings (what the transform worker does per frame)
+ * SFrame hot-path benchmark: µs per seal / open through the send key and the receive ring (what the transform worker does per frame)
  * next to one raw WebCrypto AES-GCM call on the same payload, for 100 B, 1 KB and 20 KB frames.
  *
  * Calls are awaited one after the other (per-frame latency, as in an encoded-transform stream). Node's WebCrypto runs
@@ -9,8 +9,8 @@
 import { loadavg } from 'node:os';
 import { ReceiveKeyRing } from '../client/src/e2ee/receive-rings.ts';
 import { ReplayWindow } from '../client/src/e2ee/replay-window.ts';
-import { SendKeyRing } from '../client/src/e2ee/send-ring.ts';
-import { splitKid } from '../client/src/e2ee/kid.ts';
+import { SendKey } from '../client/src/e2ee/send-key.ts';
+import { makeKid, splitKid } from '../client/src/e2ee/kid.ts';
 import type { OpenResult } from '../client/src/e2ee/receive-rings.ts';
 import { DEFAULT_SUITE, decodeHeader, encodeHeader, sframeNonce, suiteParams } from '../client/src/e2ee/sframe.ts';
 
@@ -71,11 +71,10 @@ export async function benchSframe(): Promise<string[]> {
 
   for (const [size, n] of [[100, 400], [1024, 400], [20 * 1024, 200]] as const) {
     const pt = globalThis.crypto.getRandomValues(new Uint8Array(size));
-    const tx = new SendKeyRing({ sender: 1, now: 0 }, base);
+    const kid = makeKid(1, 0);
+    const tx = new SendKey({ kid }, base); // what the transform worker seals with
     const rx = new ReceiveKeyRing({ sender: 1 });
-    const a = tx.currentKey();
-    await rx.addKey(a.kid, a.baseKey, 0);
-    a.baseKey.fill(0);
+    await rx.addKey(kid, base, 0);
     const rawCts: ArrayBuffer[] = [];
     for (let i = 0; i < n; i++) rawCts.push(await subtle.encrypt({ name: 'AES-GCM', iv: ivFor(i) }, rawKey, pt));
     // warm-up (JIT, key import promise, thread pool)

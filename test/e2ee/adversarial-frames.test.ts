@@ -8,7 +8,7 @@ import { randomBytes } from '../../client/src/e2ee/bytes.ts';
 import { isE2eeError } from '../../client/src/e2ee/errors.ts';
 import { protectFrame, splitProtected, unprotectFrame, type MediaCodec } from '../../client/src/e2ee/frame-codec.ts';
 import { DROP_REASONS, ReceiveKeyRings, type DropReason } from '../../client/src/e2ee/receive-rings.ts';
-import { SendKeyRing } from '../../client/src/e2ee/send-ring.ts';
+import { SendKeyRing } from './send-ring.ts';
 import { splitKid } from '../../client/src/e2ee/kid.ts';
 import { decodeHeader } from '../../client/src/e2ee/sframe.ts';
 import { hex, Sim, vp8Frame } from './relay-sim.ts';

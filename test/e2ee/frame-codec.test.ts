@@ -15,7 +15,7 @@ import {
 } from '../../client/src/e2ee/frame-codec.ts';
 import type { MediaCodec } from '../../client/src/e2ee/frame-codec.ts';
 import { ReceiveKeyRing } from '../../client/src/e2ee/receive-rings.ts';
-import { SendKeyRing } from '../../client/src/e2ee/send-ring.ts';
+import { SendKeyRing } from './send-ring.ts';
 import type { OpenResult } from '../../client/src/e2ee/receive-rings.ts';
 import { decodeHeader, importSFrameKey, openWithKey, type SFrameKey } from '../../client/src/e2ee/sframe.ts';
 import { isE2eeError } from '../../client/src/e2ee/errors.ts';

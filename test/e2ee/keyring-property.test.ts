@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ReceiveKeyRing } from '../../client/src/e2ee/receive-rings.ts';
-import { SendKeyRing } from '../../client/src/e2ee/send-ring.ts';
+import { SendKeyRing } from './send-ring.ts';
 
 const key = (b: number): Uint8Array => new Uint8Array(32).fill(b);
 const MD = Uint8Array.of(7);

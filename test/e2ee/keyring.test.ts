@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { MAX_SENDER_INDEX, makeKid, splitKid } from '../../client/src/e2ee/kid.ts';
 import { ReceiveKeyRing, ReceiveKeyRings } from '../../client/src/e2ee/receive-rings.ts';
 import { ReplayWindow } from '../../client/src/e2ee/replay-window.ts';
-import { SendKeyRing } from '../../client/src/e2ee/send-ring.ts';
+import { SendKeyRing } from './send-ring.ts';
 import type { OpenResult } from '../../client/src/e2ee/receive-rings.ts';
 import { decodeHeader, encodeHeader, ratchetBaseKey } from '../../client/src/e2ee/sframe.ts';
 import { open } from './sframe-oneshot.ts';

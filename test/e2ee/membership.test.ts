@@ -7,7 +7,7 @@ import { initialMembershipState, reduce, roster, currentRoomCode, type Membershi
 import { KeyAgent } from '../../client/src/e2ee/key-agent.ts';
 import { generateIdentity, newSession, type Identity, type Session } from '../../client/src/e2ee/identity.ts';
 import { deriveInviteKeysSync, type InviteKeys } from '../../client/src/e2ee/invite.ts';
-import { SendKeyRing } from '../../client/src/e2ee/send-ring.ts';
+import { SendKeySlot } from '../../client/src/transform/send-key-slot.ts';
 import { ReceiveKeyRings } from '../../client/src/e2ee/receive-rings.ts';
 import { makeKid } from '../../client/src/e2ee/kid.ts';
 import { isE2eeError } from '../../client/src/e2ee/errors.ts';
@@ -241,7 +241,7 @@ describe('membership reducer', () => {
 });
 
 // ------------------------------------------------------------------------------------------------
-// Integration: KeyAgent x N over a fake relay, real SendKeyRing / ReceiveKeyRings (keyring.ts) and SFrame.
+// Integration: KeyAgent x N over a fake relay, the worker's real SendKeySlot, real ReceiveKeyRings and SFrame.
 // ------------------------------------------------------------------------------------------------
 
 interface Node {
@@ -249,7 +249,7 @@ interface Node {
   identity: Identity;
   session: Session;
   agent: KeyAgent;
-  ring?: SendKeyRing;
+  send: SendKeySlot;
   recv: ReceiveKeyRings;
   alerts: string[];
 }
@@ -263,13 +263,15 @@ function network(keysFor: (id: string) => InviteKeys = () => KEYS, drop: (m: { f
   function add(memberId: string): Node {
     const identity = generateIdentity();
     const session = newSession(identity, ROOM, memberId);
-    const node: Node = { memberId, identity, session, recv: new ReceiveKeyRings(), alerts: [], agent: undefined as unknown as KeyAgent };
+    const node: Node = { memberId, identity, session, send: new SendKeySlot(), recv: new ReceiveKeyRings(), alerts: [], agent: undefined as unknown as KeyAgent };
     node.agent = new KeyAgent(
       { roomId: ROOM, memberId, inviteKeys: keysFor(memberId), identity, session },
       {
         send: (m) => queue.push({ from: memberId, ...m }),
-        createSendRing: (sender, generation, baseKey, t) => (node.ring = new SendKeyRing({ sender, now: t, generation }, baseKey)),
-        sendKeyChanged: (k) => void sentKeys.push(k.baseKey.slice()),
+        sendKeyChanged: (k, senderIndex) => {
+          sentKeys.push(k.baseKey.slice());
+          node.send.install({ senderIndex, generation: k.generation, step: k.step, kid: k.kid, baseKey: k.baseKey });
+        },
         installReceiveKey: async (_m, _i, u, t) => {
           await node.recv.addKey(u.kid, u.baseKey, t);
         },
@@ -308,7 +310,7 @@ function network(keysFor: (id: string) => InviteKeys = () => KEYS, drop: (m: { f
 }
 
 async function frame(from: Node, text: string): Promise<Uint8Array> {
-  return from.ring!.seal(new Uint8Array(0), new TextEncoder().encode(text));
+  return from.send.key!.seal(new Uint8Array(0), new TextEncoder().encode(text));
 }
 async function canRead(to: Node, sf: Uint8Array, now: number): Promise<boolean> {
   const r = await to.recv.open(sf, new Uint8Array(0), now);
@@ -338,7 +340,11 @@ describe('KeyAgent integration (3-5 members, real key rings and SFrame)', () => 
     const mallory = net.add('mallory');
     (mallory as unknown as { agent: KeyAgent }).agent = new KeyAgent(
       { roomId: ROOM, memberId: 'mallory', inviteKeys: wrong, identity: mallory.identity, session: mallory.session },
-      { send: (m) => void m, createSendRing: (sender, generation, k, t) => (mallory.ring = new SendKeyRing({ sender, now: t, generation }, k)), installReceiveKey: () => expect.unreachable() },
+      {
+        send: (m) => void m,
+        sendKeyChanged: (k, senderIndex) => mallory.send.install({ senderIndex, generation: k.generation, step: k.step, kid: k.kid, baseKey: k.baseKey }),
+        installReceiveKey: () => expect.unreachable(),
+      },
     );
     const tapBefore = net.tap.length;
     await mallory.agent.join(net.now, ['alice', 'bob', 'carol']);
@@ -455,7 +461,7 @@ describe('KeyAgent robustness', () => {
       { roomId: ROOM, memberId: 'alice', inviteKeys: KEYS, identity: a.identity, session: a.session },
       {
         send: (m) => void sent.push(decodeRelay(m.blob).kind),
-        createSendRing: () => {
+        sendKeyChanged: () => {
           throw new Error('boom');
         },
         installReceiveKey: () => undefined,
@@ -477,7 +483,6 @@ describe('KeyAgent robustness', () => {
       { roomId: ROOM, memberId: 'alice', inviteKeys: KEYS, identity: a.identity, session: a.session },
       {
         send: (m) => void log.push(`send ${decodeRelay(m.blob).kind}`),
-        createSendRing: (sender, generation, baseKey, t) => new SendKeyRing({ sender, now: t, generation }, baseKey),
         sendKeyChanged: (k) => void log.push(`key ${k.generation}/${k.step}`),
         installReceiveKey: () => undefined,
       },

@@ -16,8 +16,8 @@ import { frameFromResult, protectFrame, splitProtected, unprotectFrame, type Med
 import { generateIdentity, newSession, type Identity, type Session } from '../../client/src/e2ee/identity.ts';
 import { deriveInviteKeysSync, type InviteKeys } from '../../client/src/e2ee/invite.ts';
 import { KeyAgent, type SendKeyInfo } from '../../client/src/e2ee/key-agent.ts';
+import { SendKeySlot } from '../../client/src/transform/send-key-slot.ts';
 import { ReceiveKeyRings, type OpenResult, type ReceiveKeyRingOptions } from '../../client/src/e2ee/receive-rings.ts';
-import { SendKeyRing } from '../../client/src/e2ee/send-ring.ts';
 import { currentRoomCode, type AlertReason, type MembershipEffect } from '../../client/src/e2ee/membership.ts';
 import { decodeRelay } from '../../client/src/e2ee/relay-framing.ts';
 import { DEFAULT_SUITE, decodeHeader, encodeHeader, ratchetBaseKey } from '../../client/src/e2ee/sframe.ts';
@@ -106,7 +106,8 @@ export interface SimMember {
   readonly session: Session;
   readonly inviteKeys: InviteKeys;
   agent: KeyAgent;
-  ring: SendKeyRing | undefined;
+  /** The member's transform-worker send slot, fed by the agent's `sendKeyChanged` exactly as in the app. */
+  readonly send: SendKeySlot;
   readonly recv: ReceiveKeyRings;
   readonly alerts: Alert[];
   /** Every key installed by the key protocol (copies). */
@@ -171,7 +172,7 @@ export class Sim {
       session,
       inviteKeys,
       agent: undefined as unknown as KeyAgent,
-      ring: undefined,
+      send: new SendKeySlot(),
       recv: new ReceiveKeyRings(this.opts.ring ?? {}),
       alerts: [],
       installed: [],
@@ -184,8 +185,10 @@ export class Sim {
       { roomId: ROOM, memberId, inviteKeys, identity, session, ...(this.opts.rotationMs !== undefined ? { rotationMs: this.opts.rotationMs } : {}) },
       {
         send: (msg) => this.#submit(memberId, msg.to, msg.blob),
-        createSendRing: (sender, generation, baseKey, t) => (m.ring = new SendKeyRing({ sender, now: t, generation }, baseKey)),
-        sendKeyChanged: (key: SendKeyInfo, senderIndex: number) => m.sendKeys.push({ kid: key.kid, baseKey: key.baseKey.slice(), senderIndex }),
+        sendKeyChanged: (key: SendKeyInfo, senderIndex: number) => {
+          m.sendKeys.push({ kid: key.kid, baseKey: key.baseKey.slice(), senderIndex });
+          m.send.install({ senderIndex, generation: key.generation, step: key.step, kid: key.kid, baseKey: key.baseKey });
+        },
         installReceiveKey: async (from, senderIndex, u, t) => {
           m.installed.push({ from, senderIndex, kid: u.kid, baseKey: u.baseKey.slice(), at: t });
           m.released.push(...(await m.recv.addKey(u.kid, u.baseKey, t)));
@@ -308,8 +311,8 @@ export class Sim {
   /** Protect a media frame with the member's current send key; the SFU taps it. */
   async sendFrame(from: string, frame: Uint8Array, codec: MediaCodec = 'vp8'): Promise<Uint8Array> {
     const m = this.member(from);
-    if (m.ring === undefined) throw new Error(`${from} has no send ring`);
-    const data = await protectFrame(m.ring, codec, frame);
+    if (m.send.key === null) throw new Error(`${from} has no send key`);
+    const data = await protectFrame(m.send.key, codec, frame);
     this.frameTap.push({ from, codec, data: data.slice(), at: this.now });
     return data;
   }

@@ -27,7 +27,7 @@
  * Payload (plaintext, 21 + keyLen bytes):
  *   u8 version = 0x01 | u8 reason (0 initial, 1 ratchet, 2 fresh) | u16 senderIndex | u32 generation | u32 step
  *   | u64 kid | u8 keyLen (16..64) | baseKey
- * (generation/step/kid as in send-ring.ts `KeyAnnouncement` / kid.ts `makeKid`.)
+ * (generation/step/kid as in send-schedule.ts `SendKeyInfo` / kid.ts `makeKid`.)
  *
  * Acceptance (recipient, in this order, each failure a typed E2eeError):
  *   parse (malformed) -> room & sender match the relay's claimed sender (wrong-context) -> find own entry (none: not
@@ -69,9 +69,9 @@ export interface KeyUpdate {
   reason: KeyReason;
   /** 16-bit sender index (membership.ts) used in the KID. */
   senderIndex: number;
-  /** u32 key generation of this sender (send-ring.ts: +1 per fresh key). */
+  /** u32 key generation of this sender (send-schedule.ts: +1 per fresh key). */
   generation: number;
-  /** u32 ratchet step within the generation (send-ring.ts: +1 per ratchet). */
+  /** u32 ratchet step within the generation (send-schedule.ts: +1 per ratchet). */
   step: number;
   /** SFrame KID (u64) under which the sender uses this key. */
   kid: bigint;

@@ -21,7 +21,7 @@
  */
 import { E2eeError } from './errors.ts';
 import type { OpenResult, ReceiveKeyRing, ReceiveKeyRings } from './receive-rings.ts';
-import type { SendKeyRing } from './send-ring.ts';
+import type { FrameSealer } from './send-key.ts';
 
 export type MediaCodec = 'vp8' | 'vp9' | 'opus';
 
@@ -100,10 +100,10 @@ export function splitProtected(codec: MediaCodec, data: Uint8Array): { prefix: U
   return { prefix: data.subarray(0, n), sframe: data.subarray(n) };
 }
 
-/** Protect one encoded frame with the sender's ring (fresh CTR). Output: `prefix || header || ciphertext`. */
-export async function protectFrame(ring: SendKeyRing, codec: MediaCodec, frame: Uint8Array): Promise<Uint8Array> {
+/** Protect one encoded frame with the sender's key (fresh CTR). Output: `prefix || header || ciphertext`. */
+export async function protectFrame(sender: FrameSealer, codec: MediaCodec, frame: Uint8Array): Promise<Uint8Array> {
   const { prefix, body } = splitPlain(codec, frame);
-  return ring.seal(prefix, body, { leading: prefix });
+  return sender.seal(prefix, body, { leading: prefix });
 }
 
 /** `prefix || plaintext` in one new buffer (the original encoded frame). */

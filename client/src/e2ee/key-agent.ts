@@ -3,11 +3,14 @@
  * (HPKE channels, key batches, send-key ratchet/rekey) and feeds the results back. No I/O of its own: outgoing
  * relay messages go to the injected `send` callback, keys to the injected hooks; time comes in with every call.
  *
+ * It owns this member's one send-key schedule (send-schedule.ts): every key it switches to is handed out once,
+ * through `sendKeyChanged`, for the transform worker to seal under (client/src/transform/send-key-slot.ts).
+ *
  * Events are processed one at a time in arrival order (a p-queue of concurrency 1), so the reducer sees a
  * linear history even though effects are async; a failing event rejects its own `dispatch` promise only.
  *
  * Secrets held: the invite keys (PSK, MAC key), the identity and session secret keys (owned by the caller),
- * the channel roots (wiped on `forget-member` and `destroy`).
+ * the channel roots (wiped on `forget-member` and `destroy`), the current send base key (wiped on `destroy`).
  *
  * @module
  */
@@ -21,32 +24,20 @@ import { isE2eeError } from './errors.ts';
 import { initialMembershipState, reduce, type MembershipConfig, type MembershipEffect, type MembershipEvent, type MembershipState } from './membership.ts';
 import { channelResetSigInput, encodeChannelResetBody, encodeSignedAnnouncement } from './membership-messages.ts';
 import { encodeRelay } from './relay-framing.ts';
+import { SendKeySchedule, type SendKeyInfo } from './send-schedule.ts';
 
-/** The send key as the key ring reports it (structurally send-ring.ts `KeyAnnouncement`). */
-export interface SendKeyInfo {
-  readonly kid: bigint;
-  readonly baseKey: Uint8Array;
-  readonly generation: number;
-  readonly step: number;
-}
-
-/** The local send key ring (structurally send-ring.ts `SendKeyRing`). */
-export interface SendKeyControl {
-  ratchet(): SendKeyInfo;
-  rekey(freshKey: Uint8Array, now: number): SendKeyInfo;
-  currentKey(): SendKeyInfo;
-  destroy(): void;
-}
+export type { SendKeyInfo };
 
 export interface KeyAgentHooks {
   /** Relay out: `to` omitted = every other member. */
   send(msg: { to?: string; blob: string }): void;
-  /** Create the send key ring for `senderIndex` (first key, or after our sender index changed). */
-  createSendRing(senderIndex: number, generation: number, baseKey: Uint8Array, now: number): SendKeyControl;
   /** A member's key arrived (receive-rings.ts `ReceiveKeyRings.addKey(update.kid, update.baseKey, now)`); wipe baseKey after. */
   installReceiveKey(memberId: string, senderIndex: number, update: KeyUpdate, now: number): void | Promise<void>;
-  /** Our send key changed (tell the encoder worker; request a keyframe). */
-  sendKeyChanged?(key: SendKeyInfo, senderIndex: number): void;
+  /**
+   * Our send key changed: hand exactly this (kid, baseKey) to the transform worker (`TransformWorker.setSendKey`).
+   * Called once per key, in schedule order; `key.baseKey` is wiped when the hook returns (copy it to keep it).
+   */
+  sendKeyChanged(key: SendKeyInfo, senderIndex: number): void;
   /** Every other effect (alerts, roster-changed, metadata, forget-member, sender-index-changed, request-keyframe). */
   onEffect?(effect: MembershipEffect, state: MembershipState): void;
 }
@@ -68,7 +59,7 @@ export class KeyAgent {
   #psk: HpkePsk;
   #sendChannels = new Map<string, SenderChannel>();
   #recvChannels = new Map<string, RecipientChannel>();
-  #ring: SendKeyControl | undefined;
+  #schedule: SendKeySchedule | undefined;
   #senderIndex = -1;
   #reason: KeyReason = 'initial';
   readonly #queue = new PQueue({ concurrency: 1 });
@@ -140,29 +131,39 @@ export class KeyAgent {
         return undefined;
       case 'switch-send-key': {
         let key: SendKeyInfo;
-        if (this.#ring === undefined || eff.senderIndex !== this.#senderIndex) {
-          const gen = this.#ring ? this.#ring.currentKey().generation + 1 : 0;
-          this.#ring?.destroy();
+        if (this.#schedule === undefined || eff.senderIndex !== this.#senderIndex) {
+          // first key, or our sender index moved: a new schedule, one generation above the old one
+          const generation = this.#schedule ? this.#schedule.generation + 1 : 0;
+          this.#schedule?.destroy();
           const fresh = randomBytes(this.opts.baseKeyLength ?? 16);
-          this.#ring = this.hooks.createSendRing(eff.senderIndex, gen, fresh, now);
-          fresh.fill(0);
+          try {
+            this.#schedule = new SendKeySchedule({ sender: eff.senderIndex, generation }, fresh);
+          } finally {
+            fresh.fill(0);
+          }
           this.#senderIndex = eff.senderIndex;
-          key = this.#ring.currentKey();
+          key = this.#schedule.currentKey();
         } else if (eff.mode === 'ratchet') {
-          key = this.#ring.ratchet();
+          key = this.#schedule.ratchet();
         } else {
           const fresh = randomBytes(this.opts.baseKeyLength ?? 16);
-          key = this.#ring.rekey(fresh, now);
-          fresh.fill(0);
+          try {
+            key = this.#schedule.rekey(fresh);
+          } finally {
+            fresh.fill(0);
+          }
         }
         this.#reason = eff.mode;
-        this.hooks.sendKeyChanged?.(key, eff.senderIndex);
-        key.baseKey.fill(0);
+        try {
+          this.hooks.sendKeyChanged(key, eff.senderIndex);
+        } finally {
+          key.baseKey.fill(0);
+        }
         return undefined;
       }
       case 'send-envelopes': {
-        if (this.#ring === undefined) return undefined;
-        const key = this.#ring.currentKey();
+        if (this.#schedule === undefined) return undefined;
+        const key = this.#schedule.currentKey();
         try {
           const recipients = eff.to.flatMap((id) => {
             const m = this.#state.members.get(id);
@@ -249,13 +250,13 @@ export class KeyAgent {
     }
   }
 
-  /** Wipes channel roots and the send ring. The caller wipes invite keys, identity and session. */
+  /** Wipes channel roots and the send key schedule. The caller wipes invite keys, identity and session. */
   destroy(): void {
     this.#destroyed = true;
     for (const c of this.#sendChannels.values()) closeChannel(c);
     for (const c of this.#recvChannels.values()) closeChannel(c);
     this.#sendChannels.clear();
     this.#recvChannels.clear();
-    this.#ring?.destroy();
+    this.#schedule?.destroy();
   }
 }

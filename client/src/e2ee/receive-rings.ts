@@ -12,7 +12,7 @@
 import { E2eeError } from './errors.ts';
 import { MAX_RATCHET_STEP, makeKid, splitKid, type KidParts } from './kid.ts';
 import { ReplayWindow } from './replay-window.ts';
-import { DEFAULT_SUITE, constantTimeEqual, decodeHeader, deriveKeySalt, importSFrameKey, openWithKey, ratchetBaseKey, suiteParams, wipeSFrameKey } from './sframe.ts';
+import { DEFAULT_SUITE, checkBaseKey, constantTimeEqual, decodeHeader, deriveKeySalt, importSFrameKey, openWithKey, ratchetBaseKey, suiteParams, wipeSFrameKey } from './sframe.ts';
 import type { DecodedHeader, SFrameKey } from './sframe.ts';
 
 export type DropReason = 'unknown-kid' | 'auth' | 'replay' | 'retired' | 'malformed' | 'expired' | 'overflow';
@@ -220,7 +220,7 @@ export class ReceiveKeyRing<T = undefined> {
   async addKey(kid: bigint, baseKey: Uint8Array, now: number): Promise<OpenResult<T>[]> {
     const parts = splitKid(kid);
     if (parts.sender !== this.sender) throw new E2eeError('range', 'KID belongs to another sender');
-    if (!(baseKey instanceof Uint8Array) || baseKey.length < 16) throw new E2eeError('range', 'base key must be at least 16 bytes');
+    checkBaseKey(baseKey);
     this.tick(now);
     const existing = this.#keys.get(kid);
     if (existing !== undefined) {

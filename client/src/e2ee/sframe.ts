@@ -222,7 +222,8 @@ export function derivationLabel(which: 'key' | 'salt', kid: bigint, suite: numbe
   return out;
 }
 
-function checkBaseKey(baseKey: Uint8Array): void {
+/** Base keys are Uint8Arrays of at least 16 bytes (AES-128). @throws E2eeError('range') */
+export function checkBaseKey(baseKey: Uint8Array): void {
   if (!(baseKey instanceof Uint8Array) || baseKey.length < 16) {
     throw new E2eeError('range', 'base_key must be a Uint8Array of at least 16 bytes');
   }
@@ -425,7 +426,7 @@ export interface SealOptions {
 
 /**
  * Encrypt one frame: returns `header || AEAD.Encrypt(sframe_key, nonce, header || metadata, plaintext)`
- * (or `leading || header || ciphertext`). The caller guarantees (key, KID, CTR) uniqueness (use `SendKeyRing`).
+ * (or `leading || header || ciphertext`). The caller guarantees (key, KID, CTR) uniqueness (use `SendKey`).
  */
 export async function sealWithKey(
   k: SFrameKey,

@@ -55,13 +55,19 @@ export class TransformWorker {
     this.#attach(receiver, { key, direction: 'recv', mediaKind, api: this.api, codec });
   }
 
-  /** Hand our send key to the worker. `baseKey` is copied into a buffer that is transferred (the copy leaves this thread). */
+  /**
+   * Hand our send key (KeyAgent `sendKeyChanged`) to the worker, which seals under exactly this key from CTR 0. The
+   * worker refuses a KID that does not match (senderIndex, generation, step) or a (generation, step) not newer than
+   * one it already used for `senderIndex`: it then holds no send key and reports `onKeyError`. `baseKey` is copied
+   * into a buffer that is transferred (the copy leaves this thread).
+   */
   setSendKey(senderIndex: number, generation: number, step: number, kid: bigint, baseKey: Uint8Array): void {
     if (this.#closed) return;
     const buf = baseKey.slice().buffer;
     this.#post({ kind: 'set-send-key', senderIndex, generation, step, kid, baseKey: buf } satisfies ToWorker, [buf]);
   }
 
+  /** The key schedule ended (agent destroyed: leave / rejoin): the worker drops the send key and its history. */
   clearSendKey(): void {
     if (!this.#closed) this.#post({ kind: 'clear-send-key' } satisfies ToWorker);
   }

@@ -71,9 +71,13 @@ export type ToWorker =
   | { kind: 'attach-streams'; info: PipelineInfo; readable: ReadableStream; writable: WritableStream }
   | { kind: 'forget'; key: string }
   | { kind: 'report'; requestId: number }
-  /** Our send key changed (KeyAgent `sendKeyChanged`): the worker mirrors it (create / ratchet / rekey) and checks the KID. */
+  /**
+   * Our send key changed (KeyAgent `sendKeyChanged`): the worker seals under exactly this (kid, baseKey) from CTR 0,
+   * and refuses it (no send key, `key-error`) unless the KID matches and (generation, step) is newer than every key
+   * it already used for this sender index (send-key-slot.ts).
+   */
   | { kind: 'set-send-key'; senderIndex: number; generation: number; step: number; kid: bigint; baseKey: ArrayBuffer }
-  /** Drop the send key (leaving / rejoining): outgoing frames are dropped until the next set-send-key. */
+  /** The key schedule ended (leaving / rejoining): drop the send key and its history; frames are dropped until the next set-send-key. */
   | { kind: 'clear-send-key' }
   /** A member was admitted: frames under its sender index are buffered (not dropped) until its key arrives. */
   | { kind: 'add-sender'; senderIndex: number }

@@ -7,8 +7,10 @@
  * - `attach-streams` messages carrying the readable/writable pair from `createEncodedStreams()`.
  *
  * Both end in the same frame handler:
- * - send: `protectFrame` with the ONE send key ring of this member (one CTR space for all tracks). No key yet,
- *   an unprotectable codec, or a failed seal → the frame is dropped and counted. Nothing is ever sent in clear.
+ * - send: `protectFrame` with the ONE send key of this member (one CTR space for all tracks), installed by
+ *   `set-send-key` through `SendKeySlot` (send-key-slot.ts: exactly the key the page's KeyAgent handed over, refused
+ *   unless newer than every key already used). No key, an unprotectable codec, or a failed seal → the frame is
+ *   dropped and counted. Nothing is ever sent in clear.
  * - recv: `unprotectFrame` through the room's `ReceiveKeyRings` (routed by KID). Only authenticated plaintext is
  *   enqueued; frames under a not-yet-known KID are buffered and released when the key arrives; everything else
  *   is dropped and counted by reason.
@@ -19,8 +21,8 @@
  */
 import { assertProtectableCodec, frameFromResult, protectFrame, unprotectFrame, type MediaCodec } from '../e2ee/frame-codec.ts';
 import { ReceiveKeyRings, type OpenResult } from '../e2ee/receive-rings.ts';
-import { SendKeyRing } from '../e2ee/send-ring.ts';
 import type { FrameCount, FromWorker, PipelineInfo, SenderCount, ToWorker, WorkerDropReason } from './protocol.ts';
+import { SendKeySlot } from './send-key-slot.ts';
 
 /** The parts of an encoded audio/video frame the handler uses (both RTCEncodedAudioFrame and RTCEncodedVideoFrame). */
 interface EncodedFrame {
@@ -62,7 +64,7 @@ interface WorkerState {
   timer: ReturnType<typeof setInterval> | null;
   tickTimer: ReturnType<typeof setInterval> | null;
   dirty: boolean;
-  sendRing: SendKeyRing | null;
+  send: SendKeySlot;
   recv: ReceiveKeyRings<RecvToken>;
   senders: Set<number>;
   keyed: Set<number>;
@@ -87,11 +89,11 @@ function newRecvRings(): ReceiveKeyRings<RecvToken> {
 }
 
 function createWorkerState(): WorkerState {
-  return { pipelines: new Map(), timer: null, tickTimer: null, dirty: false, sendRing: null, recv: newRecvRings(), senders: new Set(), keyed: new Set() };
+  return { pipelines: new Map(), timer: null, tickTimer: null, dirty: false, send: new SendKeySlot(), recv: newRecvRings(), senders: new Set(), keyed: new Set() };
 }
 
 function snapshot(state: WorkerState): FrameCount[] {
-  const kid = state.sendRing ? state.sendRing.kid.toString() : null;
+  const kid = state.send.key?.kid.toString() ?? null;
   return [...state.pipelines.values()].map((p) => ({
     ...p.count,
     dropped: { ...p.count.dropped },
@@ -142,14 +144,14 @@ function codecOf(p: Pipeline, frame: EncodedFrame): MediaCodec | null {
 }
 
 async function sealFrame(state: WorkerState, p: Pipeline, frame: EncodedFrame, controller: TransformStreamDefaultController<EncodedFrame>): Promise<void> {
-  const ring = state.sendRing;
-  if (ring === null) return drop(p, state, 'no-send-key');
+  const key = state.send.key;
+  if (key === null) return drop(p, state, 'no-send-key');
   const codec = codecOf(p, frame);
   if (codec === null) return drop(p, state, 'codec');
   if (frame.data.byteLength === 0) return drop(p, state, 'empty');
   let out: Uint8Array;
   try {
-    out = await protectFrame(ring, codec, new Uint8Array(frame.data));
+    out = await protectFrame(key, codec, new Uint8Array(frame.data));
   } catch {
     return drop(p, state, 'seal-failed');
   }
@@ -241,41 +243,17 @@ function runPipeline(
     });
 }
 
-/** Mirror the page's send key change on our own ring (same KID sequence, our own CTR space). */
+/** `set-send-key`: install exactly the key the page handed over, or refuse it (no send key + `key-error`). */
 function setSendKey(scope: WorkerScope, state: WorkerState, msg: Extract<ToWorker, { kind: 'set-send-key' }>): void {
-  const key = new Uint8Array(msg.baseKey);
-  const now = Date.now();
+  const baseKey = new Uint8Array(msg.baseKey);
   try {
-    const ring = state.sendRing;
-    if (ring !== null && ring.sender === msg.senderIndex && ring.generation === msg.generation && msg.step > ring.step) {
-      while (ring.step < msg.step) ring.ratchet();
-    } else if (ring !== null && ring.sender === msg.senderIndex && msg.generation === ring.generation + 1 && msg.step === 0) {
-      ring.rekey(key, now);
-    } else {
-      ring?.destroy();
-      state.sendRing = null;
-      const fresh = new SendKeyRing({ sender: msg.senderIndex, generation: msg.generation, now }, key);
-      // A key handed over at a later ratchet step: follow it by ratcheting is impossible (we only have the
-      // ratcheted key); such a key must arrive as a fresh ring at step 0.
-      if (msg.step !== 0) {
-        fresh.destroy();
-        throw new Error('send key at a ratchet step without a ring to ratchet');
-      }
-      state.sendRing = fresh;
-    }
-    if (state.sendRing !== null && state.sendRing.kid !== msg.kid) {
-      state.sendRing.destroy();
-      state.sendRing = null;
-      throw new Error('send key KID mismatch');
-    }
+    state.send.install({ senderIndex: msg.senderIndex, generation: msg.generation, step: msg.step, kid: msg.kid, baseKey });
   } catch (e) {
-    state.sendRing?.destroy();
-    state.sendRing = null;
-    scope.postMessage({ kind: 'key-error', message: `send key not installed (${e instanceof Error ? e.message : 'error'}): outgoing frames are dropped` } satisfies FromWorker);
+    scope.postMessage({ kind: 'key-error', message: `send key refused (${e instanceof Error ? e.message : 'error'}): outgoing frames are dropped` } satisfies FromWorker);
   } finally {
-    key.fill(0);
+    baseKey.fill(0);
+    state.dirty = true;
   }
-  state.dirty = true;
 }
 
 async function addReceiveKey(scope: WorkerScope, state: WorkerState, msg: Extract<ToWorker, { kind: 'add-receive-key' }>): Promise<void> {
@@ -359,8 +337,7 @@ function start(scope: WorkerScope): void {
         setSendKey(scope, state, msg);
         break;
       case 'clear-send-key':
-        state.sendRing?.destroy();
-        state.sendRing = null;
+        state.send.clear();
         state.dirty = true;
         break;
       case 'add-sender':
@@ -392,8 +369,7 @@ function start(scope: WorkerScope): void {
         if (state.tickTimer !== null) clearInterval(state.tickTimer);
         for (const p of state.pipelines.values()) p.abort.abort();
         state.pipelines.clear();
-        state.sendRing?.destroy();
-        state.sendRing = null;
+        state.send.clear();
         state.recv.destroy();
         scope.close();
         break;
