@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { connectSocket, request, RequestError, type MeetSocket } from '../../client/src/lib/signaling.ts';
-import { newRoomId, newToken, startSocketServer } from './helpers.ts';
+import { connected, newRoomId, newToken, startSocketServer } from './helpers.ts';
 
 type Server = Awaited<ReturnType<typeof startSocketServer>>;
 
@@ -23,10 +23,7 @@ const it = test.extend('serve', async ({}, { onCleanup }) => {
     server.io.on('connection', (socket) => socket.on('join', onJoin));
     const client = connectSocket(server.url);
     started.push({ server, client });
-    await new Promise<void>((resolve, reject) => {
-      client.once('connect', resolve);
-      client.once('connect_error', reject);
-    });
+    await connected(client);
     return client;
   };
 });

@@ -4,6 +4,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Server } from 'socket.io';
 import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client';
+import { vi } from 'vitest';
 import type { ConfigInput } from '../../sfu/src/config.ts';
 import { startServer, type StartedServer, type StartOptions } from '../../signaling/src/main.ts';
 import type {
@@ -41,12 +42,17 @@ export async function startSocketServer(): Promise<{ io: Server; url: string; cl
 export const newRoomId = (): string => randomBytes(16).toString('base64url');
 export const newToken = (): string => randomBytes(32).toString('base64url');
 
-export async function connect(url: string): Promise<TestSocket> {
-  const socket: TestSocket = ioClient(url, { transports: ['websocket'], forceNew: true, reconnection: false });
-  await new Promise<void>((resolve, reject) => {
+/** Resolves once `socket` is connected; rejects with its connect_error. */
+export function connected(socket: ClientSocket): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     socket.once('connect', () => resolve());
     socket.once('connect_error', reject);
   });
+}
+
+export async function connect(url: string): Promise<TestSocket> {
+  const socket: TestSocket = ioClient(url, { transports: ['websocket'], forceNew: true, reconnection: false });
+  await connected(socket);
   return socket;
 }
 
@@ -57,15 +63,11 @@ export function request(socket: TestSocket, event: string, payload: unknown): Pr
   return rawRequest(socket, event, [payload]);
 }
 
-/** Emits an arbitrary argument list plus an ack (for malformed-request tests). */
+type LooseAckEmitter = { emitWithAck(ev: string, ...args: unknown[]): Promise<AckResult<unknown>> };
+
+/** Emits an arbitrary argument list plus an ack (for malformed-request tests); rejects if no ack comes in time. */
 export function rawRequest(socket: TestSocket, event: string, args: unknown[], timeoutMs = 10_000): Promise<AckResult<unknown>> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ack for ${event}`)), timeoutMs);
-    (socket.emit as (ev: string, ...a: unknown[]) => void)(event, ...args, (res: AckResult<unknown>) => {
-      clearTimeout(timer);
-      resolve(res);
-    });
-  });
+  return (socket.timeout(timeoutMs) as unknown as LooseAckEmitter).emitWithAck(event, ...args);
 }
 
 /** The error code of an ack result; null when it is ok. */
@@ -101,16 +103,15 @@ export function recorder(socket: TestSocket): { events: { event: string; payload
   return rec;
 }
 
+/** Polls `cond` every 20 ms until it holds (vitest's `vi.waitUntil`); a timeout names `what`. */
 export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await cond()) return;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await vi.waitUntil(cond, { timeout: timeoutMs, interval: 20 }).catch((error: unknown) => {
+    // vitest's own timeout error (a throwing `cond` rejects with its error, kept as is)
+    throw error instanceof Error && error.message === 'Timed out in waitUntil!' ? new Error(`timed out waiting for ${what}`) : error;
+  });
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export { setTimeout as sleep } from 'node:timers/promises';
 
 /** Plausible client DTLS parameters (mediasoup accepts connect() without a real handshake). */
 export function fakeDtlsParameters(): Record<string, unknown> {

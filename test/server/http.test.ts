@@ -7,7 +7,7 @@ import { describe, expect } from 'vitest';
 import { io as ioClient } from 'socket.io-client';
 import { CONTENT_SECURITY_POLICY } from '../../signaling/src/static.ts';
 import { startServerUntil, test } from './fixtures.ts';
-import { newRoomId, newToken, type TestSocket } from './helpers.ts';
+import { connected, newRoomId, newToken, type TestSocket } from './helpers.ts';
 
 /** `clientDir`: a built-client stand-in for the file; `server`: serving it. */
 const it = test
@@ -82,10 +82,7 @@ describe('HTTPS off localhost', () => {
     expect(body.status).toBe(200);
     expect(body.csp).toBe(CONTENT_SECURITY_POLICY);
     const sock: TestSocket = ioClient(s.url, { transports: ['websocket'], forceNew: true, reconnection: false, rejectUnauthorized: false });
-    await new Promise<void>((resolve, reject) => {
-      sock.once('connect', () => resolve());
-      sock.once('connect_error', reject);
-    });
+    await connected(sock);
     const res = await sock.emitWithAck('join', { roomId: newRoomId(), accessToken: newToken() });
     expect(res.ok).toBe(true);
     const t = await sock.emitWithAck('createTransport', { direction: 'recv' });
