@@ -38,6 +38,15 @@ function safeJson(value: unknown): string {
   }
 }
 
+/** The part of a socket.io server socket the capture watches. */
+export interface CapturedSocket {
+  readonly id: string;
+  readonly data: { peerId?: string | undefined };
+  use(fn: (packet: [string, ...unknown[]], next: (err?: Error) => void) => void): unknown;
+  onAnyOutgoing(fn: (event: string, ...args: unknown[]) => void): unknown;
+  on(event: 'disconnect', fn: (reason: string) => void): unknown;
+}
+
 export class MessageCapture {
   readonly #max: number;
   readonly #lines: string[] = [];
@@ -52,6 +61,22 @@ export class MessageCapture {
     const msg: CapturedMessage = { n: this.#n++, t: Date.now(), dir, sid, peerId, event, args };
     this.#lines.push(safeJson(msg));
     if (this.#lines.length > this.#max) this.#lines.splice(0, this.#lines.length - this.#max);
+  }
+
+  /**
+   * Records `socket`'s connect now, then every inbound packet as received (known or not, without the
+   * ack callback; call this before any other middleware), every outbound emit and the disconnect.
+   */
+  watch(socket: CapturedSocket): void {
+    const peerId = (): string | null => socket.data.peerId ?? null;
+    this.record('connect', socket.id, null, 'connect', []);
+    socket.use((packet, next) => {
+      const [event, ...args] = packet as unknown[];
+      this.record('in', socket.id, peerId(), typeof event === 'string' ? event : String(event), args.filter((a) => typeof a !== 'function'));
+      next();
+    });
+    socket.onAnyOutgoing((event, ...args) => this.record('out', socket.id, peerId(), event, args));
+    socket.on('disconnect', (reason) => this.record('disconnect', socket.id, peerId(), 'disconnect', [reason]));
   }
 
   /** Every captured message, oldest first, each a JSON string of a `CapturedMessage`. */

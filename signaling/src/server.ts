@@ -110,17 +110,8 @@ export function createSignalingServer(
   io.on('connection', (socket) => {
     const state: SocketState = { lost: false };
     logger.debug('connected');
-    if (capture) {
-      capture.record('connect', socket.id, null, 'connect', []);
-      // First middleware: every inbound packet, known or not, as received (without the ack callback).
-      socket.use((packet, next) => {
-        const [event, ...args] = packet as unknown[];
-        capture.record('in', socket.id, socket.data.peerId ?? null, typeof event === 'string' ? event : String(event), args.filter((a) => typeof a !== 'function'));
-        next();
-      });
-      socket.onAnyOutgoing((event: string, ...args: unknown[]) => capture.record('out', socket.id, socket.data.peerId ?? null, event, args));
-      socket.on('disconnect', (reason) => capture.record('disconnect', socket.id, socket.data.peerId ?? null, 'disconnect', [reason]));
-    }
+    // Before the pipeline's middleware: the capture sees every packet as received.
+    capture?.watch(socket);
 
     const dropState = (): void => {
       state.detach?.();
@@ -292,11 +283,8 @@ export function createSignalingServer(
       if (closed) return;
       closed = true;
       io.disconnectSockets(true);
-      await new Promise<void>((resolve) => {
-        // io.close() would also close the HTTP server; only shut the engine and sockets down here.
-        io.engine.close();
-        resolve();
-      });
+      // io.close() would also close the HTTP server; only shut the engine and sockets down here.
+      io.engine.close();
       io.removeAllListeners();
     },
   };
