@@ -17,7 +17,6 @@ import { safetyNumber } from '../e2ee/codes.ts';
 import { newSession, wipeSession, type Identity, type Session } from '../e2ee/identity.ts';
 import type { InviteKeys } from '../e2ee/invite.ts';
 import { KeyAgent, type SendKeyInfo } from '../e2ee/key-agent.ts';
-import { SendKeyRing } from '../e2ee/send-ring.ts';
 import { currentRoomCode, type MemberRecord, type MembershipEffect, type MembershipState } from '../e2ee/membership.ts';
 import type { Cancel, Clock, FramePort } from './ports.ts';
 
@@ -91,7 +90,6 @@ export class KeyBridge {
         send: ({ to, blob }) => {
           if (!this.#destroyed) ports.sendMembership(fromBase64url(blob), to);
         },
-        createSendRing: (senderIndex, generation, baseKey, now) => new SendKeyRing({ sender: senderIndex, generation, now }, baseKey),
         sendKeyChanged: (key, senderIndex) => this.#onSendKey(key, senderIndex),
         installReceiveKey: (memberId, senderIndex, update) => {
           if (this.#destroyed) return;
