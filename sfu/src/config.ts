@@ -23,7 +23,7 @@
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { REPO_ROOT } from './paths.ts';
 import { z } from 'zod';
 import { LOG_LEVELS, type LogLevel } from './Logger.ts';
 
@@ -69,7 +69,6 @@ export interface Config {
   allowedOrigins: string[];
 }
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
 
 function cpuCount(): number {

@@ -24,13 +24,12 @@
 import { existsSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { REPO_ROOT } from './paths.ts';
 
 /** The mediasoup version pinned in package.json; the build script checks the installed one. */
 export const MEDIASOUP_VERSION = '3.8.4';
 
 /** Repository root (this file is <root>/sfu/src/workerBin.ts). */
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** Where infra/build-mediasoup.sh installs the worker. */
 export const DEFAULT_WORKER_BIN = path.join(

@@ -21,10 +21,14 @@
  */
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
+import * as z from 'zod/mini';
 import { ab, concat, fromUtf8, lp16, randomBytes, readU64be, u64be, utf8 } from './bytes.ts';
 import { E2eeError } from './errors.ts';
+import { parseJson } from './json.ts';
 import { splitKid } from './kid.ts';
 import { DEFAULT_SUITE, ratchetBaseKey } from './sframe.ts';
+
+const ChatPayload = z.object({ t: z.string(), at: z.number() });
 
 export const CHAT_LABEL = 'sealed-meet v1 chat';
 export const CHAT_INNER_KIND = 0x43;
@@ -101,14 +105,6 @@ export async function openChatInner(baseKey: Uint8Array, roomId: string, senderI
   } finally {
     ck.fill(0);
   }
-  let o: unknown;
-  try {
-    o = JSON.parse(fromUtf8(pt));
-  } catch {
-    throw new E2eeError('malformed', 'chat payload is not JSON');
-  }
-  if (typeof o !== 'object' || o === null) throw new E2eeError('malformed', 'chat payload');
-  const r = o as Record<string, unknown>;
-  if (typeof r['t'] !== 'string' || typeof r['at'] !== 'number' || !Number.isFinite(r['at'])) throw new E2eeError('malformed', 'chat payload fields');
-  return { text: r['t'], at: r['at'] };
+  const r = parseJson(ChatPayload, fromUtf8(pt), 'chat payload');
+  return { text: r.t, at: r.at };
 }

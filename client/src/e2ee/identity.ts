@@ -18,8 +18,10 @@
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { ml_kem768_x25519 } from '@noble/post-quantum/hybrid.js';
+import * as z from 'zod/mini';
 import { concat, equalBytes, fromBase64urlExact, fromUtf8, lp16, randomBytes, Reader, toBase64url, utf8, wipe } from './bytes.ts';
 import { E2eeError } from './errors.ts';
+import { parseJson } from './json.ts';
 
 export const IDENTITY_PUBLIC_LEN = 32;
 export const IDENTITY_SECRET_LEN = 32;
@@ -99,23 +101,14 @@ export function exportIdentity(identity: Identity): string {
   return JSON.stringify({ kind: IDENTITY_EXPORT_KIND, v: 1, sk: toBase64url(identity.secretKey), pk: toBase64url(identity.publicKey) });
 }
 
+const IdentityExport = z.strictObject({ kind: z.literal(IDENTITY_EXPORT_KIND), v: z.number(), sk: z.string(), pk: z.string() });
+
 /** @throws E2eeError('malformed' | 'unsupported-version' | 'bad-key') */
 export function importIdentity(s: string): Identity {
-  let o: unknown;
-  try {
-    o = JSON.parse(s);
-  } catch {
-    throw new E2eeError('malformed', 'identity export is not JSON');
-  }
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new E2eeError('malformed', 'identity export is not an object');
-  const r = o as Record<string, unknown>;
-  if (r['kind'] !== IDENTITY_EXPORT_KIND) throw new E2eeError('malformed', 'not a sealed-meet identity');
-  if (r['v'] !== 1) throw new E2eeError('unsupported-version', 'identity export version');
-  const keys = Object.keys(r).sort().join(',');
-  if (keys !== 'kind,pk,sk,v') throw new E2eeError('malformed', 'identity export has unexpected fields');
-  if (typeof r['sk'] !== 'string' || typeof r['pk'] !== 'string') throw new E2eeError('malformed', 'identity keys must be strings');
-  const sk = fromBase64urlExact(r['sk'], IDENTITY_SECRET_LEN, 'identity secret key');
-  const pk = fromBase64urlExact(r['pk'], IDENTITY_PUBLIC_LEN, 'identity public key');
+  const r = parseJson(IdentityExport, s, 'identity export');
+  if (r.v !== 1) throw new E2eeError('unsupported-version', 'identity export version');
+  const sk = fromBase64urlExact(r.sk, IDENTITY_SECRET_LEN, 'identity secret key');
+  const pk = fromBase64urlExact(r.pk, IDENTITY_PUBLIC_LEN, 'identity public key');
   const derived = ed25519.getPublicKey(sk);
   if (!equalBytes(derived, pk)) {
     wipe(sk);

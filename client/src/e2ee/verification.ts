@@ -16,9 +16,11 @@
  *
  * @module
  */
+import * as z from 'zod/mini';
 import { equalBytes, fromBase64urlExact, toBase64url } from './bytes.ts';
 import { FINGERPRINT_LEN, fingerprint } from './identity.ts';
 import { E2eeError } from './errors.ts';
+import { parseJson } from './json.ts';
 
 export const VERIFICATIONS_KIND = 'sealed-meet verifications';
 const MAX_NAME = 256;
@@ -94,30 +96,20 @@ export function exportVerifications(v: Verifications): string {
   return JSON.stringify({ kind: VERIFICATIONS_KIND, v: 1, records });
 }
 
+const VerificationsExport = z.strictObject({
+  kind: z.literal(VERIFICATIONS_KIND),
+  v: z.number(),
+  records: z.array(z.strictObject({ name: z.string(), fingerprint: z.string(), verifiedAt: z.number() })).check(z.maxLength(MAX_RECORDS)),
+});
+
 /** Strict import. @throws E2eeError('malformed' | 'unsupported-version' | 'bad-key') */
 export function importVerifications(json: string): Verifications {
-  let o: unknown;
-  try {
-    o = JSON.parse(json);
-  } catch {
-    throw new E2eeError('malformed', 'verifications are not JSON');
-  }
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new E2eeError('malformed', 'verifications must be an object');
-  const r = o as Record<string, unknown>;
-  if (r['kind'] !== VERIFICATIONS_KIND) throw new E2eeError('malformed', 'not sealed-meet verifications');
-  if (r['v'] !== 1) throw new E2eeError('unsupported-version', 'verifications version');
-  if (Object.keys(r).sort().join(',') !== 'kind,records,v') throw new E2eeError('malformed', 'unexpected fields');
-  const recs = r['records'];
-  if (!Array.isArray(recs) || recs.length > MAX_RECORDS) throw new E2eeError('malformed', 'records must be an array');
+  const r = parseJson(VerificationsExport, json, 'verifications');
+  if (r.v !== 1) throw new E2eeError('unsupported-version', 'verifications version');
   let v = emptyVerifications();
-  for (const x of recs) {
-    if (typeof x !== 'object' || x === null || Array.isArray(x)) throw new E2eeError('malformed', 'record must be an object');
-    const e = x as Record<string, unknown>;
-    if (Object.keys(e).sort().join(',') !== 'fingerprint,name,verifiedAt') throw new E2eeError('malformed', 'record fields');
-    if (typeof e['name'] !== 'string' || typeof e['fingerprint'] !== 'string' || typeof e['verifiedAt'] !== 'number' || !Number.isFinite(e['verifiedAt']))
-      throw new E2eeError('malformed', 'record field types');
-    if (v.byName.has(normalizeName(e['name']))) throw new E2eeError('malformed', 'duplicate name');
-    v = markVerified(v, e['name'], fromBase64urlExact(e['fingerprint'], FINGERPRINT_LEN, 'fingerprint'), e['verifiedAt']);
+  for (const e of r.records) {
+    if (v.byName.has(normalizeName(e.name))) throw new E2eeError('malformed', 'duplicate name');
+    v = markVerified(v, e.name, fromBase64urlExact(e.fingerprint, FINGERPRINT_LEN, 'fingerprint'), e.verifiedAt);
   }
   return v;
 }

@@ -24,8 +24,6 @@ export type {
   TrackSource,
   TransportInfo,
 } from '../../../signaling/src/protocol.ts';
-/** @deprecated the `createTransport` answer is `TransportInfo` (one definition, sfu/src/wire.ts); alias kept while the session layer moves over. */
-export type { TransportInfo as TransportResponse } from '../../../signaling/src/protocol.ts';
 
 export type RequestName = keyof Requests & keyof Responses;
 export type LocalErrorCode = 'TIMEOUT' | 'DISCONNECTED';

@@ -9,7 +9,7 @@
  * @module
  */
 import { Device, type types } from 'mediasoup-client';
-import { RequestError, type JoinResponse, type ProducerInfo, type RequestName, type Requests, type Responses, type TrackSource, type TransportResponse } from '../lib/signaling.ts';
+import { RequestError, type JoinResponse, type ProducerInfo, type RequestName, type Requests, type Responses, type TrackSource, type TransportInfo } from '../lib/signaling.ts';
 import type { TransformWorker } from '../transform/TransformWorker.ts';
 import { peerConnectionSettings, type TransformApi } from '../transform/support.ts';
 import { layerFor, sendPlan, StallWatchdog } from './media-policy.ts';
@@ -93,12 +93,12 @@ export class MediaPlane {
     return new MediaPlane(device, join, sendInfo, recvInfo, api, ports);
   }
 
-  private constructor(device: types.Device, join: JoinResponse, sendInfo: TransportResponse, recvInfo: TransportResponse, api: TransformApi, ports: MediaPlanePorts) {
+  private constructor(device: types.Device, join: JoinResponse, sendInfo: TransportInfo, recvInfo: TransportInfo, api: TransformApi, ports: MediaPlanePorts) {
     this.#ports = ports;
     this.#api = api;
     this.#timers = new Timers(ports.clock);
     this.#device = device;
-    const options = (info: TransportResponse): types.TransportOptions => ({
+    const options = (info: TransportInfo): types.TransportOptions => ({
       id: info.id,
       iceParameters: info.iceParameters as unknown as types.IceParameters,
       iceCandidates: info.iceCandidates as unknown as types.IceCandidate[],

@@ -22,6 +22,7 @@ import PQueue from 'p-queue';
 import * as z from 'zod/mini';
 import { fromUtf8, utf8 } from '../e2ee/bytes.ts';
 import { chatInnerKid } from '../e2ee/chat.ts';
+import { parseJson } from '../e2ee/json.ts';
 import { RELAY_KIND } from '../e2ee/relay-framing.ts';
 import { openMetadata, sealMetadata } from '../e2ee/metadata.ts';
 import { openRelay, sealRelay } from '../e2ee/relay-envelope.ts';
@@ -181,14 +182,11 @@ export class RelayChannel {
 }
 
 function parseProfile(bytes: Uint8Array): string | null {
-  let json: unknown;
+  let name: string;
   try {
-    json = JSON.parse(fromUtf8(bytes));
+    name = cleanName(parseJson(Profile, fromUtf8(bytes), 'profile').name);
   } catch {
     return null;
   }
-  const r = Profile.safeParse(json);
-  if (!r.success) return null;
-  const name = cleanName(r.data.name);
   return name ? name : null;
 }

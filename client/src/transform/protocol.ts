@@ -5,10 +5,10 @@
  * Key bytes travel as transferred ArrayBuffers (the page's copy is detached by the transfer); the worker wipes
  * them once imported. Keys are never logged and never reported back.
  */
+import type { Direction, MediaKind } from '../../../sfu/src/wire.ts';
 import type { TransformApi } from './support.ts';
 
-export type Direction = 'send' | 'recv';
-export type MediaKind = 'audio' | 'video';
+export type { Direction, MediaKind };
 
 /** What a transform pipeline is for; sent with every attach (and as RTCRtpScriptTransform options). */
 export interface PipelineInfo {
