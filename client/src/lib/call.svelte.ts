@@ -19,6 +19,7 @@ import * as controls from '../session/controls.ts';
 import { cleanName } from '../session/relay-channel.ts';
 import { TestKeyRecorder, type TestKeyExport } from '../session/test-keys.ts';
 import { buildTiles, type TileModel } from '../session/tiles.ts';
+import { attribution, type AttributionState, type PipelineCounts } from '../session/trust-monitor.ts';
 import { TransformWorker } from '../transform/TransformWorker.ts';
 import type { TransformApi } from '../transform/support.ts';
 import { E2eeState } from './e2ee.svelte.ts';
@@ -69,6 +70,8 @@ export class CallSession {
   joinCount = $state(0);
   /** Per-pipeline frame counts from the worker (kept reactive for the debug snapshot). */
   workerCounts = $state.raw<Record<string, { frames: number; bytes: number }>>({});
+  /** Receive pipelines (consumer ids) that get only another member's frames: their media is not played. */
+  misattributed = $state.raw<ReadonlySet<string>>(new Set());
 
   readonly media: LocalMedia;
   readonly transformApi: TransformApi;
@@ -91,6 +94,7 @@ export class CallSession {
   #plane = $state.raw<MediaPlane | null>(null);
   /** Bumped whenever the media plane's producers or consumers change (they are plain objects). */
   #mediaVersion = $state(0);
+  #attribution = new Map<string, AttributionState>();
   #gen = 0;
   #everJoined = false;
   #left = false;
@@ -123,6 +127,7 @@ export class CallSession {
       for (const [k, c] of counts) out[k] = { frames: c.frames, bytes: c.bytes };
       this.workerCounts = out;
       this.#secure.refresh(transform.senders);
+      this.#checkAttribution(counts.values());
     };
     transform.onError = (key, message) => {
       console.warn('[transform]', key, message);
@@ -313,6 +318,7 @@ export class CallSession {
         frames: this.#transform,
         clock: systemClock,
         departed: (peerId) => this.#departed.has(peerId),
+        senderIndexOf: (peerId) => this.#secure.bridge?.state.senderIndices.get(peerId) ?? null,
         emit: (e) => {
           if (this.#plane === plane) this.#onPlane(e);
         },
@@ -410,6 +416,19 @@ export class CallSession {
     this.#mediaVersion += 1;
   }
 
+  /** Raise an alert the first time a pipeline gets another member's media; keep the set the tiles read. */
+  #checkAttribution(counts: Iterable<PipelineCounts>): void {
+    const { next, flagged } = attribution(this.#attribution, counts);
+    this.#attribution = next;
+    for (const key of flagged) {
+      const m = this.#plane?.consumers.get(key);
+      const name = (m && this.e2ee.members.find((x) => x.peerId === m.peerId)?.name) ?? 'a participant';
+      this.e2ee.alert('misattributed', `The server sent someone else's ${m?.source ?? 'media'} as ${name}'s. It is not shown or played; the frames are dropped.`);
+    }
+    const bad = new Set([...next].filter(([, v]) => v.misattributed).map(([k]) => k));
+    if (bad.size !== this.misattributed.size || [...bad].some((k) => !this.misattributed.has(k))) this.misattributed = bad;
+  }
+
   #notice(message: string | null): void {
     if (message) this.notice = message;
   }
@@ -445,6 +464,7 @@ export class CallSession {
   #onSecure(e: SessionEvent): void {
     switch (e.kind) {
       case 'changed':
+        this.#plane?.rebind();
         this.e2ee.members = [...this.#secure.members];
         this.e2ee.roomCode = this.#secure.roomCode;
         this.e2ee.sending = this.#secure.sending;
@@ -507,6 +527,7 @@ export class CallSession {
       { peerId: this.peerId, name: this.displayName, cameraTrack: m.cameraEnabled ? m.cameraTrack : null, screenTrack: m.screenTrack, micOff: !m.micEnabled || !m.micTrack },
       this.e2ee.members.map(({ peerId: id, name }) => ({ id, name: name ?? 'Participant', camera: byPeer.get(id)?.camera, mic: byPeer.get(id)?.mic, screen: byPeer.get(id)?.screen })),
       this.activeSpeaker,
+      this.misattributed,
     );
   }
 }

@@ -15,6 +15,7 @@ export interface SafetyView {
 
 /** Title for each alert kind (the message comes from the E2EE layer). */
 export const ALERT_TITLES: Record<AlertKind, string> = {
+  misattributed: 'Someone else’s media was put in a participant’s tile',
   'injected-member': 'Someone joined without the meeting key',
   'identity-changed': 'A known name has a different identity',
   bypass: 'Encryption is not applied to some media',
@@ -136,7 +137,7 @@ export const VERIFICATION_LABELS: Record<string, string> = {
 };
 
 /** Alerts that mean someone may be listening in: shown as a modal that must be dismissed. */
-export const CRITICAL_ALERTS: readonly string[] = ['injected-member', 'identity-changed', 'roster', 'bypass'];
+export const CRITICAL_ALERTS: readonly string[] = ['misattributed', 'injected-member', 'identity-changed', 'roster', 'bypass'];
 
 export function isCriticalAlert(kind: string): boolean {
   return CRITICAL_ALERTS.includes(kind);

@@ -26,7 +26,7 @@ export interface SignalingPort {
   request<K extends RequestName>(name: K, payload: Requests[K], timeoutMs?: number): Promise<Responses[K]>;
 }
 
-export type MediaFrames = Pick<TransformWorker, 'attachSender' | 'attachReceiver' | 'forget' | 'generateKeyFrame' | 'requestCounts' | 'counts'>;
+export type MediaFrames = Pick<TransformWorker, 'attachSender' | 'attachReceiver' | 'bindReceiver' | 'forget' | 'generateKeyFrame' | 'requestCounts' | 'counts'>;
 
 export type PlaneEvent =
   /** Producers, consumers or their paused flags changed. */
@@ -43,6 +43,8 @@ export interface MediaPlanePorts {
   clock: Clock;
   /** The server said this peer left: a consume answer in flight must not bring it back. */
   departed(peerId: string): boolean;
+  /** The sender index the key exchange gave `peerId` (null: not admitted): its receive pipelines open only its frames. */
+  senderIndexOf(peerId: string): number | null;
   emit(e: PlaneEvent): void;
 }
 
@@ -59,6 +61,8 @@ export interface RemoteMedia {
   readonly source: TrackSource;
   /** mediasoup consumer type from the server: 'simple' | 'simulcast' | 'svc' | 'pipe'. */
   readonly type: string;
+  /** The sender index its receive pipeline is bound to (null: the member is not admitted yet). */
+  sender: number | null;
   producerPaused: boolean;
   consumerPaused: boolean;
 }
@@ -283,6 +287,8 @@ export class MediaPlane {
       });
       if (this.#closed) return;
       const rtpParameters = res.rtpParameters as unknown as types.RtpParameters;
+      // The server names whose media this is; the pipeline opens only frames under that member's sender index.
+      const sender = this.#ports.senderIndexOf(res.peerId);
       const consumer = await this.#recv.consume({
         id: res.consumerId,
         producerId: res.producerId,
@@ -290,7 +296,7 @@ export class MediaPlane {
         rtpParameters,
         streamId: `${res.peerId}-${res.source === 'screen' ? 'screen' : 'av'}`,
         appData: { peerId: res.peerId, source: res.source },
-        onRtpReceiver: (receiver) => frames.attachReceiver(receiver, res.consumerId, res.kind, rtpParameters.codecs[0]?.mimeType ?? 'none'),
+        onRtpReceiver: (receiver) => frames.attachReceiver(receiver, res.consumerId, res.kind, rtpParameters.codecs[0]?.mimeType ?? 'none', sender),
       });
       if (this.#closed || this.#ports.departed(res.peerId)) {
         consumer.close();
@@ -298,7 +304,7 @@ export class MediaPlane {
         this.#consuming.delete(info.producerId);
         return;
       }
-      this.#consumers.set(consumer.id, { consumer, peerId: res.peerId, source: res.source, type: res.type, producerPaused: res.producerPaused || info.paused, consumerPaused: false });
+      this.#consumers.set(consumer.id, { consumer, peerId: res.peerId, source: res.source, type: res.type, sender, producerPaused: res.producerPaused || info.paused, consumerPaused: false });
       consumer.on('transportclose', () => this.closeConsumer(consumer.id));
       this.#emit({ kind: 'changed' });
       await signaling.request('resumeConsumer', { consumerId: consumer.id });
@@ -341,6 +347,20 @@ export class MediaPlane {
     if (!m) return;
     m.consumerPaused = paused;
     this.#emit({ kind: 'changed' });
+  }
+
+  /**
+   * Sender indices changed (a member was admitted, left, or its index moved): rebind every receive pipeline to the
+   * index of the member it carries, and ask for a key frame where video can now open.
+   */
+  rebind(): void {
+    for (const m of this.#consumers.values()) {
+      const sender = this.#ports.senderIndexOf(m.peerId);
+      if (sender === m.sender || m.consumer.closed) continue;
+      m.sender = sender;
+      this.#ports.frames.bindReceiver(m.consumer.id, sender);
+      if (sender !== null && m.consumer.kind === 'video') void this.#ports.signaling.request('requestKeyFrame', { consumerId: m.consumer.id }).catch(() => undefined);
+    }
   }
 
   /** A receive key arrived for `memberId`: ask for key frames on its video so decoding starts at once. */

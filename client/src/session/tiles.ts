@@ -19,6 +19,8 @@ export interface TileModel {
   mirrored: boolean;
   micOff: boolean;
   speaking: boolean;
+  /** The media the server routed here is not this member's (its frames are dropped): shown instead of the video. */
+  warning: string | null;
 }
 
 export interface LocalTileInput {
@@ -37,7 +39,8 @@ export interface PeerTileInput {
   screen: RemoteMedia | undefined;
 }
 
-const tile = (t: Omit<TileModel, 'mirrored' | 'micOff' | 'speaking' | 'audioTrack' | 'videoConsumerId'> & Partial<TileModel>): TileModel => ({
+const tile = (t: Omit<TileModel, 'mirrored' | 'micOff' | 'speaking' | 'audioTrack' | 'videoConsumerId' | 'warning'> & Partial<TileModel>): TileModel => ({
+  warning: null,
   mirrored: false,
   micOff: false,
   speaking: false,
@@ -46,7 +49,14 @@ const tile = (t: Omit<TileModel, 'mirrored' | 'micOff' | 'speaking' | 'audioTrac
   ...t,
 });
 
-export function buildTiles(self: LocalTileInput, peers: readonly PeerTileInput[], activeSpeaker: string | null): TileModel[] {
+/** What a tile shows when the server routed another member's media into it. */
+export const misattributedText = (name: string): string => `This is not ${name}'s media: the server sent someone else's here. It is not shown.`;
+
+/**
+ * `misattributed`: consumer ids whose pipeline receives only another member's frames (trust-monitor `attribution`):
+ * their tracks are not played and the tile says why.
+ */
+export function buildTiles(self: LocalTileInput, peers: readonly PeerTileInput[], activeSpeaker: string | null, misattributed: ReadonlySet<string> = new Set()): TileModel[] {
   const tiles: TileModel[] = [
     tile({
       id: 'local-camera',
@@ -61,6 +71,8 @@ export function buildTiles(self: LocalTileInput, peers: readonly PeerTileInput[]
     }),
   ];
   if (self.screenTrack) tiles.push(tile({ id: 'local-screen', peerId: self.peerId, source: 'screen', local: true, name: 'Your screen', videoTrack: self.screenTrack }));
+  const bad = (m: RemoteMedia | undefined): boolean => !!m && misattributed.has(m.consumer.id);
+  const playable = (m: RemoteMedia | undefined): RemoteMedia | undefined => (m && isLive(m) && !bad(m) ? m : undefined);
   for (const p of peers) {
     const { camera, mic, screen } = p;
     tiles.push(
@@ -70,11 +82,12 @@ export function buildTiles(self: LocalTileInput, peers: readonly PeerTileInput[]
         source: 'camera',
         local: false,
         name: p.name,
-        videoTrack: camera && isLive(camera) ? camera.consumer.track : null,
-        audioTrack: mic ? mic.consumer.track : null,
+        videoTrack: playable(camera)?.consumer.track ?? null,
+        audioTrack: mic && !bad(mic) ? mic.consumer.track : null,
         videoConsumerId: camera ? camera.consumer.id : null,
         micOff: !mic || !isLive(mic),
         speaking: activeSpeaker === p.id,
+        warning: bad(camera) || bad(mic) ? misattributedText(p.name) : null,
       }),
     );
     if (screen) {
@@ -85,8 +98,9 @@ export function buildTiles(self: LocalTileInput, peers: readonly PeerTileInput[]
           source: 'screen',
           local: false,
           name: `${p.name}'s screen`,
-          videoTrack: isLive(screen) ? screen.consumer.track : null,
+          videoTrack: playable(screen)?.consumer.track ?? null,
           videoConsumerId: screen.consumer.id,
+          warning: bad(screen) ? misattributedText(p.name) : null,
         }),
       );
     }

@@ -19,6 +19,7 @@ import type { SenderCount } from '../transform/protocol.ts';
 export type VerificationState = 'verified' | 'unverified' | 'changed' | 'creator';
 export type MemberKeyState = 'waiting' | 'encrypted' | 'verified' | 'failing';
 export type AlertKind =
+  | 'misattributed'
   | 'injected-member'
   | 'identity-changed'
   | 'bypass'
@@ -184,6 +185,40 @@ export function keyAlert(reason: string, who: string, detail: string | undefined
 /** The alert for relay traffic whose outer envelope did not open under the invite's metadata key. */
 export function foreignAlert(who: string): TrustAlert {
   return { kind: 'injected-member', message: `${who} sent key-exchange traffic without the invite key. It gets no keys and cannot see or hear anyone.` };
+}
+
+/** One receive pipeline's counts as the worker reports them (transform/protocol.ts FrameCount). */
+export interface PipelineCounts {
+  key: string;
+  direction: 'send' | 'recv';
+  opened: number;
+  dropped: Partial<Record<string, number>>;
+}
+
+export interface AttributionState {
+  opened: number;
+  wrong: number;
+  misattributed: boolean;
+}
+
+/**
+ * Media attribution per receive pipeline (transform/attribution.ts drops frames whose KID names another sender than
+ * the member the pipeline carries): `wrong-sender` drops rising while nothing opens means the server routed someone
+ * else's media into this tile. Frames opening again clear it. Returns the next state and the pipelines that just
+ * became misattributed (to raise an alert once).
+ */
+export function attribution(prev: ReadonlyMap<string, AttributionState>, counts: Iterable<PipelineCounts>): { next: Map<string, AttributionState>; flagged: string[] } {
+  const next = new Map<string, AttributionState>();
+  const flagged: string[] = [];
+  for (const c of counts) {
+    if (c.direction !== 'recv') continue;
+    const wrong = c.dropped['wrong-sender'] ?? 0;
+    const p = prev.get(c.key) ?? { opened: 0, wrong: 0, misattributed: false };
+    const misattributed = c.opened > p.opened ? false : wrong > p.wrong ? true : p.misattributed;
+    if (misattributed && !p.misattributed) flagged.push(c.key);
+    next.set(c.key, { opened: c.opened, wrong, misattributed });
+  }
+  return { next, flagged };
 }
 
 /** Bytes a producer may send with no sealed frame in one period before it counts (RTX of earlier frames, probing). */

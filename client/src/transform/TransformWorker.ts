@@ -48,11 +48,17 @@ export class TransformWorker {
   }
 
   attachSender(sender: RTCRtpSender, key: string, mediaKind: MediaKind, codec: string): void {
-    this.#attach(sender, { key, direction: 'send', mediaKind, api: this.api, codec });
+    this.#attach(sender, { key, direction: 'send', mediaKind, api: this.api, codec, sender: null });
   }
 
-  attachReceiver(receiver: RTCRtpReceiver, key: string, mediaKind: MediaKind, codec: string): void {
-    this.#attach(receiver, { key, direction: 'recv', mediaKind, api: this.api, codec });
+  /** `senderIndex`: the member this receiver carries (its frames only are opened); null until known. */
+  attachReceiver(receiver: RTCRtpReceiver, key: string, mediaKind: MediaKind, codec: string, senderIndex: number | null): void {
+    this.#attach(receiver, { key, direction: 'recv', mediaKind, api: this.api, codec, sender: senderIndex });
+  }
+
+  /** The member a receive pipeline carries got (or changed) its sender index. */
+  bindReceiver(key: string, senderIndex: number | null): void {
+    if (!this.#closed) this.#post({ kind: 'bind-receiver', key, sender: senderIndex } satisfies ToWorker);
   }
 
   /**

@@ -19,10 +19,17 @@ export interface PipelineInfo {
   api: TransformApi;
   /** Negotiated codec mime type (e.g. `video/VP8`); frames of an unprotectable or unknown codec are dropped. */
   codec: string;
+  /**
+   * Receive pipelines: the sender index of the member this pipeline carries (attribution.ts); frames under any other
+   * sender's KID are dropped as `wrong-sender`. null: not known yet (frames dropped as `unbound`). Send pipelines: null.
+   */
+  sender: number | null;
 }
 
 /** Why the worker dropped a frame (SFrame drop reasons plus the send-side ones). */
 export type WorkerDropReason =
+  | 'wrong-sender'
+  | 'unbound'
   | 'unknown-kid'
   | 'auth'
   | 'replay'
@@ -70,6 +77,8 @@ export type ToWorker =
   /** createEncodedStreams path: the streams are transferred with the message. */
   | { kind: 'attach-streams'; info: PipelineInfo; readable: ReadableStream; writable: WritableStream }
   | { kind: 'forget'; key: string }
+  /** A receive pipeline's member got (or changed) its sender index. */
+  | { kind: 'bind-receiver'; key: string; sender: number | null }
   | { kind: 'report'; requestId: number }
   /**
    * Our send key changed (KeyAgent `sendKeyChanged`): the worker seals under exactly this (kid, baseKey) from CTR 0,

@@ -20,7 +20,9 @@
  * transferred buffers wiped. No key material is ever logged or posted back.
  */
 import { assertProtectableCodec, frameFromResult, protectFrame, unprotectFrame, type MediaCodec } from '../e2ee/frame-codec.ts';
+import { MAX_SENDER_INDEX } from '../e2ee/kid.ts';
 import { ReceiveKeyRings, type OpenResult } from '../e2ee/receive-rings.ts';
+import { admitFrame } from './attribution.ts';
 import type { FrameCount, FromWorker, PipelineInfo, SenderCount, ToWorker, WorkerDropReason } from './protocol.ts';
 import { SendKeySlot } from './send-key-slot.ts';
 
@@ -72,6 +74,8 @@ interface WorkerState {
 
 const TICK_MS = 250;
 
+const isSender = (v: unknown): v is number | null => v === null || (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_SENDER_INDEX);
+
 function isPipelineInfo(v: unknown): v is PipelineInfo {
   if (typeof v !== 'object' || v === null) return false;
   const o = v as Record<string, unknown>;
@@ -80,7 +84,8 @@ function isPipelineInfo(v: unknown): v is PipelineInfo {
     (o['direction'] === 'send' || o['direction'] === 'recv') &&
     (o['mediaKind'] === 'audio' || o['mediaKind'] === 'video') &&
     (o['api'] === 'script' || o['api'] === 'streams') &&
-    typeof o['codec'] === 'string'
+    typeof o['codec'] === 'string' &&
+    isSender(o['sender'])
   );
 }
 
@@ -185,6 +190,8 @@ function deliver(state: WorkerState, r: OpenResult<RecvToken>): void {
 async function openFrame(state: WorkerState, p: Pipeline, frame: EncodedFrame, controller: TransformStreamDefaultController<EncodedFrame>): Promise<void> {
   const codec = codecOf(p, frame);
   if (codec === null) return drop(p, state, 'codec');
+  const admit = admitFrame(p.info.sender, codec, new Uint8Array(frame.data));
+  if (admit !== 'open') return drop(p, state, admit);
   const r = await unprotectFrame(state.recv, codec, new Uint8Array(frame.data), Date.now(), { pipeline: p, frame, controller });
   if (r.status === 'buffered') {
     p.count.buffered += 1;
@@ -321,6 +328,15 @@ function start(scope: WorkerScope): void {
         if (!isPipelineInfo(msg.info)) break;
         runPipeline(scope, state, msg.info, msg.readable as ReadableStream<EncodedFrame>, msg.writable as WritableStream<EncodedFrame>, null);
         break;
+      case 'bind-receiver': {
+        const p = state.pipelines.get(msg.key);
+        if (p && p.info.direction === 'recv' && isSender(msg.sender)) {
+          p.info = { ...p.info, sender: msg.sender };
+          p.count.sender = msg.sender;
+          state.dirty = true;
+        }
+        break;
+      }
       case 'forget': {
         const p = state.pipelines.get(msg.key);
         if (p) {
