@@ -6,9 +6,11 @@ import {
   deriveInviteKeys,
   formatInviteFragment,
   generateInvite,
+  checkRoomId,
   INVITE_LABELS,
-  newRoomId,
   parseInviteFragment,
+  ROOM_ID_LABEL,
+  roomIdFor,
 } from '../../client/src/e2ee/invite.ts';
 import { fromBase64url, toBase64url, utf8 } from '../../client/src/e2ee/bytes.ts';
 import { isE2eeError } from '../../client/src/e2ee/errors.ts';
@@ -17,11 +19,40 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const ROOM = 'AAAAAAAAAAAAAAAAAAAAAA';
 
 describe('invite', () => {
-  it('newRoomId is 22 base64url chars of 16 bytes', () => {
-    const r = newRoomId();
+  it('the room id is a commitment to the secret: HKDF(secret, "sealed-meet v1 room id"), 16 bytes as 22 base64url chars', () => {
+    const secret = new Uint8Array(32).map((_, i) => i);
+    const r = roomIdFor(secret);
     expect(r).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(r).toBe(toBase64url(hkdf(sha256, secret, new Uint8Array(0), utf8(ROOM_ID_LABEL), 16)));
     expect(fromBase64url(r).length).toBe(16);
-    expect(newRoomId()).not.toBe(r);
+    const a = generateInvite();
+    expect(a.roomId).toBe(roomIdFor(a.secret));
+    expect(generateInvite().roomId).not.toBe(a.roomId);
+  });
+
+  it('property: a link with any one character changed in its room id or its secret is recognised as damaged', () => {
+    const { roomId, fragment } = generateInvite();
+    const secret = parseInviteFragment(fragment).secret;
+    expect(() => checkRoomId(secret, roomId)).not.toThrow();
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 21 + 43 }), fc.integer({ min: 1, max: 63 }), (pos, shift) => {
+        const swap = (str: string, i: number) => str.slice(0, i) + alphabet[(alphabet.indexOf(str[i]!) + shift) % 64] + str.slice(i + 1);
+        if (pos < 22) {
+          expect(() => checkRoomId(secret, swap(roomId, pos))).toThrow(/do not belong together/);
+          return;
+        }
+        let other: Uint8Array;
+        try {
+          other = parseInviteFragment(swap(fragment, 3 + pos - 22)).secret;
+        } catch (e) {
+          expect(isE2eeError(e, 'malformed')).toBe(true); // non-canonical last character: refused as it is
+          return;
+        }
+        expect(() => checkRoomId(other, roomId)).toThrow(/do not belong together/);
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it('generate/parse round trip, with and without fingerprint', () => {

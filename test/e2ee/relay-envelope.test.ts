@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { deriveInviteKeysSync, generateInvite, newRoomId } from '../../client/src/e2ee/invite.ts';
+import { deriveInviteKeysSync, generateInvite } from '../../client/src/e2ee/invite.ts';
 import { MAX_PADDED, RELAY_BUCKET, openRelay, padRelay, sealRelay, unpadRelay } from '../../client/src/e2ee/relay-envelope.ts';
 import { isE2eeError } from '../../client/src/e2ee/errors.ts';
 
-const roomId = newRoomId();
-const keys = deriveInviteKeysSync(generateInvite().secret, roomId);
+const invite = generateInvite();
+const roomId = invite.roomId;
+const keys = deriveInviteKeysSync(invite.secret, roomId);
 
 describe('relay envelope (uniform outer layer)', () => {
   it('round-trips any size and pads to 1024-byte buckets', async () => {
@@ -41,7 +42,7 @@ describe('relay envelope (uniform outer layer)', () => {
     const outer = await sealRelay(keys.metadataKey, roomId, 'peerA', new Uint8Array([0x41, 1, 2, 3]));
     for (const attempt of [
       () => openRelay(keys.metadataKey, roomId, 'peerB', outer),
-      () => openRelay(keys.metadataKey, newRoomId(), 'peerA', outer),
+      () => openRelay(keys.metadataKey, generateInvite().roomId, 'peerA', outer),
       () => openRelay(deriveInviteKeysSync(generateInvite().secret, roomId).metadataKey, roomId, 'peerA', outer),
     ]) {
       await expect(attempt()).rejects.toSatisfy(isE2eeError);

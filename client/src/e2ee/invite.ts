@@ -1,5 +1,5 @@
 /**
- * Invite links: `/m/<roomId>#<fragment>`.
+ * Invite links: `/m/<roomId>#<fragment>`, where `roomId = roomIdFor(secret)` (a commitment to the secret).
  *
  * Fragment (without '#'):  `v1.<secret>[.<fingerprint>]`
  *   - `secret`: 32 random bytes, base64url without padding (43 chars).
@@ -51,9 +51,26 @@ export interface ParsedInvite {
   creatorFingerprint?: Uint8Array;
 }
 
-/** 16 random bytes, base64url: 22 chars. */
-export function newRoomId(): string {
-  return toBase64url(randomBytes(16));
+/** HKDF-Expand `info` label of the room id (a commitment to the secret, see `roomIdFor`). */
+export const ROOM_ID_LABEL = 'sealed-meet v1 room id';
+
+/**
+ * The room id of an invite secret: `base64url(HKDF-SHA256(salt = "", IKM = secret, info = UTF-8(ROOM_ID_LABEL), L = 16))`,
+ * 22 characters. The id commits to the secret, so a link with one wrong character in either part is recognised as
+ * damaged in the browser (`checkRoomId`) before it reaches the server — it can no longer open (and so lock) a room
+ * the correct link cannot open. The id reveals nothing about the secret (HKDF is one-way; the secret has 256 bits).
+ */
+export function roomIdFor(secret: Uint8Array): string {
+  if (secret.length !== INVITE_SECRET_LEN) throw new E2eeError('bad-key', `invite secret must be ${INVITE_SECRET_LEN} bytes`);
+  const id = hkdf(sha256, secret, new Uint8Array(0), utf8(ROOM_ID_LABEL), 16);
+  const out = toBase64url(id);
+  wipe(id);
+  return out;
+}
+
+/** @throws E2eeError('malformed') when `roomId` is not the room of `secret` (a damaged or mixed-up link). */
+export function checkRoomId(secret: Uint8Array, roomId: string): void {
+  if (roomIdFor(secret) !== roomId) throw new E2eeError('malformed', 'its room and its key do not belong together (a character was changed or lost when it was copied)');
 }
 
 export function assertRoomId(roomId: string): void {
@@ -70,10 +87,10 @@ export function formatInviteFragment(secret: Uint8Array, creatorFingerprint?: Ui
   return parts.join('.');
 }
 
-/** Fresh 256-bit invite secret and its fragment. */
-export function generateInvite(creatorFingerprint?: Uint8Array): { secret: Uint8Array; fragment: string } {
+/** Fresh 256-bit invite secret, its room id and its fragment. */
+export function generateInvite(creatorFingerprint?: Uint8Array): { secret: Uint8Array; roomId: string; fragment: string } {
   const secret = randomBytes(INVITE_SECRET_LEN);
-  return { secret, fragment: formatInviteFragment(secret, creatorFingerprint) };
+  return { secret, roomId: roomIdFor(secret), fragment: formatInviteFragment(secret, creatorFingerprint) };
 }
 
 /**

@@ -5,7 +5,7 @@
  * with `history.replaceState`; it is never sent anywhere.
  */
 import { createContext } from 'svelte';
-import { deriveInviteKeys, generateInvite, newRoomId, parseInviteFragment, ROOM_ID_RE, wipeInviteKeys, type InviteKeys } from '../e2ee/invite.ts';
+import { checkRoomId, deriveInviteKeys, generateInvite, parseInviteFragment, ROOM_ID_RE, wipeInviteKeys, type InviteKeys } from '../e2ee/invite.ts';
 import { transformSupport } from '../transform/support.ts';
 import { fingerprint } from '../e2ee/identity.ts';
 import { loadIdentity, resetIdentity } from './identity-store.ts';
@@ -52,8 +52,11 @@ export class AppState {
   readonly #secrets = new Map<string, Uint8Array>();
   /** Creator fingerprints from invite links, by room id. */
   readonly #creators = new Map<string, Uint8Array>();
-  /** `?e2ee-test-hooks=1`: key export for e2e tests (this browser's keys only). */
-  readonly testHooks = new URLSearchParams(location.search).get('e2ee-test-hooks') === '1';
+  /**
+   * TEST BUILD only, `?e2ee-test-hooks=1`: key export for e2e tests (this browser's keys only). Outside the TEST build
+   * `__SEALED_MEET_TEST_HOOKS__` is the literal false, so the parameter is never even read.
+   */
+  readonly testHooks = __SEALED_MEET_TEST_HOOKS__ && new URLSearchParams(location.search).get('e2ee-test-hooks') === '1';
   /** Our identity fingerprint (loaded from IndexedDB at startup), put into the invite links we create. */
   #myFingerprint: Uint8Array | undefined;
   /** Set after `resetIdentity()` succeeded, for the home page to confirm it. */
@@ -104,11 +107,13 @@ export class AppState {
     if (fragment) {
       try {
         const parsed = parseInviteFragment(fragment);
+        checkRoomId(parsed.secret, roomId);
         this.#secrets.set(roomId, parsed.secret);
         if (parsed.creatorFingerprint) this.#creators.set(roomId, parsed.creatorFingerprint);
         else this.#creators.delete(roomId);
       } catch (err) {
-        return { name: 'bad-link', message: `This invite link is broken: ${err instanceof Error ? err.message.replace(/^\w[\w-]*: /, '') : String(err)}` };
+        const why = err instanceof Error ? err.message.replace(/^\w[\w-]*: /, '') : String(err);
+        return { name: 'bad-link', message: `This invite link is broken: ${why}. Ask the person who invited you for the full link again.` };
       }
     }
     if (!this.#secrets.has(roomId)) {
@@ -122,9 +127,8 @@ export class AppState {
   }
 
   createMeeting(): NewMeeting {
-    const roomId = newRoomId();
     // The link carries our identity fingerprint (when loaded): joiners then verify us, the creator, automatically.
-    const { secret, fragment } = generateInvite(this.#myFingerprint);
+    const { secret, roomId, fragment } = generateInvite(this.#myFingerprint);
     this.#secrets.set(roomId, secret);
     const created = { roomId, secret, link: `${location.origin}/m/${roomId}#${fragment}` };
     this.created = created;
