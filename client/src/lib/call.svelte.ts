@@ -17,7 +17,7 @@ import { MediaPlane, type PlaneEvent, type RemoteMedia } from '../session/media-
 import { systemClock, Timers } from '../session/ports.ts';
 import * as controls from '../session/controls.ts';
 import { cleanName } from '../session/relay-channel.ts';
-import { TestKeyRecorder, type TestKeyExport } from '../session/test-keys.ts';
+import { TestKeyRecorder } from '../session/test-keys.ts';
 import { buildTiles, type TileModel } from '../session/tiles.ts';
 import { attribution, type AttributionState, type PipelineCounts } from '../session/trust-monitor.ts';
 import { TransformWorker } from '../transform/TransformWorker.ts';
@@ -39,7 +39,7 @@ export interface CallOptions {
   inviteKeys: InviteKeys;
   /** Creator fingerprint from the invite link, if it carried one (auto-verifies the creator). */
   creatorFingerprint?: Uint8Array | undefined;
-  /** `?e2ee-test-hooks=1`: keep copies of this browser's keys for `__meet.exportKeysForTest()`. */
+  /** TEST BUILD only (`?e2ee-test-hooks=1`): keep copies of this browser's keys for `__meet.exportKeysForTest()`. */
   testHooks?: boolean;
   displayName: string;
   media: LocalMedia;
@@ -83,7 +83,8 @@ export class CallSession {
   readonly #opts: CallOptions;
   readonly #transform: TransformWorker;
   readonly #secure: E2eeSession;
-  readonly #keys: TestKeyRecorder | null;
+  /** TEST BUILD only (session/test-keys.ts): the key recorder; always null in production (compiled out). */
+  readonly testKeys: TestKeyRecorder | null;
   readonly #timers = new Timers(systemClock);
   readonly #chatListeners = new Set<(e: ChatEvent) => void>();
   /** Peers the server said left (a consume or join answer in flight must not bring them back). */
@@ -109,10 +110,17 @@ export class CallSession {
     this.transformApi = opts.transformApi;
     this.roomId = opts.roomId;
     this.displayName = cleanName(opts.displayName);
-    this.#keys = opts.testHooks ? new TestKeyRecorder() : null;
+    // `__SEALED_MEET_TEST_HOOKS__` is the literal false outside the TEST build: the recorder is not even bundled.
+    this.testKeys =
+      __SEALED_MEET_TEST_HOOKS__ && opts.testHooks
+        ? new TestKeyRecorder(() => {
+            const bridge = this.#secure.bridge;
+            return { peerId: this.peerId, senderIndex: bridge?.senderIndex ?? null, current: bridge?.currentSendKey() ?? null };
+          })
+        : null;
     const transform = (this.#transform = new TransformWorker(opts.transformApi));
     this.#secure = new E2eeSession(
-      { roomId: opts.roomId, inviteKeys: opts.inviteKeys, creatorFingerprint: opts.creatorFingerprint, keyLog: this.#keys ?? undefined },
+      { roomId: opts.roomId, inviteKeys: opts.inviteKeys, creatorFingerprint: opts.creatorFingerprint, keyLog: this.testKeys ?? undefined },
       {
         relay: { send: (bytes, to) => this.#relay(bytes, to) },
         frames: transform,
@@ -286,12 +294,6 @@ export class CallSession {
   /** Release everything (page navigation). */
   dispose(): void {
     void this.leave();
-  }
-
-  /** Test hook only (`?e2ee-test-hooks=1`): this browser's keys as hex. */
-  exportKeysForTest(): TestKeyExport | null {
-    const bridge = this.#secure.bridge;
-    return this.#keys?.export(this.peerId, bridge?.senderIndex ?? null, bridge?.currentSendKey() ?? null) ?? null;
   }
 
   // -------------------------------------------------------------------------------------------
