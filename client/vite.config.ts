@@ -9,6 +9,16 @@ const root = fileURLToPath(new URL('.', import.meta.url));
 const outDir = fileURLToPath(new URL('./dist', import.meta.url));
 
 /**
+ * The TEST build: `vite build --config client/vite.config.ts --mode test-hooks` (test/client-build.ts) writes a
+ * bundle with the e2e key-export hooks (`?e2ee-test-hooks=1`, `__meet.exportKeysForTest`, session/test-keys.ts)
+ * into `.cache/client-test/`. Every other mode — `npm start`, `npm run build:client`, client/dist — is built with
+ * `__SEALED_MEET_TEST_HOOKS__` = false, so the minifier drops every hook branch and tree-shaking drops the
+ * recorder: the production bundle contains no key-export path at all (test/build/test-hooks.test.ts checks it).
+ */
+export const TEST_HOOKS_MODE = 'test-hooks';
+export const TEST_OUT_DIR = fileURLToPath(new URL('../.cache/client-test', import.meta.url));
+
+/**
  * Subresource Integrity + published build hash (defence against a host that serves modified files).
  *
  * - Every `<script src>` and `<link rel="stylesheet"|"modulepreload" href>` in the built index.html gets
@@ -77,14 +87,16 @@ function sriAndBuildHash(): Plugin {
 
 // The app is served under a strict CSP (`script-src 'self'`), so: no inline scripts, no module preload
 // polyfill (it would be injected inline), and every asset file name carries a content hash.
-export default defineConfig({
+export default defineConfig(({ mode }) => ({
   root,
   base: '/',
   publicDir: false,
   plugins: [svelte(), sriAndBuildHash()],
+  // A build-time constant (not an env variable read at run time): `false` in every build but the TEST one.
+  define: { __SEALED_MEET_TEST_HOOKS__: JSON.stringify(mode === TEST_HOOKS_MODE) },
   worker: { format: 'es' },
   build: {
-    outDir,
+    outDir: mode === TEST_HOOKS_MODE ? TEST_OUT_DIR : outDir,
     emptyOutDir: true,
     target: 'es2022',
     modulePreload: { polyfill: false },
@@ -99,4 +111,4 @@ export default defineConfig({
     },
   },
   server: { port: 5173 },
-});
+}));

@@ -1,6 +1,7 @@
 /**
- * Helpers for the E2EE e2e tests: pages opened with `?e2ee-test-hooks=1` (test-only key export), and Node-side
- * decryption of frames recorded by the server's media tap with the real core (client/src/e2ee).
+ * Helpers for the E2EE e2e tests: pages opened with `?e2ee-test-hooks=1` (the key export, which exists only in the
+ * TEST build of the client that the harness serves from `.cache/client-test/`), and Node-side decryption of frames
+ * recorded by the server's media tap with the real core (client/src/e2ee).
  */
 import { joinFrame, splitProtected, type MediaCodec } from '../../client/src/e2ee/frame-codec.ts';
 import { splitKid } from '../../client/src/e2ee/kid.ts';
@@ -34,7 +35,7 @@ export async function joinHooked(p: Participant, link: string, api: TransformApi
 
 export async function exportKeys(p: Participant): Promise<TestKeyExport> {
   const k = await p.page.evaluate(() => window.__meet!.exportKeysForTest?.() ?? null);
-  if (!k) throw new Error(`${p.name}: no key export (test hooks off?)`);
+  if (!k) throw new Error(`${p.name}: no key export (page opened without ?e2ee-test-hooks=1, or not the TEST build?)`);
   return k;
 }
 

@@ -3,50 +3,27 @@
  * socket.io signaling, mediasoup SFU with a real worker) and Debian Chromium driven by playwright-core,
  * one persistent context (own profile dir, own HOME/XDG/TMPDIR) per participant, with fake camera/mic.
  *
+ * The server serves the TEST build of the client (`.cache/client-test/`, built by test/client-build.ts with
+ * `--mode test-hooks` when its sources changed), the only bundle with the key export the E2EE tests use; never
+ * client/dist, which has none. `E2E_CLIENT_DIR` serves another directory instead (it must hold a TEST build).
+ *
  * Playback is judged by decoded frames (RTCStats framesDecoded via `window.__meet.stats`) and video
  * dimensions, never by `currentTime`.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import type { StartedServer, StartOptions } from '../../signaling/src/main.ts';
 import type { DebugSnapshot, RtpSummary } from '../../client/src/lib/debug.ts';
+import { ensureClientBuild } from '../client-build.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 export const RESULTS_DIR = path.join(REPO_ROOT, 'test-results');
 
 export type TransformApi = 'script' | 'streams';
-
-/** Builds client/dist if it is missing or older than the client sources. */
-export function ensureClientBuilt(): void {
-  const dist = path.join(REPO_ROOT, 'client', 'dist', 'index.html');
-  if (existsSync(dist) && process.env['E2E_SKIP_BUILD'] === '1') return;
-  const newest = newestMtime(path.join(REPO_ROOT, 'client', 'src'));
-  if (existsSync(dist) && statSync(dist).mtimeMs >= newest) return;
-  execFileSync(process.execPath, [path.join(REPO_ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--config', 'client/vite.config.ts', '--logLevel', 'warn'], {
-    cwd: REPO_ROOT,
-    stdio: 'inherit',
-  });
-}
-
-function newestMtime(dir: string): number {
-  let newest = 0;
-  const walk = (d: string): void => {
-    for (const name of readdirSync(d)) {
-      const p = path.join(d, name);
-      const st = statSync(p);
-      if (st.isDirectory()) walk(p);
-      else newest = Math.max(newest, st.mtimeMs);
-    }
-  };
-  walk(dir);
-  for (const f of ['index.html', 'vite.config.ts']) newest = Math.max(newest, statSync(path.join(REPO_ROOT, 'client', f)).mtimeMs);
-  return newest;
-}
 
 export function ensureChromium(): void {
   if (!existsSync(CHROMIUM)) {
@@ -80,14 +57,13 @@ export class Harness {
   /** `serverOpts`: extra startServer options (e.g. `{ tap: true }` for the media tap); the log sink is always set. */
   static async start(serverOpts: Omit<StartOptions, 'logSink'> = {}): Promise<Harness> {
     ensureChromium();
-    // E2E_CLIENT_DIR: serve an already built client from elsewhere (parallel runs must not share client/dist).
-    const clientDir = process.env['E2E_CLIENT_DIR'];
-    if (!clientDir) ensureClientBuilt();
+    // E2E_CLIENT_DIR: serve an already built TEST client from elsewhere; else the TEST build, (re)built if stale.
+    const clientDir = process.env['E2E_CLIENT_DIR'] || ensureClientBuild('test');
     const log: string[] = [];
     // Imported lazily: main.ts pulls in the SFU, which must load mediasoup after MEDIASOUP_WORKER_BIN is set.
     const { startServer } = await import('../../signaling/src/main.ts');
     const server = await startServer(
-      { port: 0, host: 'localhost', workers: 1, logLevel: (process.env['E2E_LOG_LEVEL'] as 'info' | undefined) ?? 'warn', ...(clientDir ? { clientDir } : {}) },
+      { port: 0, host: 'localhost', workers: 1, logLevel: (process.env['E2E_LOG_LEVEL'] as 'info' | undefined) ?? 'warn', clientDir },
       { ...serverOpts, logSink: (line: string) => log.push(line) },
     );
     return new Harness(server, log);

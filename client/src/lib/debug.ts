@@ -84,8 +84,9 @@ export interface MeetDebug {
   refresh(): Promise<DebugSnapshot>;
   stats(id: string): Promise<RtpSummary | null>;
   /**
-   * ONLY when the page was opened with `?e2ee-test-hooks=1`: this browser's own send keys and the receive keys it
-   * was given, as hex (see client/README.md). Absent otherwise.
+   * TEST BUILD ONLY (`vite build --mode test-hooks`, served by the e2e harness from `.cache/client-test/`), and only
+   * when the page was opened with `?e2ee-test-hooks=1`: this browser's own send keys and the receive keys it was
+   * given, as hex (see client/README.md). Absent otherwise; the production bundle has no such code at all.
    */
   exportKeysForTest?(): TestKeyExport | null;
 }
@@ -199,13 +200,15 @@ function summarize(report: RTCStatsReport, direction: 'send' | 'recv', kind: 'au
 }
 
 export function installDebug(app: AppState): void {
-  const testHooks = app.testHooks
-    ? {
-        // Test-only (?e2ee-test-hooks=1): exposes THIS browser's keys, which any script running in this page
-        // could read anyway. Never present without the query parameter.
-        exportKeysForTest: (): TestKeyExport | null => app.session?.exportKeysForTest() ?? null,
-      }
-    : {};
+  // `__SEALED_MEET_TEST_HOOKS__` is the literal false outside the TEST build: this branch is compiled out.
+  const testHooks =
+    __SEALED_MEET_TEST_HOOKS__ && app.testHooks
+      ? {
+          // Test build + ?e2ee-test-hooks=1 only: exposes THIS browser's keys, which any script running in this page
+          // could read anyway.
+          exportKeysForTest: (): TestKeyExport | null => app.session?.testKeys?.export() ?? null,
+        }
+      : {};
   const api: MeetDebug = Object.freeze({
     ...testHooks,
     version: 1 as const,
