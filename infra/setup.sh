@@ -8,7 +8,9 @@
 #                       than node_modules/.package-lock.json (npm's own record)
 #   2. mediasoup worker infra/build-mediasoup.sh (skips itself when its stamp matches)
 #   3. client bundle    vite build into client/dist, unless --no-client or nothing in
-#                       client/ (or package-lock.json) changed since the last build
+#                       client/ (or package-lock.json) changed since the last build;
+#                       --for-test also the TEST build (--mode test-hooks, with the e2e
+#                       key export) into .cache/client-test/ (test/client-build.ts)
 #   4. Chromium         --for-test only: Debian's chromium from apt if /usr/bin/chromium
 #                       is missing (the e2e tests drive it with playwright-core)
 #
@@ -55,6 +57,9 @@ if ((CLIENT)); then
     touch .cache/client-build.stamp
     npx --no-install vite build --config client/vite.config.ts
     mv -f .cache/client-build.stamp "$stamp"
+  fi
+  if ((FOR_TEST)); then
+    node --import tsx -e "import('./test/client-build.ts').then((m) => console.log('[setup] test client in', m.ensureClientBuild('test')))"
   fi
 fi
 
