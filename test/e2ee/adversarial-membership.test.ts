@@ -16,7 +16,7 @@ const alertsOf = (m: SimMember): string[] => m.alerts.map((a) => `${a.reason}:${
 
 /** Every recipient id named in key batches the relay saw. */
 function batchRecipients(tap: readonly Packet[]): string[] {
-  return tap.filter((p) => p.kind === 'key-batch').flatMap((p) => decodeKeyBatch(decodeRelay(p.blob).body).entries.map((e) => e.recipientMemberId));
+  return tap.filter((p) => p.kind === 'key-batch').flatMap((p) => decodeKeyBatch(decodeRelay(p.bytes).body).entries.map((e) => e.recipientMemberId));
 }
 
 /** All ordered pairs read each other's fresh frames. */
@@ -59,7 +59,7 @@ describe('adversarial relay: membership and key transport', () => {
     const wrong = deriveInviteKeysSync(crypto.getRandomValues(new Uint8Array(32)), ROOM);
     const mallory = await sim.join('mallory', wrong);
     // the server also replays the honest members' announcements to it, as if it were a real member
-    for (const p of sim.tap.slice(0, tapBefore).filter((x) => x.kind === 'announcement')) sim.inject({ from: p.from, to: 'mallory', blob: p.blob });
+    for (const p of sim.tap.slice(0, tapBefore).filter((x) => x.kind === 'announcement')) sim.inject({ from: p.from, to: 'mallory', bytes: p.bytes });
     await sim.pump();
     sim.advance(1000);
     await sim.tickAll();
@@ -77,8 +77,8 @@ describe('adversarial relay: membership and key transport', () => {
 
     // its key batches and metadata are refused before any crypto (unknown sender)
     for (const to of ['alice', 'bob', 'carol']) {
-      sim.inject({ from: 'mallory', to, blob: encodeRelay('key-batch', new Uint8Array(40)) });
-      sim.inject({ from: 'mallory', to, blob: encodeRelay('metadata', Uint8Array.of(1, ...new Uint8Array(39))) });
+      sim.inject({ from: 'mallory', to, bytes: encodeRelay('key-batch', new Uint8Array(40)) });
+      sim.inject({ from: 'mallory', to, bytes: encodeRelay('metadata', Uint8Array.of(1, ...new Uint8Array(39))) });
     }
     await sim.pump();
     for (const id of ['alice', 'bob', 'carol']) expect(alertsOf(sim.member(id))).toEqual(expect.arrayContaining(['unknown-sender:mallory:key-batch', 'unknown-sender:mallory:metadata']));
@@ -96,8 +96,8 @@ describe('adversarial relay: membership and key transport', () => {
 
   it('property 3: a swapped session key in an announcement fails the MAC (outsider relay) and the signature (relay that knows the invite)', async () => {
     const attackerSession = newSession(generateIdentity(), ROOM, 'bob').keyPair.publicKey;
-    const swap = (blob: string, macKey?: Uint8Array): string =>
-      rewriteBlob(blob, (b) => {
+    const swap = (bytes: Uint8Array, macKey?: Uint8Array): Uint8Array =>
+      rewriteBlob(bytes, (b) => {
         const ann = b.subarray(1);
         const body = ann.slice(0, ann.length - SIGNATURE_LEN - MAC_LEN);
         const sig = ann.slice(ann.length - SIGNATURE_LEN - MAC_LEN, ann.length - MAC_LEN);
@@ -119,7 +119,7 @@ describe('adversarial relay: membership and key transport', () => {
       await sim.join('alice');
       await sim.join('carol');
       // every announcement bob sends is rewritten with the attacker's session key
-      sim.rules.push((p) => (p.from === 'bob' && p.kind === 'announcement' ? { replace: [{ ...p, blob: swap(p.blob, macKey) }] } : undefined));
+      sim.rules.push((p) => (p.from === 'bob' && p.kind === 'announcement' ? { replace: [{ ...p, bytes: swap(p.bytes, macKey) }] } : undefined));
       const tapBefore = sim.tap.length;
       await sim.join('bob');
       for (const id of ['alice', 'carol']) {
@@ -140,9 +140,9 @@ describe('adversarial relay: membership and key transport', () => {
     const installedBefore = [...sim.members.values()].map((m) => m.installed.length);
     const batches = sim.delivered.filter((p) => p.kind === 'key-batch');
     expect(batches.length).toBeGreaterThanOrEqual(6);
-    for (const p of batches) sim.inject({ from: p.from, to: p.to, blob: p.blob });
+    for (const p of batches) sim.inject({ from: p.from, to: p.to, bytes: p.bytes });
     const anns = sim.delivered.filter((p) => p.kind === 'announcement');
-    for (const p of anns) sim.inject({ from: p.from, to: p.to, blob: p.blob });
+    for (const p of anns) sim.inject({ from: p.from, to: p.to, bytes: p.bytes });
     await sim.pump();
     expect([...sim.members.values()].map((m) => m.installed.length)).toEqual(installedBefore);
     for (const m of sim.members.values()) {
@@ -170,9 +170,9 @@ describe('adversarial relay: membership and key transport', () => {
     expect(sim.member('carol').installed.length).toBe(before);
 
     // 2. the entry's recipient rewritten from "dave" to "carol" (same length ids would be easier; any id works)
-    const b = decodeKeyBatch(decodeRelay(toDave.blob).body);
+    const b = decodeKeyBatch(decodeRelay(toDave.bytes).body);
     const readdressed = encodeRelay('key-batch', encodeKeyBatch({ ...b, entries: b.entries.map((e) => ({ ...e, recipientMemberId: 'carol' })) }));
-    await sim.deliver({ ...toDave, to: 'carol', blob: readdressed, forged: true });
+    await sim.deliver({ ...toDave, to: 'carol', bytes: readdressed, forged: true });
     expect(sim.member('carol').installed.length).toBe(before);
     expect(alertsOf(sim.member('carol')).at(-1)).toMatch(/^envelope-rejected:alice:(bad-signature|auth|state|replay)$/);
 
@@ -185,7 +185,7 @@ describe('adversarial relay: membership and key transport', () => {
     expect(alertsOf(sim.member('carol')).at(-1)).toBe('member-id-mismatch:bob:alice');
     // 5. a batch for another room (cross-room replay) is refused
     const other = { ...b, roomId: 'OtherRoomOtherRoomOthe' };
-    await sim.deliver({ ...toDave, blob: encodeRelay('key-batch', encodeKeyBatch(other)), forged: true });
+    await sim.deliver({ ...toDave, bytes: encodeRelay('key-batch', encodeKeyBatch(other)), forged: true });
     expect(alertsOf(sim.member('dave')).at(-1)).toBe('envelope-rejected:alice:wrong-context');
 
     for (const id of ['alice', 'bob', 'carol', 'dave']) expect(ids(sim.member(id))).toEqual(['alice', 'bob', 'carol', 'dave']);

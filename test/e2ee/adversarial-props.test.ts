@@ -36,7 +36,7 @@ describe('adversarial relay: fast-check properties', () => {
     const honest = new Sim({ rotationMs: 60_000 });
     await threeMembers(honest);
     checkHonest(honest);
-    const sizes = honest.tap.map((p) => Buffer.from(p.blob, 'base64url').length);
+    const sizes = honest.tap.map((p) => p.bytes.length);
     let hits = 0;
     await fc.assert(
       fc.asyncProperty(
@@ -49,7 +49,7 @@ describe('adversarial relay: fast-check properties', () => {
           sim.rules.push((p) => {
             if (n++ !== target) return undefined;
             hits++;
-            return { replace: [{ ...p, blob: rewriteBlob(p.blob, (b) => void (b[pos % b.length]! ^= xor)), forged: true }] };
+            return { replace: [{ ...p, bytes: rewriteBlob(p.bytes, (b) => void (b[pos % b.length]! ^= xor)), forged: true }] };
           });
           await threeMembers(sim);
           checkHonest(sim);

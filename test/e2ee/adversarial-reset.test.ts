@@ -4,7 +4,6 @@
  * sender seal a key to anyone but a current member that asked for it, and a real one is honoured exactly once.
  */
 import { describe, expect, it } from 'vitest';
-import { fromBase64url, toBase64url } from '../../client/src/e2ee/bytes.ts';
 import { hex, Sim, vp8Frame, type Packet } from './relay-sim.ts';
 
 const batchesFromTo = (sim: Sim, from: string, to: string): number => sim.tap.filter((p) => p.kind === 'key-batch' && p.from === from && p.to === to).length;
@@ -34,13 +33,13 @@ describe('adversarial relay: channel reset requests', () => {
   it('forged, re-addressed, re-attributed and bit-flipped resets are refused (bad-reset) and seal nothing; the real one is honoured once', async () => {
     const { sim, reset } = await pendingReset();
     const before = batchesFromTo(sim, 'alice', 'carol');
-    const bytes = fromBase64url(reset.blob);
+    const bytes = reset.bytes;
     // every single-bit flip of the request, in every byte
     for (let i = 0; i < bytes.length; i++) {
       for (const bit of [0x01, 0x80]) {
         const t = bytes.slice();
         t[i]! ^= bit;
-        await sim.deliver({ ...reset, blob: toBase64url(t), forged: true });
+        await sim.deliver({ ...reset, bytes: t, forged: true });
       }
     }
     await sim.pump();

@@ -3,7 +3,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { safetyNumber } from '../../client/src/e2ee/codes.ts';
-import { fromBase64url, fromUtf8, utf8 } from '../../client/src/e2ee/bytes.ts';
+import { fromUtf8, utf8 } from '../../client/src/e2ee/bytes.ts';
 import { generateIdentity, newSession } from '../../client/src/e2ee/identity.ts';
 import { encodeRelay } from '../../client/src/e2ee/relay-framing.ts';
 import { encodeSignedAnnouncement } from '../../client/src/e2ee/membership-messages.ts';
@@ -48,7 +48,7 @@ describe('what the server sees', () => {
         plain.push(f.subarray(10));
         await sim.sendFrame(s, f);
       }
-    const tapped = [...sim.tap.map((p) => fromBase64url(p.blob)), ...sim.frameTap.map((f) => f.data)];
+    const tapped = [...sim.tap.map((p) => p.bytes), ...sim.frameTap.map((f) => f.data)];
     const all = new Uint8Array(tapped.reduce((n, b) => n + b.length, 0));
     let o = 0;
     for (const b of tapped) {
@@ -89,7 +89,7 @@ describe('what the server sees', () => {
     const fake = newSession(mallory, ROOM, 'bob');
     const fakeBlob = encodeRelay('announcement', encodeSignedAnnouncement(fake, INVITE_KEYS.membershipMacKey));
     // the server swaps bob's announcement for mallory's, towards alice only
-    sim.rules.push((p) => (p.from === 'bob' && p.to === 'alice' && p.kind === 'announcement' ? { replace: [{ ...p, blob: fakeBlob, forged: true }] } : undefined));
+    sim.rules.push((p) => (p.from === 'bob' && p.to === 'alice' && p.kind === 'announcement' ? { replace: [{ ...p, bytes: fakeBlob, forged: true }] } : undefined));
     await sim.join('bob');
     expect(ids(sim.member('alice'))).toEqual(['alice', 'bob', 'carol']); // alice believes bob is there ...
     const aliceSeesBob = sim.member('alice').agent.state.members.get('bob')!;

@@ -59,9 +59,9 @@ describe('announcements', () => {
 
   it('relay framing', () => {
     expect(decodeRelay(encodeRelay('key-batch', new Uint8Array([1, 2]))).kind).toBe('key-batch');
-    expect(() => decodeRelay('')).toThrow(/malformed/);
-    expect(() => decodeRelay('AA')).toThrow(/malformed/);
-    expect(() => decodeRelay('!!')).toThrow(/malformed/);
+    expect(() => decodeRelay(new Uint8Array(0))).toThrow(/malformed/);
+    expect(() => decodeRelay(Uint8Array.of(0))).toThrow(/malformed/);
+    expect(() => decodeRelay(Uint8Array.of(0xff, 1))).toThrow(/malformed/);
   });
 });
 
@@ -115,21 +115,21 @@ describe('membership reducer', () => {
     const a = person('alice');
     const b = person('bob');
     const s = joined(a);
-    const r = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', blob: annBlob(b) });
+    const r = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: annBlob(b) });
     expect(r.effects).toContainEqual({ kind: 'announce', to: 'bob' });
     expect(r.effects).toContainEqual(expect.objectContaining({ kind: 'switch-send-key', mode: 'ratchet', epoch: 2 }));
     expect(r.effects).toContainEqual({ kind: 'send-envelopes', to: ['bob'], epoch: 2 });
     expect(kinds(r.effects)).toContain('request-keyframe');
     expect(roster(r.state).map((m) => m.memberId).sort()).toEqual(['alice', 'bob']);
     // duplicate announcement: nothing
-    expect(reduce(CONFIG, r.state, { type: 'relay', now: 2, from: 'bob', blob: annBlob(b) }).effects).toEqual([]);
+    expect(reduce(CONFIG, r.state, { type: 'relay', now: 2, from: 'bob', bytes: annBlob(b) }).effects).toEqual([]);
   });
 
   it('pre-existing member: current key, no ratchet, no announce back', () => {
     const a = person('alice');
     const b = person('bob');
     const s = joined(b, ['alice']);
-    const r = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'alice', blob: annBlob(a) });
+    const r = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'alice', bytes: annBlob(a) });
     expect(kinds(r.effects)).toEqual(['send-envelopes', 'roster-changed']);
     expect(r.effects[0]).toEqual({ kind: 'send-envelopes', to: ['alice'], epoch: 1 });
   });
@@ -138,7 +138,7 @@ describe('membership reducer', () => {
     const a = person('alice');
     const b = person('bob');
     const s = joined(b, ['alice'], 0);
-    const r = reduce(CONFIG, s, { type: 'relay', now: 60_001, from: 'alice', blob: annBlob(a) });
+    const r = reduce(CONFIG, s, { type: 'relay', now: 60_001, from: 'alice', bytes: annBlob(a) });
     expect(r.effects).toContainEqual(expect.objectContaining({ kind: 'switch-send-key', mode: 'ratchet' }));
     expect(r.effects).toContainEqual({ kind: 'announce', to: 'alice' });
   });
@@ -147,9 +147,9 @@ describe('membership reducer', () => {
     const a = person('alice');
     const b = person('bob');
     let s = joined(a);
-    s = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', blob: annBlob(b) }).state;
+    s = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: annBlob(b) }).state;
     s = reduce(CONFIG, s, { type: 'member-left', now: 2, memberId: 'bob' }).state;
-    const r = reduce(CONFIG, s, { type: 'relay', now: 3, from: 'bob', blob: annBlob(b) });
+    const r = reduce(CONFIG, s, { type: 'relay', now: 3, from: 'bob', bytes: annBlob(b) });
     expect(r.effects).toEqual([{ kind: 'alert', reason: 'replayed-announcement', memberId: 'bob' }]);
     expect(r.state.members.has('bob')).toBe(false);
   });
@@ -159,7 +159,7 @@ describe('membership reducer', () => {
     const modes: string[] = [];
     for (let i = 0; i < 6; i++) {
       const p = person(`j${i}`);
-      const r = reduce(CONFIG, s, { type: 'relay', now: 1 + i, from: p.memberId, blob: annBlob(p) });
+      const r = reduce(CONFIG, s, { type: 'relay', now: 1 + i, from: p.memberId, bytes: annBlob(p) });
       const sw = r.effects.find((e) => e.kind === 'switch-send-key') as { mode: string } | undefined;
       modes.push(sw!.mode);
       if (sw!.mode === 'fresh') expect(r.effects).toContainEqual(expect.objectContaining({ kind: 'send-envelopes', to: expect.arrayContaining([`j${i}`, 'j0']) }));
@@ -172,14 +172,14 @@ describe('membership reducer', () => {
     const a = person('alice');
     const s = joined(a);
     const m = person('mallory');
-    const cases: [string, string, string][] = [
+    const cases: [string, Uint8Array, string][] = [
       ['mallory', annBlob(m, new Uint8Array(32).fill(7)), 'bad-mac'], // no invite secret
       ['eve', annBlob(m), 'member-id-mismatch'], // server re-attributes
-      ['mallory', 'AAAA', 'malformed'],
+      ['mallory', Uint8Array.of(0, 0, 0), 'malformed'],
       ['alice', annBlob(person('alice')), 'impersonation'],
     ];
-    for (const [from, blob, reason] of cases) {
-      const r = reduce(CONFIG, s, { type: 'relay', now: 1, from, blob });
+    for (const [from, bytes, reason] of cases) {
+      const r = reduce(CONFIG, s, { type: 'relay', now: 1, from, bytes });
       expect(r.effects).toEqual([expect.objectContaining({ kind: 'alert', reason })]);
       expect(r.state).toBe(s);
     }
@@ -187,17 +187,17 @@ describe('membership reducer', () => {
     const body = m.session.body;
     const badSig = new Uint8Array(64);
     const mac = encodeSignedAnnouncement({ body, signature: badSig }, KEYS.membershipMacKey);
-    expect(reduce(CONFIG, s, { type: 'relay', now: 1, from: 'mallory', blob: encodeRelay('announcement', mac) }).effects).toEqual([
+    expect(reduce(CONFIG, s, { type: 'relay', now: 1, from: 'mallory', bytes: encodeRelay('announcement', mac) }).effects).toEqual([
       expect.objectContaining({ kind: 'alert', reason: 'bad-signature' }),
     ]);
     // key batch / metadata from an unverified member
-    expect(reduce(CONFIG, s, { type: 'relay', now: 1, from: 'mallory', blob: encodeRelay('key-batch', new Uint8Array(3)) }).effects).toEqual([
+    expect(reduce(CONFIG, s, { type: 'relay', now: 1, from: 'mallory', bytes: encodeRelay('key-batch', new Uint8Array(3)) }).effects).toEqual([
       expect.objectContaining({ kind: 'alert', reason: 'unknown-sender' }),
     ]);
     // session change for a known member id
     const b = person('bob');
-    const s2 = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', blob: annBlob(b) }).state;
-    expect(reduce(CONFIG, s2, { type: 'relay', now: 2, from: 'bob', blob: annBlob(person('bob')) }).effects).toEqual([
+    const s2 = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: annBlob(b) }).state;
+    expect(reduce(CONFIG, s2, { type: 'relay', now: 2, from: 'bob', bytes: annBlob(person('bob')) }).effects).toEqual([
       expect.objectContaining({ kind: 'alert', reason: 'session-changed' }),
     ]);
   });
@@ -205,7 +205,7 @@ describe('membership reducer', () => {
   it('leave: forget, fresh key to all remaining; unknown leaver: nothing; timer rotation', () => {
     const a = person('alice');
     let s = joined(a);
-    for (const p of [person('bob'), person('carol')]) s = reduce(CONFIG, s, { type: 'relay', now: 1, from: p.memberId, blob: annBlob(p) }).state;
+    for (const p of [person('bob'), person('carol')]) s = reduce(CONFIG, s, { type: 'relay', now: 1, from: p.memberId, bytes: annBlob(p) }).state;
     expect(s.sendEpoch).toBe(3);
     const r = reduce(CONFIG, s, { type: 'member-left', now: 5, memberId: 'bob' });
     expect(kinds(r.effects)).toEqual(expect.arrayContaining(['forget-member', 'switch-send-key', 'send-envelopes', 'request-keyframe', 'roster-changed']));
@@ -222,7 +222,7 @@ describe('membership reducer', () => {
     const a = person('alice');
     const b = person('bob');
     let s = joined(a);
-    s = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', blob: annBlob(b) }).state;
+    s = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: annBlob(b) }).state;
     const idx = s.senderIndices.get('bob')!;
     const upd = (senderIndex: number, kid = makeKid(senderIndex, 0)) => ({ reason: 'initial' as const, senderIndex, generation: 0, step: 0, kid, baseKey: new Uint8Array(16) });
     const ok = reduce(CONFIG, s, { type: 'envelope-opened', now: 2, from: 'bob', epoch: 1, update: upd(idx) });
@@ -254,10 +254,10 @@ interface Node {
   alerts: string[];
 }
 
-function network(keysFor: (id: string) => InviteKeys = () => KEYS, drop: (m: { from: string; to?: string; blob: string }) => boolean = () => false) {
+function network(keysFor: (id: string) => InviteKeys = () => KEYS, drop: (m: { from: string; to?: string; bytes: Uint8Array }) => boolean = () => false) {
   const nodes = new Map<string, Node>();
-  const queue: { from: string; to?: string; blob: string }[] = [];
-  const tap: string[] = [];
+  const queue: { from: string; to?: string; bytes: Uint8Array }[] = [];
+  const tap: Uint8Array[] = [];
   const sentKeys: Uint8Array[] = [];
   let now = 1000;
   function add(memberId: string): Node {
@@ -286,10 +286,10 @@ function network(keysFor: (id: string) => InviteKeys = () => KEYS, drop: (m: { f
   async function pump(): Promise<void> {
     while (queue.length) {
       const m = queue.shift()!;
-      tap.push(m.blob);
+      tap.push(m.bytes);
       if (drop(m)) continue;
       const targets = m.to !== undefined ? [m.to] : [...nodes.keys()].filter((k) => k !== m.from);
-      for (const t of targets) await nodes.get(t)?.agent.relay(now, m.from, m.blob);
+      for (const t of targets) await nodes.get(t)?.agent.relay(now, m.from, m.bytes);
     }
   }
   async function join(memberId: string): Promise<Node> {
@@ -350,8 +350,8 @@ describe('KeyAgent integration (3-5 members, real key rings and SFrame)', () => 
     await mallory.agent.join(net.now, ['alice', 'bob', 'carol']);
     // deliver mallory's announcement to everyone by hand (its agent's send was muted above)
     const { encodeSignedAnnouncement: enc } = await import('../../client/src/e2ee/membership-messages.ts');
-    const blob = encodeRelay('announcement', enc(mallory.session, wrong.membershipMacKey));
-    for (const n of [alice, bob, carol]) await n.agent.relay(net.now, 'mallory', blob);
+    const ann = encodeRelay('announcement', enc(mallory.session, wrong.membershipMacKey));
+    for (const n of [alice, bob, carol]) await n.agent.relay(net.now, 'mallory', ann);
     await net.pump();
     for (const n of [alice, bob, carol]) expect(n.alerts).toContain('bad-mac:mallory');
     const batchesToMallory = net.tap.slice(tapBefore).filter((b) => {
@@ -388,14 +388,14 @@ describe('KeyAgent integration (3-5 members, real key rings and SFrame)', () => 
     await net.leave('bob');
     void a, b, c;
     expect(net.sentKeys.length).toBeGreaterThan(5);
-    const tapBytes = net.tap.map((t) => Buffer.from(t, 'base64url'));
+    const tapBytes = net.tap.map((t) => Buffer.from(t));
     const secrets = [...net.sentKeys, SECRET, KEYS.psk, KEYS.pskId, KEYS.membershipMacKey, KEYS.metadataKey, Buffer.from(KEYS.accessToken, 'base64url')];
     for (const s of secrets) for (const t of tapBytes) expect(t.includes(Buffer.from(s))).toBe(false);
   });
 
   it('a lost channel setup is recovered by a signed channel reset at the next rekey', async () => {
     let dropped = 0;
-    const net = network(undefined, (m) => m.from === 'alice' && m.to === 'carol' && decodeRelay(m.blob).kind === 'key-batch' && dropped++ === 0);
+    const net = network(undefined, (m) => m.from === 'alice' && m.to === 'carol' && decodeRelay(m.bytes).kind === 'key-batch' && dropped++ === 0);
     const alice = await net.join('alice');
     await net.join('bob');
     const carol = await net.join('carol');
@@ -437,18 +437,17 @@ describe('KeyAgent integration (3-5 members, real key rings and SFrame)', () => 
 describe('relay framing interop with metadata.ts', () => {
   it('a bare sealed metadata blob is a metadata relay message, delivered only from verified members', async () => {
     const { sealMetadata } = await import('../../client/src/e2ee/metadata.ts');
-    const { toBase64url } = await import('../../client/src/e2ee/bytes.ts');
     const sealed = await sealMetadata(KEYS.metadataKey, ROOM, 'bob', new TextEncoder().encode('{"t":"profile"}'));
-    const blob = toBase64url(sealed);
-    expect(encodeRelay('metadata', sealed)).toBe(blob);
+    const blob = encodeRelay('metadata', sealed);
+    expect(blob).toEqual(sealed);
     expect(decodeRelay(blob)).toEqual({ kind: 'metadata', body: sealed });
     expect(() => encodeRelay('metadata', new Uint8Array([2]))).toThrow(/malformed/);
     const a = person('alice');
     const b = person('bob');
     let s = joined(a);
-    expect(reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', blob }).effects[0]).toMatchObject({ kind: 'alert', reason: 'unknown-sender' });
-    s = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', blob: annBlob(b) }).state;
-    expect(reduce(CONFIG, s, { type: 'relay', now: 2, from: 'bob', blob }).effects).toEqual([{ kind: 'metadata', from: 'bob', bytes: sealed }]);
+    expect(reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: blob }).effects[0]).toMatchObject({ kind: 'alert', reason: 'unknown-sender' });
+    s = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: annBlob(b) }).state;
+    expect(reduce(CONFIG, s, { type: 'relay', now: 2, from: 'bob', bytes: blob }).effects).toEqual([{ kind: 'metadata', from: 'bob', bytes: sealed }]);
   });
 });
 
@@ -460,7 +459,7 @@ describe('KeyAgent robustness', () => {
     const agent = new KeyAgent(
       { roomId: ROOM, memberId: 'alice', inviteKeys: KEYS, identity: a.identity, session: a.session },
       {
-        send: (m) => void sent.push(decodeRelay(m.blob).kind),
+        send: (m) => void sent.push(decodeRelay(m.bytes).kind),
         sendKeyChanged: () => {
           throw new Error('boom');
         },
@@ -482,7 +481,7 @@ describe('KeyAgent robustness', () => {
     const agent = new KeyAgent(
       { roomId: ROOM, memberId: 'alice', inviteKeys: KEYS, identity: a.identity, session: a.session },
       {
-        send: (m) => void log.push(`send ${decodeRelay(m.blob).kind}`),
+        send: (m) => void log.push(`send ${decodeRelay(m.bytes).kind}`),
         sendKeyChanged: (k) => void log.push(`key ${k.generation}/${k.step}`),
         installReceiveKey: () => undefined,
       },

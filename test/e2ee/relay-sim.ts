@@ -3,7 +3,7 @@
  * (keyring.ts), real SFrame and the real media frame codec, connected through a scriptable malicious relay.
  *
  * The relay stands in for the untrusted signaling server + SFU. It sees only what members hand it: opaque relay
- * blobs (base64url strings), protected media frames, and the roster it itself maintains (join responses and
+ * messages (relay-framing bytes), protected media frames, and the roster it itself maintains (join responses and
  * "member left" events). Tests script it to drop, delay, hold/reorder, duplicate/replay, rewrite and inject any
  * of those, and to lie about the roster (per-member views of who is in the room).
  *
@@ -11,7 +11,6 @@
  *
  * Test helper only: never imported by product code.
  */
-import { fromBase64url, toBase64url } from '../../client/src/e2ee/bytes.ts';
 import { frameFromResult, protectFrame, splitProtected, unprotectFrame, type MediaCodec } from '../../client/src/e2ee/frame-codec.ts';
 import { generateIdentity, newSession, type Identity, type Session } from '../../client/src/e2ee/identity.ts';
 import { deriveInviteKeysSync, type InviteKeys } from '../../client/src/e2ee/invite.ts';
@@ -51,7 +50,8 @@ export interface Packet {
   readonly id: number;
   readonly from: string;
   readonly to: string;
-  readonly blob: string;
+  /** The relay-framing bytes (relay-framing.ts). */
+  readonly bytes: Uint8Array;
   /** Relay kind byte as a name ('announcement' | 'key-batch' | 'metadata'), or '?' if undecodable. */
   readonly kind: string;
   readonly sentAt: number;
@@ -66,19 +66,18 @@ export interface Packet {
 export type Verdict = 'pass' | 'drop' | 'hold' | { replace: Packet[] };
 export type Rule = (p: Packet, sim: Sim) => Verdict | undefined;
 
-export function kindOf(blob: string): string {
+export function kindOf(bytes: Uint8Array): string {
   try {
-    return decodeRelay(blob).kind;
+    return decodeRelay(bytes).kind;
   } catch {
     return '?';
   }
 }
 
-/** Rewrites the decoded bytes of a blob (the relay can change any byte of what it forwards). */
-export function rewriteBlob(blob: string, f: (bytes: Uint8Array) => Uint8Array | void): string {
-  const b = fromBase64url(blob).slice();
-  const out = f(b) ?? b;
-  return toBase64url(out);
+/** Rewrites a copy of a message's bytes (the relay can change any byte of what it forwards). */
+export function rewriteBlob(bytes: Uint8Array, f: (bytes: Uint8Array) => Uint8Array | void): Uint8Array {
+  const b = bytes.slice();
+  return f(b) ?? b;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -184,7 +183,7 @@ export class Sim {
     m.agent = new KeyAgent(
       { roomId: ROOM, memberId, inviteKeys, identity, session, ...(this.opts.rotationMs !== undefined ? { rotationMs: this.opts.rotationMs } : {}) },
       {
-        send: (msg) => this.#submit(memberId, msg.to, msg.blob),
+        send: (msg) => this.#submit(memberId, msg.to, msg.bytes),
         sendKeyChanged: (key: SendKeyInfo, senderIndex: number) => {
           m.sendKeys.push({ kid: key.kid, baseKey: key.baseKey.slice(), senderIndex });
           m.send.install({ senderIndex, generation: key.generation, step: key.step, kid: key.kid, baseKey: key.baseKey });
@@ -215,11 +214,11 @@ export class Sim {
 
   // ---- relay ----
 
-  #submit(from: string, to: string | undefined, blob: string): void {
+  #submit(from: string, to: string | undefined, bytes: Uint8Array): void {
     const id = this.#nextId++;
     const targets = to !== undefined ? [to] : this.broadcastTargets(from, this.roster.filter((x) => !this.members.get(x)?.gone));
     for (const t of targets) {
-      const p: Packet = { id, from, to: t, blob, kind: kindOf(blob), sentAt: this.now };
+      const p: Packet = { id, from, to: t, bytes: bytes.slice(), kind: kindOf(bytes), sentAt: this.now };
       this.tap.push(p);
       this.#queue.push(p);
     }
@@ -227,7 +226,7 @@ export class Sim {
 
   /** Inject a forged packet (the server makes up a message, or replays a tapped one). */
   inject(p: Omit<Packet, 'id' | 'kind' | 'sentAt'> & Partial<Pick<Packet, 'sentAt'>>): void {
-    this.#queue.push({ id: this.#nextId++, kind: kindOf(p.blob), sentAt: this.now, ...p, forged: true });
+    this.#queue.push({ id: this.#nextId++, kind: kindOf(p.bytes), sentAt: this.now, ...p, forged: true });
   }
 
   /** Deliver queued packets (rules applied) until the queue is empty. */
@@ -257,7 +256,7 @@ export class Sim {
     const m = this.members.get(p.to);
     if (m === undefined || m.gone) return;
     this.delivered.push(p);
-    await m.agent.relay(this.now, p.from, p.blob);
+    await m.agent.relay(this.now, p.from, p.bytes);
   }
 
   /** Release held packets matching `pred` (default all), in the order given by `order` (default: as held). */
@@ -300,9 +299,9 @@ export class Sim {
     await this.pump();
   }
 
-  /** A member hands the relay a blob of its own (e.g. a sealed metadata blob framed with `encodeRelay`). */
-  async send(from: string, blob: string, to?: string): Promise<void> {
-    this.#submit(from, to, blob);
+  /** A member hands the relay a message of its own (e.g. a sealed metadata blob framed with `encodeRelay`). */
+  async send(from: string, bytes: Uint8Array, to?: string): Promise<void> {
+    this.#submit(from, to, bytes);
     await this.pump();
   }
 

@@ -8,7 +8,6 @@ import { sealMetadata } from '../../client/src/e2ee/metadata.ts';
 import { encodeRelay } from '../../client/src/e2ee/relay-framing.ts';
 import { sealRelay } from '../../client/src/e2ee/relay-envelope.ts';
 import { MAX_NAME_LEN, MAX_PENDING, RelayChannel, type RelayEvent } from '../../client/src/session/relay-channel.ts';
-import { fromBase64url } from '../../client/src/e2ee/bytes.ts';
 import { INVITE_KEYS, ROOM } from './session-sim.ts';
 
 const key = INVITE_KEYS.metadataKey;
@@ -30,7 +29,7 @@ describe('RelayChannel', () => {
     alice.ch.bind('alice');
     bob.ch.resume();
     await alice.ch.sendProfile('  Alice  ');
-    const membership = fromBase64url(encodeRelay('announcement', new Uint8Array([1, 2, 3])));
+    const membership = encodeRelay('announcement', new Uint8Array([1, 2, 3]));
     await alice.ch.sendMembership(membership, 'bob');
     expect(alice.sent.map((s) => s.to)).toEqual([undefined, 'bob']);
     for (const s of alice.sent) {

@@ -29,8 +29,8 @@ import { SendKeySchedule, type SendKeyInfo } from './send-schedule.ts';
 export type { SendKeyInfo };
 
 export interface KeyAgentHooks {
-  /** Relay out: `to` omitted = every other member. */
-  send(msg: { to?: string; blob: string }): void;
+  /** Relay out (relay-framing.ts bytes; the caller seals and encodes them): `to` omitted = every other member. */
+  send(msg: { to?: string; bytes: Uint8Array }): void;
   /** A member's key arrived (receive-rings.ts `ReceiveKeyRings.addKey(update.kid, update.baseKey, now)`); wipe baseKey after. */
   installReceiveKey(memberId: string, senderIndex: number, update: KeyUpdate, now: number): void | Promise<void>;
   /**
@@ -89,8 +89,9 @@ export class KeyAgent {
       self: { memberId: this.opts.memberId, identityPublicKey: a.identityPublicKey, sessionPublicKey: a.sessionPublicKey, joinNonce: a.joinNonce },
     });
   }
-  relay(now: number, from: string, blob: string): Promise<void> {
-    return this.dispatch({ type: 'relay', now, from, blob });
+  /** A membership message (relay-framing.ts bytes) the server says `from` sent. */
+  relay(now: number, from: string, bytes: Uint8Array): Promise<void> {
+    return this.dispatch({ type: 'relay', now, from, bytes });
   }
   memberLeft(now: number, memberId: string): Promise<void> {
     return this.dispatch({ type: 'member-left', now, memberId });
@@ -127,7 +128,7 @@ export class KeyAgent {
   async #run(eff: MembershipEffect, now: number): Promise<MembershipEvent | undefined> {
     switch (eff.kind) {
       case 'announce':
-        this.hooks.send({ ...(eff.to !== undefined ? { to: eff.to } : {}), blob: encodeRelay('announcement', this.#announcement) });
+        this.hooks.send({ ...(eff.to !== undefined ? { to: eff.to } : {}), bytes: encodeRelay('announcement', this.#announcement) });
         return undefined;
       case 'switch-send-key': {
         let key: SendKeyInfo;
@@ -182,7 +183,7 @@ export class KeyAgent {
           });
           for (const [id, ch] of res.channels) this.#sendChannels.set(id, ch);
           const single = recipients.length === 1 ? recipients[0]!.memberId : undefined;
-          for (const b of res.batches) this.hooks.send({ ...(single !== undefined ? { to: single } : {}), blob: encodeRelay('key-batch', b) });
+          for (const b of res.batches) this.hooks.send({ ...(single !== undefined ? { to: single } : {}), bytes: encodeRelay('key-batch', b) });
         } finally {
           key.baseKey.fill(0);
         }
@@ -224,7 +225,7 @@ export class KeyAgent {
       case 'request-channel-reset': {
         const body = encodeChannelResetBody(this.opts.roomId, this.opts.memberId, eff.to, eff.epoch);
         const sig = sign(this.opts.identity, channelResetSigInput(body));
-        this.hooks.send({ to: eff.to, blob: encodeRelay('channel-reset', concat(body, sig)) });
+        this.hooks.send({ to: eff.to, bytes: encodeRelay('channel-reset', concat(body, sig)) });
         this.hooks.onEffect?.(eff, this.#state);
         return undefined;
       }

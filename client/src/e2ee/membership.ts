@@ -125,8 +125,8 @@ export interface MembershipState {
 
 export type MembershipEvent =
   | { type: 'local-join'; now: number; self: SelfInfo; existingMemberIds: readonly string[] }
-  /** A relay blob from the server (`from` is the server-asserted sender). */
-  | { type: 'relay'; now: number; from: string; blob: string }
+  /** A membership message (relay-framing.ts bytes) from the server (`from` is the server-asserted sender). */
+  | { type: 'relay'; now: number; from: string; bytes: Uint8Array }
   /** Driver result of an `open-key-batch` effect. */
   | { type: 'envelope-opened'; now: number; from: string; epoch: number; update: KeyUpdate }
   | { type: 'envelope-failed'; now: number; from: string; code: E2eeErrorCode; epoch?: number }
@@ -135,7 +135,7 @@ export type MembershipEvent =
   | { type: 'tick'; now: number };
 
 export type AlertReason =
-  | 'malformed' // undecodable relay blob / announcement
+  | 'malformed' // undecodable relay message / announcement
   | 'bad-mac' // announcement without the invite's MAC: injected member, gets no keys
   | 'bad-signature' // announcement signature invalid
   | 'wrong-room' // announcement for another room
@@ -279,9 +279,9 @@ export function reduce(config: MembershipConfig, state: MembershipState, event: 
       let kind: RelayKind;
       let body: Uint8Array;
       try {
-        ({ kind, body } = decodeRelay(event.blob));
+        ({ kind, body } = decodeRelay(event.bytes));
       } catch {
-        return { state, effects: [{ kind: 'alert', reason: 'malformed', memberId: event.from, detail: 'relay blob' }] };
+        return { state, effects: [{ kind: 'alert', reason: 'malformed', memberId: event.from, detail: 'relay message' }] };
       }
       if (kind === 'announcement') return onAnnouncement(config, state, event.now, event.from, body);
       const m = state.members.get(event.from);

@@ -1,16 +1,16 @@
 /**
- * Relay framing: the `blob` of the signaling `relay` event (inside the relay-envelope.ts outer envelope) is
- * base64url of 1 kind byte || body:
+ * Relay framing: the bytes of a membership message (sealed into the relay-envelope.ts outer envelope before they
+ * go to the server; base64url exists only at the socket edge) are 1 kind byte || body:
  *   0x41 'A' announcement:  body = announcementBody || signature(64) || mac(32)   (membership-messages.ts)
  *   0x4B 'K' key batch:     body = envelope.ts batch
  *   0x52 'R' channel reset: body = resetBody || signature(64)                     (membership-messages.ts)
- *   0x01     metadata:      the whole blob is a metadata.ts sealed blob (whose version byte is 0x01), so blobs made
- *                           with `toBase64url(sealMetadata(...))` need no extra framing (opaque here; delivered
- *                           only from verified members)
+ *   0x01     metadata:      the whole message is a metadata.ts sealed blob (whose version byte is 0x01), so
+ *                           `sealMetadata(...)` output needs no extra framing (opaque here; delivered only from
+ *                           verified members)
  *
  * @module
  */
-import { concat, fromBase64url, toBase64url } from './bytes.ts';
+import { concat } from './bytes.ts';
 import { E2eeError } from './errors.ts';
 
 /** First byte of a relay blob. Metadata blobs are metadata.ts sealed blobs as they are (version byte 0x01). */
@@ -18,17 +18,16 @@ export const RELAY_KIND = { announcement: 0x41, 'key-batch': 0x4b, 'channel-rese
 export type RelayKind = keyof typeof RELAY_KIND;
 
 /** `metadata`: `body` must be the sealed blob itself (it already starts with 0x01). */
-export function encodeRelay(kind: RelayKind, body: Uint8Array): string {
+export function encodeRelay(kind: RelayKind, body: Uint8Array): Uint8Array {
   if (kind === 'metadata') {
     if (body[0] !== RELAY_KIND.metadata) throw new E2eeError('malformed', 'metadata relay body must be a sealed metadata blob');
-    return toBase64url(body);
+    return body.slice();
   }
-  return toBase64url(concat(Uint8Array.of(RELAY_KIND[kind]), body));
+  return concat(Uint8Array.of(RELAY_KIND[kind]), body);
 }
 
 /** @throws E2eeError('malformed') */
-export function decodeRelay(blob: string): { kind: RelayKind; body: Uint8Array } {
-  const b = fromBase64url(blob);
+export function decodeRelay(b: Uint8Array): { kind: RelayKind; body: Uint8Array } {
   if (b.length < 1) throw new E2eeError('malformed', 'empty relay blob');
   const k = (Object.keys(RELAY_KIND) as RelayKind[]).find((x) => RELAY_KIND[x] === b[0]);
   if (k === undefined) throw new E2eeError('malformed', `unknown relay kind 0x${b[0]!.toString(16)}`);

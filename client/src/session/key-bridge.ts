@@ -11,7 +11,6 @@
  *
  * @module
  */
-import { fromBase64url, toBase64url } from '../e2ee/bytes.ts';
 import { baseKeyForKid, chatInnerKid, openChatInner, sealChatInner } from '../e2ee/chat.ts';
 import { safetyNumber } from '../e2ee/codes.ts';
 import { newSession, wipeSession, type Identity, type Session } from '../e2ee/identity.ts';
@@ -87,8 +86,8 @@ export class KeyBridge {
     this.#agent = new KeyAgent(
       { roomId: opts.roomId, memberId: opts.memberId, inviteKeys: opts.inviteKeys, identity: opts.identity, session: this.#session },
       {
-        send: ({ to, blob }) => {
-          if (!this.#destroyed) ports.sendMembership(fromBase64url(blob), to);
+        send: ({ to, bytes }) => {
+          if (!this.#destroyed) ports.sendMembership(bytes, to);
         },
         sendKeyChanged: (key, senderIndex) => this.#onSendKey(key, senderIndex),
         installReceiveKey: (memberId, senderIndex, update) => {
@@ -116,7 +115,7 @@ export class KeyBridge {
 
   /** A membership message (relay framing bytes) from `from`. */
   relay(from: string, bytes: Uint8Array): Promise<void> {
-    return this.#track(this.#agent.relay(this.#ports.clock.now(), from, toBase64url(bytes)));
+    return this.#track(this.#agent.relay(this.#ports.clock.now(), from, bytes));
   }
 
   /** The server says `memberId` left: forget it and switch to a fresh key (forward secrecy on leave). */
