@@ -272,6 +272,7 @@ function network(keysFor: (id: string) => InviteKeys = () => KEYS, drop: (m: { f
           sentKeys.push(k.baseKey.slice());
           node.send.install({ senderIndex, generation: k.generation, step: k.step, kid: k.kid, baseKey: k.baseKey });
         },
+        sendKeyFailed: () => node.send.clear(),
         installReceiveKey: async (_m, _i, u, t) => {
           await node.recv.addKey(u.kid, u.baseKey, t);
         },
@@ -343,6 +344,7 @@ describe('KeyAgent integration (3-5 members, real key rings and SFrame)', () => 
       {
         send: (m) => void m,
         sendKeyChanged: (k, senderIndex) => mallory.send.install({ senderIndex, generation: k.generation, step: k.step, kid: k.kid, baseKey: k.baseKey }),
+        sendKeyFailed: () => mallory.send.clear(),
         installReceiveKey: () => expect.unreachable(),
       },
     );
@@ -454,24 +456,26 @@ describe('relay framing interop with metadata.ts', () => {
 describe('KeyAgent robustness', () => {
   it('a failing hook raises internal-error and the remaining effects still run', async () => {
     const alerts: string[] = [];
-    const sent: string[] = [];
+    const seen: string[] = [];
     const a = person('alice');
     const agent = new KeyAgent(
       { roomId: ROOM, memberId: 'alice', inviteKeys: KEYS, identity: a.identity, session: a.session },
       {
-        send: (m) => void sent.push(decodeRelay(m.bytes).kind),
-        sendKeyChanged: () => {
+        send: () => {
           throw new Error('boom');
         },
+        sendKeyChanged: (k) => void seen.push(`key ${k.generation}/${k.step}`),
+        sendKeyFailed: () => expect.unreachable(),
         installReceiveKey: () => undefined,
         onEffect: (e) => {
           if (e.kind === 'alert') alerts.push(`${e.reason}:${e.detail ?? ''}`);
+          else seen.push(e.kind);
         },
       },
     );
     await agent.join(0, []);
-    expect(alerts).toEqual(['internal-error:switch-send-key: Error']);
-    expect(sent).toEqual(['announcement']); // the announce effect after the failing one still ran
+    expect(alerts).toEqual(['internal-error:announce: Error']);
+    expect(seen).toEqual(['key 0/0', 'roster-changed']); // the effects around the failing one still ran
     agent.destroy();
   });
 
@@ -483,6 +487,7 @@ describe('KeyAgent robustness', () => {
       {
         send: (m) => void log.push(`send ${decodeRelay(m.bytes).kind}`),
         sendKeyChanged: (k) => void log.push(`key ${k.generation}/${k.step}`),
+        sendKeyFailed: () => expect.unreachable(),
         installReceiveKey: () => undefined,
       },
     );

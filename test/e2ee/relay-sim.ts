@@ -14,7 +14,7 @@
 import { frameFromResult, protectFrame, splitProtected, unprotectFrame, type MediaCodec } from '../../client/src/e2ee/frame-codec.ts';
 import { generateIdentity, newSession, type Identity, type Session } from '../../client/src/e2ee/identity.ts';
 import { deriveInviteKeysSync, type InviteKeys } from '../../client/src/e2ee/invite.ts';
-import { KeyAgent, type SendKeyInfo } from '../../client/src/e2ee/key-agent.ts';
+import { KeyAgent, type SendKeyFailure, type SendKeyInfo } from '../../client/src/e2ee/key-agent.ts';
 import { SendKeySlot } from '../../client/src/transform/send-key-slot.ts';
 import { ReceiveKeyRings, type OpenResult, type ReceiveKeyRingOptions } from '../../client/src/e2ee/receive-rings.ts';
 import { currentRoomCode, type AlertReason, type MembershipEffect } from '../../client/src/e2ee/membership.ts';
@@ -113,6 +113,8 @@ export interface SimMember {
   readonly installed: InstalledKey[];
   /** Every send key this member used (copies), in order. */
   readonly sendKeys: { kid: bigint; baseKey: Uint8Array; senderIndex: number }[];
+  /** `sendKeyFailed` calls (the app then clears the worker's send key, as the sim does, and rejoins). */
+  readonly sendFailures: SendKeyFailure[];
   /** Buffered frames released by key arrivals. */
   readonly released: OpenResult<undefined>[];
   readonly effects: MembershipEffect[];
@@ -176,6 +178,7 @@ export class Sim {
       alerts: [],
       installed: [],
       sendKeys: [],
+      sendFailures: [],
       released: [],
       effects: [],
       gone: false,
@@ -187,6 +190,10 @@ export class Sim {
         sendKeyChanged: (key: SendKeyInfo, senderIndex: number) => {
           m.sendKeys.push({ kid: key.kid, baseKey: key.baseKey.slice(), senderIndex });
           m.send.install({ senderIndex, generation: key.generation, step: key.step, kid: key.kid, baseKey: key.baseKey });
+        },
+        sendKeyFailed: (f) => {
+          m.sendFailures.push(f);
+          m.send.clear(); // key-bridge.ts: frames.clearSendKey()
         },
         installReceiveKey: async (from, senderIndex, u, t) => {
           m.installed.push({ from, senderIndex, kid: u.kid, baseKey: u.baseKey.slice(), at: t });

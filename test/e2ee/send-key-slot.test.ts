@@ -172,7 +172,7 @@ describe('SendKeySlot: set-send-key in the transform worker', () => {
     sim.advance(60_000);
     await sim.tickAll();
     for (const m of [alice, bob]) {
-      expect(m.alerts).toEqual([]); // a refused key would surface as internal-error from sendKeyChanged
+      expect(m.alerts).toEqual([]); // a refused key would surface as send-key-failed (sendKeyChanged threw)
       expect(m.sendKeys.length).toBeGreaterThanOrEqual(4);
       const f = await sim.sendFrame(m.memberId, vp8Frame());
       expect(decodeHeader(f.subarray(10)).kid).toBe(m.sendKeys.at(-1)!.kid);

@@ -6,6 +6,11 @@
  * It owns this member's one send-key schedule (send-schedule.ts): every key it switches to is handed out once,
  * through `sendKeyChanged`, for the transform worker to seal under (client/src/transform/send-key-slot.ts).
  *
+ * A key switch that fails (the schedule refuses, e.g. `ctr-exhausted` after 4096 generations, or `sendKeyChanged`
+ * throws) ends sending for this join: the schedule is wiped, no later effect distributes any send key (the old one
+ * least of all: a member that just left could keep reading), `sendKeyFailed` tells the caller to stop sealing and
+ * rejoin with a fresh session key, and a `send-key-failed` alert says so. Receiving goes on until the caller rejoins.
+ *
  * Events are processed one at a time in arrival order (a p-queue of concurrency 1), so the reducer sees a
  * linear history even though effects are async; a failing event rejects its own `dispatch` promise only.
  *
@@ -20,13 +25,23 @@ import { decodeKeyBatch, openKeyBatch, sealKeyBatch, type KeyReason, type KeyUpd
 import { closeChannel, type HpkePsk, type RecipientChannel, type SenderChannel } from './hpke.ts';
 import { sign, type Identity, type Session } from './identity.ts';
 import type { InviteKeys } from './invite.ts';
-import { isE2eeError } from './errors.ts';
+import { isE2eeError, type E2eeErrorCode } from './errors.ts';
 import { initialMembershipState, reduce, type MembershipConfig, type MembershipEffect, type MembershipEvent, type MembershipState } from './membership.ts';
 import { channelResetSigInput, encodeChannelResetBody, encodeSignedAnnouncement } from './membership-messages.ts';
 import { encodeRelay } from './relay-framing.ts';
 import { SendKeySchedule, type SendKeyInfo } from './send-schedule.ts';
 
 export type { SendKeyInfo };
+
+/** Why our send key could not be switched (`KeyAgentHooks.sendKeyFailed`). */
+export interface SendKeyFailure {
+  /** The switch that failed. */
+  mode: 'initial' | 'ratchet' | 'fresh';
+  /** The epoch it was for. */
+  epoch: number;
+  /** The schedule's error code, or 'hook' if `sendKeyChanged` threw something else. */
+  reason: E2eeErrorCode | 'hook';
+}
 
 export interface KeyAgentHooks {
   /** Relay out (relay-framing.ts bytes; the caller seals and encodes them): `to` omitted = every other member. */
@@ -38,6 +53,11 @@ export interface KeyAgentHooks {
    * Called once per key, in schedule order; `key.baseKey` is wiped when the hook returns (copy it to keep it).
    */
   sendKeyChanged(key: SendKeyInfo, senderIndex: number): void;
+  /**
+   * Switching our send key failed: this agent distributes no send key any more. Stop sealing at once (frames are
+   * dropped, never sent under the old key) and rejoin with a fresh session key. Called once.
+   */
+  sendKeyFailed(failure: SendKeyFailure): void;
   /** Every other effect (alerts, roster-changed, metadata, forget-member, sender-index-changed, request-keyframe). */
   onEffect?(effect: MembershipEffect, state: MembershipState): void;
 }
@@ -64,6 +84,8 @@ export class KeyAgent {
   #reason: KeyReason = 'initial';
   readonly #queue = new PQueue({ concurrency: 1 });
   #announcement: Uint8Array;
+  /** A send-key switch failed: no key is switched to or distributed any more (see the module doc). */
+  #sendFailed = false;
   #destroyed = false;
 
   constructor(
@@ -117,7 +139,11 @@ export class KeyAgent {
           const back = await this.#run(eff, ev.now);
           if (back) pending.push(back);
         } catch (e) {
-          // A hook or the key ring failed: report it and go on with the other effects (the reducer state is already
+          if (eff.kind === 'switch-send-key') {
+            this.#failSending(eff, e);
+            continue;
+          }
+          // A hook or a key batch failed: report it and go on with the other effects (the reducer state is already
           // advanced; the next fresh key repairs any missed distribution).
           this.hooks.onEffect?.({ kind: 'alert', reason: 'internal-error', detail: `${eff.kind}: ${e instanceof Error ? e.name : 'error'}` }, this.#state);
         }
@@ -131,6 +157,7 @@ export class KeyAgent {
         this.hooks.send({ ...(eff.to !== undefined ? { to: eff.to } : {}), bytes: encodeRelay('announcement', this.#announcement) });
         return undefined;
       case 'switch-send-key': {
+        if (this.#sendFailed) return undefined;
         let key: SendKeyInfo;
         if (this.#schedule === undefined || eff.senderIndex !== this.#senderIndex) {
           // first key, or our sender index moved: a new schedule, one generation above the old one
@@ -163,7 +190,7 @@ export class KeyAgent {
         return undefined;
       }
       case 'send-envelopes': {
-        if (this.#schedule === undefined) return undefined;
+        if (this.#sendFailed || this.#schedule === undefined) return undefined;
         const key = this.#schedule.currentKey();
         try {
           const recipients = eff.to.flatMap((id) => {
@@ -249,6 +276,21 @@ export class KeyAgent {
         this.hooks.onEffect?.(eff, this.#state);
         return undefined;
     }
+  }
+
+  /** The switch `eff` failed with `e`: wipe the schedule, distribute nothing from now on, tell the caller (once). */
+  #failSending(eff: Extract<MembershipEffect, { kind: 'switch-send-key' }>, e: unknown): void {
+    this.#sendFailed = true;
+    this.#schedule?.destroy();
+    this.#schedule = undefined;
+    const reason = isE2eeError(e) ? e.code : 'hook';
+    this.hooks.onEffect?.({ kind: 'alert', reason: 'send-key-failed', detail: `${eff.mode} key for epoch ${eff.epoch}: ${reason}` }, this.#state);
+    this.hooks.sendKeyFailed({ mode: eff.mode, epoch: eff.epoch, reason });
+  }
+
+  /** True once a send-key switch failed (this agent distributes no send key any more). */
+  get sendFailed(): boolean {
+    return this.#sendFailed;
   }
 
   /** Wipes channel roots and the send key schedule. The caller wipes invite keys, identity and session. */

@@ -149,6 +149,7 @@ export type AlertReason =
   | 'stale-epoch' // envelope epoch not newer than the last one
   | 'bad-reset' // channel reset request that does not verify or is not for us
   | 'internal-error' // raised by the driver (key-agent.ts) when executing an effect failed
+  | 'send-key-failed' // raised by the driver: switching our send key failed; nothing is sent until we rejoin
   | 'not-joined'; // event before local-join
 
 export type MembershipEffect =

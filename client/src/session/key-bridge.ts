@@ -4,19 +4,24 @@
  * into calls on the transform worker (`FramePort`) and into typed events for the session:
  * - `alert`: a key-exchange problem (reason from membership.ts, the member it concerns);
  * - `members-changed`: roster, keys or the room code changed;
- * - `keyframe-needed`: our send key switched (`send`) or a member's receive key arrived (`receive`).
+ * - `keyframe-needed`: our send key switched (`send`) or a member's receive key arrived (`receive`);
+ * - `send-key-failed`: switching our send key failed. The bridge has already cleared the worker's send key (frames
+ *   are dropped, never sealed under the old key) and our chat key; the session must rejoin (new member id, new
+ *   session key, new key schedule) to send again.
  *
  * One bridge per join: `destroy()` wipes its session key, chat keys and channel roots and clears the worker's keys,
  * so a rejoin starts from nothing (new member id, new session key, new epoch).
  *
  * @module
  */
-import { baseKeyForKid, chatInnerKid, openChatInner, sealChatInner } from '../e2ee/chat.ts';
+import { utf8 } from '../e2ee/bytes.ts';
+import { baseKeyForKid, chatInnerKid, openChatInner, sealChatInner, type ChatPayload } from '../e2ee/chat.ts';
 import { safetyNumber } from '../e2ee/codes.ts';
 import { newSession, wipeSession, type Identity, type Session } from '../e2ee/identity.ts';
 import type { InviteKeys } from '../e2ee/invite.ts';
-import { KeyAgent, type SendKeyInfo } from '../e2ee/key-agent.ts';
+import { KeyAgent, type SendKeyFailure, type SendKeyInfo } from '../e2ee/key-agent.ts';
 import { currentRoomCode, type MemberRecord, type MembershipEffect, type MembershipState } from '../e2ee/membership.ts';
+import { chatBody, signMessage, verifyMessage } from '../e2ee/signed-message.ts';
 import type { Cancel, Clock, FramePort } from './ports.ts';
 
 /** KeyAgent clock (rotation timer, expiry). */
@@ -26,7 +31,9 @@ export type BridgeEvent =
   | { kind: 'alert'; reason: string; memberId?: string; detail?: string }
   | { kind: 'members-changed' }
   | { kind: 'keyframe-needed'; side: 'send' }
-  | { kind: 'keyframe-needed'; side: 'receive'; memberId: string };
+  | { kind: 'keyframe-needed'; side: 'receive'; memberId: string }
+  /** Our send key could not be switched: nothing is sent any more; rejoin with a fresh session key. */
+  | { kind: 'send-key-failed'; failure: SendKeyFailure };
 
 /** Records keys for the test-only export (`?e2ee-test-hooks=1`); absent in a normal call. */
 export interface KeyLog {
@@ -74,6 +81,8 @@ export class KeyBridge {
   #sending = false;
   #senderIndex: number | null = null;
   #stopTick: Cancel | null = null;
+  /** Sequence number of our last signed message (profiles and chat) in this session. */
+  #seq = 0;
   /** The agent's last event (its events run in order: once this settles, all earlier ones have). */
   #last: Promise<void> = Promise.resolve();
   #destroyed = false;
@@ -90,6 +99,7 @@ export class KeyBridge {
           if (!this.#destroyed) ports.sendMembership(bytes, to);
         },
         sendKeyChanged: (key, senderIndex) => this.#onSendKey(key, senderIndex),
+        sendKeyFailed: (failure) => this.#onSendKeyFailed(failure),
         installReceiveKey: (memberId, senderIndex, update) => {
           if (this.#destroyed) return;
           ports.frames.addReceiveKey(senderIndex, update.kid, update.baseKey);
@@ -187,27 +197,66 @@ export class KeyBridge {
     });
   }
 
-  /** A chat message sealed under our current media-derived chat key (inner blob, e2ee/chat.ts). */
+  /** A chat message sealed under our current media-derived chat key (inner blob, e2ee/chat.ts), signed and numbered. */
   async sealChat(text: string): Promise<Uint8Array> {
     const k = this.#chatKeys.get(this.memberId);
     if (!k || this.#destroyed) throw new Error('not in the call yet');
-    return sealChatInner(k.baseKey, k.kid, this.#opts.roomId, this.memberId, text, this.#ports.clock.now());
+    const at = Math.floor(this.#ports.clock.now());
+    const seq = this.#nextSeq();
+    const sig = signMessage(this.#opts.identity, 'chat', this.#selfContext(), seq, chatBody(text, at));
+    return sealChatInner(k.baseKey, k.kid, this.#opts.roomId, this.memberId, { text, at, seq, sig });
   }
 
-  /** Opens an inner chat blob from `from`, or null (no key for that sender / KID, or it does not authenticate). */
-  async openChat(from: string, inner: Uint8Array): Promise<{ text: string; at: number } | null> {
+  /**
+   * Opens an inner chat blob from `from`: null unless it decrypts under that sender's current key AND carries its
+   * identity's signature for its current session.
+   */
+  async openChat(from: string, inner: Uint8Array): Promise<{ text: string; at: number; seq: number } | null> {
     const kid = chatInnerKid(inner);
     const known = this.#chatKeys.get(from);
-    if (kid === null || !known) return null;
+    const rec = this.member(from);
+    if (kid === null || !known || !rec) return null;
     const base = baseKeyForKid(known, kid);
     if (!base) return null;
+    let m: ChatPayload;
     try {
-      return await openChatInner(base, this.#opts.roomId, from, inner);
+      m = await openChatInner(base, this.#opts.roomId, from, inner);
     } catch {
       return null;
     } finally {
       base.fill(0);
     }
+    const ctx = { roomId: this.#opts.roomId, memberId: from, sessionPublicKey: rec.sessionPublicKey };
+    let body: Uint8Array;
+    try {
+      body = chatBody(m.text, m.at);
+    } catch {
+      return null;
+    }
+    return verifyMessage(rec.identityPublicKey, 'chat', ctx, m.seq, body, m.sig) ? { text: m.text, at: m.at, seq: m.seq } : null;
+  }
+
+  /** Our signature over a display-name profile, with its sequence number. */
+  signProfile(name: string): { seq: number; sig: Uint8Array } {
+    if (this.#destroyed) throw new Error('not in the call yet');
+    const seq = this.#nextSeq();
+    return { seq, sig: signMessage(this.#opts.identity, 'profile', this.#selfContext(), seq, utf8(name)) };
+  }
+
+  /** Whether a profile is signed by `from`'s identity for its current session (false if it is not admitted). */
+  verifyProfile(from: string, name: string, seq: number, sig: Uint8Array): boolean {
+    const rec = this.member(from);
+    if (!rec) return false;
+    return verifyMessage(rec.identityPublicKey, 'profile', { roomId: this.#opts.roomId, memberId: from, sessionPublicKey: rec.sessionPublicKey }, seq, utf8(name), sig);
+  }
+
+  #nextSeq(): number {
+    this.#seq += 1;
+    return this.#seq;
+  }
+
+  #selfContext(): { roomId: string; memberId: string; sessionPublicKey: Uint8Array } {
+    return { roomId: this.#opts.roomId, memberId: this.memberId, sessionPublicKey: this.#session.keyPair.publicKey };
   }
 
   /** Wipes this join's keys (agent channels, send ring, session key, chat keys) and the worker's keys. */
@@ -233,6 +282,17 @@ export class KeyBridge {
     this.#setChatKey(this.memberId, senderIndex, key.kid, key.baseKey);
     this.#opts.keyLog?.send(key.kid, key.baseKey);
     this.#sending = true;
+  }
+
+  /** Stop sealing at once (the worker drops frames without a send key) and drop our chat key, then ask to rejoin. */
+  #onSendKeyFailed(failure: SendKeyFailure): void {
+    if (this.#destroyed) return;
+    this.#ports.frames.clearSendKey();
+    this.#chatKeys.get(this.memberId)?.baseKey.fill(0);
+    this.#chatKeys.delete(this.memberId);
+    this.#sending = false;
+    this.#ports.emit({ kind: 'send-key-failed', failure });
+    this.#ports.emit({ kind: 'members-changed' });
   }
 
   #setChatKey(memberId: string, senderIndex: number, kid: bigint, baseKey: Uint8Array): void {
