@@ -265,6 +265,11 @@ export class E2eeSession {
       case 'keyframe-needed':
         this.#onEvent(e);
         break;
+      case 'send-key-failed':
+        // The bridge cleared the worker's send key (nothing is sealed any more) and raised the alert; rejoining with a
+        // fresh session key is the call's to wire (issue 13 §5).
+        this.#refresh();
+        break;
       default: {
         const never: never = e;
         void never;

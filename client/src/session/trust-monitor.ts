@@ -175,6 +175,11 @@ export function keyAlert(reason: string, who: string, detail: string | undefined
       return { kind: 'roster', message: 'The server replayed the key announcement of someone who already left; it was refused.' };
     case 'internal-error':
       return { kind: 'internal', message: `Key handling failed (${detail ?? 'error'}); the next key rotation repairs it.` };
+    case 'send-key-failed':
+      return {
+        kind: 'internal',
+        message: `Our media key could not be switched (${detail ?? 'error'}). Nothing more is sent under the old key: our audio and video stop until we rejoin the meeting with a fresh key.`,
+      };
     case 'not-joined':
       return null;
     default:
