@@ -51,3 +51,19 @@ export function filterParameters(params: ms.RtpParameters, audioLevelExt: boolea
   if (audioLevelExt || !Array.isArray(params.headerExtensions)) return params;
   return { ...params, headerExtensions: params.headerExtensions.filter((h) => h?.uri !== AUDIO_LEVEL_URI) };
 }
+
+/**
+ * HIDE_VOICE_ACTIVITY: the router capabilities handed to clients, with Opus told to run at a constant bitrate without
+ * DTX (RFC 7587 §6.1 `cbr=1`, `usedtx=0`). mediasoup-client puts these parameters into the remote answer it builds
+ * for the browser's send side, which is where the browser's Opus encoder takes them from: packet sizes and packet
+ * presence then no longer follow speech. (mediasoup-client's own `codecOptions` has no CBR switch.) The router
+ * itself is unchanged: Opus codecs match on mime type, clock rate and channels only.
+ */
+export function hideVoiceActivityCapabilities(caps: ms.RtpCapabilities): ms.RtpCapabilities {
+  const copy = structuredClone(caps);
+  for (const c of copy.codecs ?? []) {
+    if (c.mimeType.toLowerCase() === 'audio/opus') c.parameters = { ...c.parameters, cbr: 1, usedtx: 0 };
+  }
+  copy.headerExtensions = (copy.headerExtensions ?? []).filter((h) => h.uri !== AUDIO_LEVEL_URI);
+  return copy;
+}

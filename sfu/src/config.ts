@@ -15,8 +15,12 @@
  * | ROOM_CAP | 50 | max peers per room |
  * | LOG_LEVEL | info | debug, info, warn, error, silent |
  * | TURN_URLS / TURN_USERNAME / TURN_CREDENTIAL | - | comma-separated turn:/turns:/stun: URLs handed to clients |
- * | AUDIO_LEVEL_EXT | on | off: the ssrc-audio-level RTP header extension is not negotiated (no speaker metadata in clear; no active-speaker events) |
+ * | AUDIO_LEVEL_EXT | on (off with HIDE_VOICE_ACTIVITY) | off: the ssrc-audio-level RTP header extension is not negotiated (no speaker metadata in clear; no active-speaker events) |
+ * | HIDE_VOICE_ACTIVITY | off | on: no audio-level extension, and clients send Opus without DTX at a constant bitrate, SFrame-padded to a fixed size (join answer `hideVoiceActivity`) |
  * | RATE_LIMIT_PER_SEC / RATE_LIMIT_BURST | 50 / 100 | per-socket token bucket for signaling events |
+ * | RELAY_BYTES_PER_SEC / RELAY_BURST_BYTES | 4000000 / 32000000 | per-room token bucket on relay fan-out (blob bytes × recipients) |
+ * | MAX_SOCKETS_PER_ADDRESS / MAX_ROOMS_PER_ADDRESS | 64 / 16 | open sockets / rooms joined at once per client address (IPv6: per /64) |
+ * | TRUST_PROXY | off | on: the client address is the right-most X-Forwarded-For entry (only behind a proxy that sets it) |
  * | CLIENT_DIR | client/dist | static client files |
  * | ALLOWED_ORIGINS | - | extra browser origins allowed to open the socket (comma-separated, `*` = any); same-origin is always allowed |
  */
@@ -63,8 +67,16 @@ export interface Config {
   turnUsername: string | undefined;
   turnCredential: string | undefined;
   audioLevelExt: boolean;
+  /** Hide who speaks when: no audio-level extension; clients send constant-size audio (no DTX, CBR, padded). */
+  hideVoiceActivity: boolean;
   rateLimitPerSec: number;
   rateLimitBurst: number;
+  /** Per-room relay fan-out budget (bytes the server sends: blob length × recipients). */
+  relayBytesPerSec: number;
+  relayBurstBytes: number;
+  maxSocketsPerAddress: number;
+  maxRoomsPerAddress: number;
+  trustProxy: boolean;
   clientDir: string;
   allowedOrigins: string[];
 }
@@ -110,9 +122,16 @@ const Input = z.object({
   turnUrls: list.default([]),
   turnUsername: z.string().min(1).max(512).optional(),
   turnCredential: z.string().min(1).max(512).optional(),
-  audioLevelExt: bool.default(true),
+  audioLevelExt: bool.optional(),
+  hideVoiceActivity: bool.default(false),
   rateLimitPerSec: int(1, 100_000).default(50),
   rateLimitBurst: int(1, 100_000).default(100),
+  relayBytesPerSec: int(1, 1_000_000_000).default(4_000_000),
+  // At least one maximal relay blob (65536 base64url chars) to one recipient, or such a relay could never pass.
+  relayBurstBytes: int(65_536, 1_000_000_000).default(32_000_000),
+  maxSocketsPerAddress: int(1, 1_000_000).default(64),
+  maxRoomsPerAddress: int(1, 1_000_000).default(16),
+  trustProxy: bool.default(false),
   clientDir: z.string().min(1).optional(),
   allowedOrigins: list.default([]),
 });
@@ -135,8 +154,14 @@ const ENV_KEYS: Record<string, keyof ConfigInput> = {
   TURN_USERNAME: 'turnUsername',
   TURN_CREDENTIAL: 'turnCredential',
   AUDIO_LEVEL_EXT: 'audioLevelExt',
+  HIDE_VOICE_ACTIVITY: 'hideVoiceActivity',
   RATE_LIMIT_PER_SEC: 'rateLimitPerSec',
   RATE_LIMIT_BURST: 'rateLimitBurst',
+  RELAY_BYTES_PER_SEC: 'relayBytesPerSec',
+  RELAY_BURST_BYTES: 'relayBurstBytes',
+  MAX_SOCKETS_PER_ADDRESS: 'maxSocketsPerAddress',
+  MAX_ROOMS_PER_ADDRESS: 'maxRoomsPerAddress',
+  TRUST_PROXY: 'trustProxy',
   CLIENT_DIR: 'clientDir',
   ALLOWED_ORIGINS: 'allowedOrigins',
 };
@@ -192,6 +217,9 @@ export function resolveConfig(input: ConfigInput | Config = {}, names?: Record<s
       issues.push(`${envName('allowedOrigins')}: "${origin}" is not an origin like https://host:port (or *)`);
     }
   }
+  if (c.hideVoiceActivity && c.audioLevelExt === true) {
+    issues.push(`${envName('audioLevelExt')}=on contradicts ${envName('hideVoiceActivity')}=on (audio levels show who speaks)`);
+  }
   const needsCreds = c.turnUrls.some((u) => u.startsWith('turn'));
   if (needsCreds && (c.turnUsername === undefined || c.turnCredential === undefined)) {
     issues.push(`${envName('turnUsername')} and ${envName('turnCredential')} are required with turn: URLs`);
@@ -227,9 +255,15 @@ export function resolveConfig(input: ConfigInput | Config = {}, names?: Record<s
     turnUrls: c.turnUrls,
     turnUsername: c.turnUsername,
     turnCredential: c.turnCredential,
-    audioLevelExt: c.audioLevelExt,
+    audioLevelExt: c.audioLevelExt ?? !c.hideVoiceActivity,
+    hideVoiceActivity: c.hideVoiceActivity,
     rateLimitPerSec: c.rateLimitPerSec,
     rateLimitBurst: c.rateLimitBurst,
+    relayBytesPerSec: c.relayBytesPerSec,
+    relayBurstBytes: c.relayBurstBytes,
+    maxSocketsPerAddress: c.maxSocketsPerAddress,
+    maxRoomsPerAddress: c.maxRoomsPerAddress,
+    trustProxy: c.trustProxy,
     clientDir: c.clientDir ?? path.join(REPO_ROOT, 'client', 'dist'),
     allowedOrigins: c.allowedOrigins,
   };

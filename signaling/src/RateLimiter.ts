@@ -14,14 +14,14 @@ export class TokenBucket {
     this.#last = now();
   }
 
-  /** Takes one token; false when the bucket is empty. */
-  take(): boolean {
+  /** Takes `cost` tokens (default one); false, taking nothing, when the bucket holds fewer. */
+  take(cost = 1): boolean {
     const now = this.#now();
     const elapsed = Math.max(0, now - this.#last) / 1000;
     this.#last = now;
     this.#tokens = Math.min(this.#burst, this.#tokens + elapsed * this.#perSec);
-    if (this.#tokens < 1) return false;
-    this.#tokens -= 1;
+    if (this.#tokens < cost) return false;
+    this.#tokens -= cost;
     return true;
   }
 }

@@ -38,7 +38,7 @@ export interface StartOptions {
   /** Where log lines go (default stdout). */
   logSink?: LogSink;
   /** Extra signaling options (e.g. a smaller maxPayloadBytes in tests). */
-  signaling?: Omit<SignalingOptions, 'logger' | 'iceServers' | 'rateLimit'>;
+  signaling?: Omit<SignalingOptions, 'logger' | 'iceServers' | 'rateLimit' | 'addressLimits' | 'relayBudget' | 'hideVoiceActivity'>;
   /** Directory for the generated self-signed certificate (default .cache/tls). */
   tlsCacheDir?: string;
   /**
@@ -91,6 +91,9 @@ export async function startServer(input: ConfigInput | Config = {}, opts: StartO
     iceServers: iceServersOf(config),
     allowedOrigins: config.allowedOrigins,
     rateLimit: { perSec: config.rateLimitPerSec, burst: config.rateLimitBurst },
+    addressLimits: { maxSockets: config.maxSocketsPerAddress, maxRooms: config.maxRoomsPerAddress, trustProxy: config.trustProxy },
+    relayBudget: { bytesPerSec: config.relayBytesPerSec, burstBytes: config.relayBurstBytes },
+    hideVoiceActivity: config.hideVoiceActivity,
     ...(capture ? { capture } : {}),
   });
 

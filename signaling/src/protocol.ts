@@ -97,6 +97,11 @@ export interface JoinResponse {
   producers: ProducerInfo[];
   /** ICE servers (TURN) the client should use, if configured. */
   iceServers: { urls: string | string[]; username?: string; credential?: string }[];
+  /**
+   * HIDE_VOICE_ACTIVITY=on: send the mic without DTX at a constant bitrate and pad every Opus frame to a fixed size
+   * inside SFrame (docs/protocol.md A §2.1), and strip that padding from every Opus frame received in this room.
+   */
+  hideVoiceActivity: boolean;
 }
 
 export interface Responses {

@@ -7,11 +7,16 @@
  *
  * Relay blobs are forwarded untouched and never parsed or logged. The logger only ever sees event
  * names, room ids, peer ids and error codes.
+ *
+ * Quotas (limits.ts): open sockets and rooms joined per client address (a refused handshake gets
+ * "too many connections", a refused join RATE_LIMITED), and relay fan-out bytes per room (RATE_LIMITED, nothing
+ * sent). Client addresses are only counted in memory: never logged.
  */
 import type { Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import { Server, type Socket } from 'socket.io';
 import { iceServersOf, type IceServer } from '../../sfu/src/config.ts';
+import { hideVoiceActivityCapabilities } from '../../sfu/src/codecs.ts';
 import { Logger } from '../../sfu/src/Logger.ts';
 import type { Peer } from '../../sfu/src/Peer.ts';
 import type { Room } from '../../sfu/src/Room.ts';
@@ -19,6 +24,7 @@ import type { Sfu } from '../../sfu/src/Sfu.ts';
 import { SfuError } from '../../sfu/src/SfuError.ts';
 import type { MessageCapture } from './capture.ts';
 import { forward, PEER_EVENTS, ROOM_EVENTS } from './forward.ts';
+import { AddressLimits, RelayBudget, type AddressLimitOptions, type RelayBudgetOptions } from './limits.ts';
 import { servePipeline } from './pipeline.ts';
 import {
   MAX_PAYLOAD_BYTES,
@@ -52,6 +58,12 @@ export interface SignalingOptions {
   allowedOrigins?: string[];
   /** TEST-ONLY: record every inbound and outbound message (capture.ts). Off unless a test passes one. */
   capture?: MessageCapture;
+  /** Sockets and rooms per client address (default 64 / 16, no proxy header). */
+  addressLimits?: AddressLimitOptions;
+  /** Relay fan-out per room (default 4 MB/s, burst 32 MB). */
+  relayBudget?: RelayBudgetOptions;
+  /** HIDE_VOICE_ACTIVITY: told to clients in the join answer, with Opus send parameters for constant-size audio. */
+  hideVoiceActivity?: boolean;
 }
 
 export interface SignalingServer {
@@ -66,6 +78,8 @@ interface SocketState {
   room?: Room;
   peer?: Peer;
   detach?: () => void;
+  /** Releases this socket's place in its room's count for its client address. */
+  leaveAddressRoom?: () => void;
   /** Set when the room's worker died, until the next join: requests get UNAVAILABLE. */
   lost: boolean;
 }
@@ -82,6 +96,9 @@ export function createSignalingServer(
   const allowAnyOrigin = opts.allowedOrigins?.includes('*') ?? false;
   const allowedOrigins = new Set(opts.allowedOrigins ?? []);
   const capture = opts.capture;
+  const limits = new AddressLimits(opts.addressLimits ?? { maxSockets: 64, maxRooms: 16, trustProxy: false });
+  const relayBudget = new RelayBudget<Room>(opts.relayBudget ?? { bytesPerSec: 4_000_000, burstBytes: 32_000_000 });
+  const hideVoiceActivity = opts.hideVoiceActivity ?? false;
 
   const io: SignalingIo = new Server(httpServer, {
     path: opts.path ?? '/socket.io',
@@ -92,16 +109,34 @@ export function createSignalingServer(
     // Cross-site WebSocket connections are refused unless the origin is the server's own or listed.
     allowRequest: (req, callback) => {
       const origin = req.headers.origin;
-      if (origin === undefined || allowAnyOrigin || allowedOrigins.has(origin)) return callback(null, true);
-      let same = false;
-      try {
-        same = new URL(origin).host === req.headers.host;
-      } catch {
-        same = false;
+      let allowed = origin === undefined || allowAnyOrigin || allowedOrigins.has(origin);
+      if (!allowed) {
+        try {
+          allowed = new URL(origin!).host === req.headers.host;
+        } catch {
+          allowed = false;
+        }
+        if (!allowed) {
+          logger.warn('refused cross-origin connection');
+          return callback('origin not allowed', false);
+        }
       }
-      if (!same) logger.warn('refused cross-origin connection');
-      callback(same ? null : 'origin not allowed', same);
+      if (!limits.canConnect(limits.addressOf(req))) {
+        logger.warn('refused connection: too many from one client address');
+        return callback('too many connections from this address', false);
+      }
+      callback(null, true);
     },
+  });
+  // The authoritative count (handshakes checked above may race): one per open engine connection, released on close.
+  io.engine.on('connection', (conn: { request: Parameters<AddressLimits['addressOf']>[0]; close(): void; once(ev: 'close', fn: () => void): void }) => {
+    const release = limits.connect(limits.addressOf(conn.request));
+    if (!release) {
+      logger.warn('refused connection: too many from one client address');
+      conn.close();
+      return;
+    }
+    conn.once('close', release);
   });
 
   /** peerId → socket, for targeted relay. */
@@ -109,6 +144,7 @@ export function createSignalingServer(
 
   io.on('connection', (socket) => {
     const state: SocketState = { lost: false };
+    const address = limits.addressOf(socket.request);
     logger.debug('connected');
     // Before the pipeline's middleware: the capture sees every packet as received.
     capture?.watch(socket);
@@ -116,6 +152,8 @@ export function createSignalingServer(
     const dropState = (): void => {
       state.detach?.();
       state.detach = undefined;
+      state.leaveAddressRoom?.();
+      state.leaveAddressRoom = undefined;
       if (state.peer) {
         if (sockets.get(state.peer.id) === socket) sockets.delete(state.peer.id);
       }
@@ -166,11 +204,23 @@ export function createSignalingServer(
     const handlers: { [K in EventName]: (req: Requests[K]) => Promise<Responses[K]> } = {
       join: async ({ roomId, accessToken }) => {
         if (state.peer) throw new SfuError('ALREADY_JOINED', 'already joined a room; leave first');
-        const { room, peer } = await sfu.join(roomId, accessToken);
+        // Reserved before the room can be created, so a refused join creates nothing.
+        const leaveAddressRoom = limits.enterRoom(address, roomId);
+        if (!leaveAddressRoom) throw new SfuError('RATE_LIMITED', 'too many rooms joined from this address');
+        let joined: { room: Room; peer: Peer };
+        try {
+          joined = await sfu.join(roomId, accessToken);
+        } catch (err) {
+          leaveAddressRoom();
+          throw err;
+        }
+        const { room, peer } = joined;
         if (!socket.connected) {
+          leaveAddressRoom();
           sfu.leave(room.id, peer.id);
           throw new SfuError('NOT_JOINED', 'disconnected');
         }
+        state.leaveAddressRoom = leaveAddressRoom;
         state.room = room;
         state.peer = peer;
         state.lost = false;
@@ -184,13 +234,17 @@ export function createSignalingServer(
         logger.info('joined', { roomId: room.id, peerId: peer.id, peers: room.peerCount });
         return {
           peerId: peer.id,
-          routerRtpCapabilities: room.rtpCapabilities as unknown as Record<string, unknown>,
+          routerRtpCapabilities: (hideVoiceActivity ? hideVoiceActivityCapabilities(room.rtpCapabilities) : room.rtpCapabilities) as unknown as Record<
+            string,
+            unknown
+          >,
           peers: room
             .peers()
             .filter((p) => p.id !== peer.id)
             .map((p) => ({ peerId: p.id })),
           producers: room.producerInfos(peer.id),
           iceServers: iceServers.map((s) => ({ ...s })),
+          hideVoiceActivity,
         };
       },
       leave: async () => {
@@ -248,12 +302,17 @@ export function createSignalingServer(
       },
       relay: async ({ to, blob }) => {
         const { room, peer } = requireJoined();
+        // Fan-out budget: what the server sends (blob bytes × recipients), checked before anything is sent.
+        const overBudget = (recipients: number): boolean => !relayBudget.take(room, blob.length * recipients);
+        const limited = (): SfuError => new SfuError('RATE_LIMITED', 'relay budget of this room used up; retry later');
         if (to !== undefined) {
           const target = room.getPeer(to);
           const targetSocket = sockets.get(to);
           if (!target || !targetSocket || targetSocket.data.roomId !== room.id) throw new SfuError('NOT_FOUND', 'peer not found');
+          if (overBudget(1)) throw limited();
           targetSocket.emit('relay', { from: peer.id, blob });
         } else {
+          if (overBudget(room.peerCount - 1)) throw limited();
           socket.to(roomKey(room.id)).emit('relay', { from: peer.id, blob });
         }
         return {};

@@ -66,6 +66,47 @@ describe('config', () => {
     ]);
   });
 
+  it('metadata and quota settings: defaults, env names, HIDE_VOICE_ACTIVITY turns the audio-level extension off', () => {
+    expect(loadConfig({})).toMatchObject({
+      hideVoiceActivity: false,
+      relayBytesPerSec: 4_000_000,
+      relayBurstBytes: 32_000_000,
+      maxSocketsPerAddress: 64,
+      maxRoomsPerAddress: 16,
+      trustProxy: false,
+    });
+    const c = loadConfig({
+      HIDE_VOICE_ACTIVITY: 'on',
+      RELAY_BYTES_PER_SEC: '1000000',
+      RELAY_BURST_BYTES: '65536',
+      MAX_SOCKETS_PER_ADDRESS: '5',
+      MAX_ROOMS_PER_ADDRESS: '2',
+      TRUST_PROXY: 'on',
+    });
+    expect(c).toMatchObject({
+      hideVoiceActivity: true,
+      audioLevelExt: false,
+      relayBytesPerSec: 1_000_000,
+      relayBurstBytes: 65_536,
+      maxSocketsPerAddress: 5,
+      maxRoomsPerAddress: 2,
+      trustProxy: true,
+    });
+    expect(loadConfig({ HIDE_VOICE_ACTIVITY: 'on', AUDIO_LEVEL_EXT: 'off' }).audioLevelExt).toBe(false);
+    expect(() => loadConfig({ HIDE_VOICE_ACTIVITY: 'on', AUDIO_LEVEL_EXT: 'on' })).toThrow(/AUDIO_LEVEL_EXT=on contradicts HIDE_VOICE_ACTIVITY=on/);
+    for (const [env, re] of [
+      [{ RELAY_BURST_BYTES: '65535' }, /RELAY_BURST_BYTES/],
+      [{ RELAY_BYTES_PER_SEC: '0' }, /RELAY_BYTES_PER_SEC/],
+      [{ MAX_SOCKETS_PER_ADDRESS: '0' }, /MAX_SOCKETS_PER_ADDRESS/],
+      [{ MAX_ROOMS_PER_ADDRESS: 'many' }, /MAX_ROOMS_PER_ADDRESS/],
+      [{ TRUST_PROXY: 'maybe' }, /TRUST_PROXY/],
+      [{ HIDE_VOICE_ACTIVITY: 'sometimes' }, /HIDE_VOICE_ACTIVITY/],
+    ] as const) {
+      expect(() => loadConfig(env)).toThrow(ConfigError);
+      expect(() => loadConfig(env)).toThrow(re);
+    }
+  });
+
   it('AUDIO_LEVEL_EXT accepts on/off/true/false/1/0', () => {
     for (const [v, want] of [['on', true], ['OFF', false], ['true', true], ['0', false], ['1', true], ['no', false]] as const) {
       expect(loadConfig({ AUDIO_LEVEL_EXT: v }).audioLevelExt).toBe(want);

@@ -22,10 +22,16 @@ export interface TestServer extends StartedServer {
   logs: string[];
 }
 
+/**
+ * Every test connects from 127.0.0.1, often with dozens of sockets in dozens of rooms per file: the per-address
+ * quotas are lifted unless a test sets them (test/server/limits.test.ts tests them with small values).
+ */
+const UNLIMITED_ADDRESS: ConfigInput = { maxSocketsPerAddress: 1_000_000, maxRoomsPerAddress: 1_000_000 };
+
 export async function startTestServer(overrides: ConfigInput = {}, opts: StartOptions = {}): Promise<TestServer> {
   const logs: string[] = [];
   const server = await startServer(
-    { port: 0, workers: 1, logLevel: 'debug', rtcMinPort: 40000, rtcMaxPort: 49999, ...overrides },
+    { port: 0, workers: 1, logLevel: 'debug', rtcMinPort: 40000, rtcMaxPort: 49999, ...UNLIMITED_ADDRESS, ...overrides },
     { logSink: (line) => logs.push(line), ...opts },
   );
   return Object.assign(server, { logs });
