@@ -20,9 +20,10 @@ describe('chat keys (sealed-meet v1 chat)', () => {
   });
 
   it('round-trips and binds room, sender and KID', async () => {
-    const inner = await sealChatInner(base, kid, ROOM, 'alice', 'hello 👋', 1234);
+    const sig = new Uint8Array(64).fill(3);
+    const inner = await sealChatInner(base, kid, ROOM, 'alice', { text: 'hello 👋', at: 1234, seq: 7, sig });
     expect(chatInnerKid(inner)).toBe(kid);
-    await expect(openChatInner(base, ROOM, 'alice', inner)).resolves.toEqual({ text: 'hello 👋', at: 1234 });
+    await expect(openChatInner(base, ROOM, 'alice', inner)).resolves.toEqual({ text: 'hello 👋', at: 1234, seq: 7, sig });
     await expect(openChatInner(base, ROOM, 'bob', inner)).rejects.toThrow();
     await expect(openChatInner(base, 'OtherRoomOtherRoom0000', 'alice', inner)).rejects.toThrow();
     await expect(openChatInner(new Uint8Array(16).fill(8), ROOM, 'alice', inner)).rejects.toThrow();
@@ -38,7 +39,7 @@ describe('chat keys (sealed-meet v1 chat)', () => {
   it('follows ratchets forward, never backward or across generations', async () => {
     const k1 = ratchetBaseKey(DEFAULT_SUITE, base);
     const kid1 = makeKid(300, 2, 1);
-    const inner = await sealChatInner(k1, kid1, ROOM, 'alice', 'after a join', 1);
+    const inner = await sealChatInner(k1, kid1, ROOM, 'alice', { text: 'after a join', at: 1, seq: 1, sig: new Uint8Array(64) });
     const derived = baseKeyForKid({ kid, baseKey: base }, kid1)!;
     expect(Buffer.from(derived).equals(Buffer.from(k1))).toBe(true);
     await expect(openChatInner(derived, ROOM, 'alice', inner)).resolves.toMatchObject({ text: 'after a join' });

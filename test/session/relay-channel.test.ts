@@ -11,6 +11,10 @@ import { MAX_NAME_LEN, MAX_PENDING, RelayChannel, type RelayEvent } from '../../
 import { INVITE_KEYS, ROOM } from './session-sim.ts';
 
 const key = INVITE_KEYS.metadataKey;
+/** The channel carries the signature; checking it is the session's job (e2ee-session.test.ts). */
+const SIGNED = { seq: 1, sig: new Uint8Array(64).fill(5) };
+const SIG = Buffer.from(SIGNED.sig).toString('base64url');
+const v2 = (name: unknown, extra: Record<string, unknown> = {}) => ({ t: 'profile', v: 2, name, seq: 1, sig: SIG, ...extra });
 
 function pair(): { sent: { bytes: Uint8Array; to?: string }[]; events: RelayEvent[]; ch: RelayChannel } {
   const sent: { bytes: Uint8Array; to?: string }[] = [];
@@ -28,7 +32,7 @@ describe('RelayChannel', () => {
     const bob = pair();
     alice.ch.bind('alice');
     bob.ch.resume();
-    await alice.ch.sendProfile('  Alice  ');
+    await alice.ch.sendProfile('Alice', SIGNED);
     const membership = encodeRelay('announcement', new Uint8Array([1, 2, 3]));
     await alice.ch.sendMembership(membership, 'bob');
     expect(alice.sent.map((s) => s.to)).toEqual([undefined, 'bob']);
@@ -39,7 +43,7 @@ describe('RelayChannel', () => {
     for (const s of alice.sent) bob.ch.receive('alice', s.bytes);
     await bob.ch.idle();
     expect(bob.events).toEqual([
-      { kind: 'profile', from: 'alice', name: 'Alice' },
+      { kind: 'profile', from: 'alice', name: 'Alice', seq: 1, sig: SIGNED.sig },
       { kind: 'membership', from: 'alice', bytes: membership },
     ]);
   });
@@ -49,7 +53,7 @@ describe('RelayChannel', () => {
     const bob = pair();
     alice.ch.bind('alice');
     bob.ch.resume();
-    await alice.ch.sendProfile('Alice');
+    await alice.ch.sendProfile('Alice', SIGNED);
     bob.ch.receive('carol', alice.sent[0]!.bytes);
     await bob.ch.idle();
     expect(bob.events).toEqual([{ kind: 'foreign', from: 'carol' }]);
@@ -58,7 +62,7 @@ describe('RelayChannel', () => {
 
   it('holds blobs while paused and hands them on in arrival order once resumed; drops past MAX_PENDING', async () => {
     const bob = pair();
-    const blobs = await Promise.all(Array.from({ length: 5 }, (_, i) => profileBlob('alice', { t: 'profile', v: 1, name: `n${i}` })));
+    const blobs = await Promise.all(Array.from({ length: 5 }, (_, i) => profileBlob('alice', v2(`n${i}`))));
     for (const b of blobs) bob.ch.receive('alice', b);
     await bob.ch.idle();
     expect(bob.events).toEqual([]);
@@ -72,31 +76,41 @@ describe('RelayChannel', () => {
 
   it('a reset drops what was held (a new join starts from nothing)', async () => {
     const bob = pair();
-    bob.ch.receive('alice', await profileBlob('alice', { t: 'profile', v: 1, name: 'x' }));
+    bob.ch.receive('alice', await profileBlob('alice', v2('x')));
     bob.ch.reset();
     bob.ch.resume();
     await bob.ch.idle();
     expect(bob.events).toEqual([]);
   });
 
-  it('profiles are schema-checked and capped: wrong shapes are dropped and counted, long names cut', async () => {
+  it('profiles are schema-checked and capped: wrong shapes are dropped and counted', async () => {
     const bob = pair();
     bob.ch.resume();
-    const bad = [{ t: 'profile', v: 2, name: 'x' }, { t: 'profile', name: 'x' }, { t: 'profile', v: 1, name: 5 }, { t: 'chat', v: 1, name: 'x' }, { t: 'profile', v: 1, name: '   ' }, { t: 'profile', v: 1, name: 'x'.repeat(4 * MAX_NAME_LEN + 1) }];
+    const bad = [
+      v2('x', { v: 1 }),
+      { t: 'profile', v: 2, name: 'x', seq: 1 },
+      v2('x', { sig: 'short' }),
+      v2('x', { seq: '1' }),
+      v2(5),
+      v2('x', { t: 'chat' }),
+      v2('   '),
+      v2('x'.repeat(4 * MAX_NAME_LEN + 1)),
+    ];
     for (const b of bad) bob.ch.receive('alice', await profileBlob('alice', b));
-    bob.ch.receive('alice', await profileBlob('alice', { t: 'profile', v: 1, name: 'y'.repeat(200) }));
+    bob.ch.receive('alice', await profileBlob('alice', v2('y'.repeat(200))));
     await bob.ch.idle();
     expect(bob.ch.stats.malformed).toBe(bad.length);
-    expect(bob.events).toEqual([{ kind: 'profile', from: 'alice', name: 'y'.repeat(MAX_NAME_LEN) }]);
+    // The name as signed goes on (the session checks the signature over it, then shows it cut to MAX_NAME_LEN).
+    expect(bob.events).toEqual([{ kind: 'profile', from: 'alice', name: 'y'.repeat(200), seq: 1, sig: SIGNED.sig }]);
   });
 
   it('nothing is sent once the join ended, even if sealing had already started', async () => {
     const alice = pair();
     alice.ch.bind('alice');
-    const p = alice.ch.sendProfile('Alice');
+    const p = alice.ch.sendProfile('Alice', SIGNED);
     alice.ch.bind(null);
     await expect(p).rejects.toThrow(/join ended/);
     expect(alice.sent).toEqual([]);
-    await expect(alice.ch.sendProfile('Alice')).rejects.toThrow(/not joined/);
+    await expect(alice.ch.sendProfile('Alice', SIGNED)).rejects.toThrow(/not joined/);
   });
 });

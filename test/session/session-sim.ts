@@ -176,17 +176,17 @@ export class SessionRoom {
     for (const other of this.#others(id)) other.session.listed(id);
     for (const m of existing) b.session.listed(m);
     await b.session.join(id, existing);
-    await b.session.sendProfile();
-    for (const other of this.#others(id)) await other.session.sendProfile(id);
     await this.settle();
   }
 
   /** The server says `name` left (its socket closed). */
   async leave(name: string): Promise<void> {
     const b = this.#browser(name);
-    this.roster.splice(this.roster.indexOf(b.id), 1);
+    const id = b.id;
+    this.roster.splice(this.roster.indexOf(id), 1);
     b.session.leave();
-    for (const other of this.#others(b.id)) other.session.unlisted(b.id);
+    b.id = `${id} (left)`; // the server may hand the id to someone else
+    for (const other of this.#others(id)) other.session.unlisted(id);
     await this.settle();
   }
 

@@ -7,7 +7,8 @@
  * labels on HKDF-Extract(base_key)). Whoever can open a sender's media can open its chat; a member that left
  * (fresh key) or joined later (ratchet) is excluded exactly as for media.
  *
- *     inner = 0x43 ('C') || u64 KID || nonce(12) || AES-256-GCM(chatKey, nonce, AAD, JSON {"t": text, "at": ms})
+ *     inner = 0x43 ('C') || u64 KID || nonce(12) || AES-256-GCM(chatKey, nonce, AAD, JSON {"t": text, "at": ms, "seq": n, "sig": b64url})
+ *     (seq and sig: the sender's per-session sequence number and identity signature, signed-message.ts)
  *     AAD   = UTF-8("sealed-meet v1 chat") || lp16(UTF-8(roomId)) || lp16(UTF-8(senderId)) || u64 KID
  *
  * On the relay the inner blob is additionally sealed as metadata (metadata.ts, invite metadata key), so it has
@@ -22,13 +23,14 @@
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import * as z from 'zod/mini';
-import { ab, concat, fromUtf8, lp16, randomBytes, readU64be, u64be, utf8 } from './bytes.ts';
+import { ab, concat, fromBase64urlExact, fromUtf8, lp16, randomBytes, readU64be, toBase64url, u64be, utf8 } from './bytes.ts';
 import { E2eeError } from './errors.ts';
+import { SIGNATURE_LEN } from './identity.ts';
 import { parseJson } from './json.ts';
 import { splitKid } from './kid.ts';
 import { DEFAULT_SUITE, ratchetBaseKey } from './sframe.ts';
 
-const ChatPayload = z.object({ t: z.string(), at: z.number() });
+const ChatJson = z.object({ t: z.string(), at: z.number(), seq: z.number(), sig: z.string() });
 
 export const CHAT_LABEL = 'sealed-meet v1 chat';
 export const CHAT_INNER_KIND = 0x43;
@@ -71,13 +73,21 @@ async function aesKey(chatKey: Uint8Array, usage: 'encrypt' | 'decrypt'): Promis
   return crypto.subtle.importKey('raw', ab(chatKey), { name: 'AES-GCM' }, false, [usage]);
 }
 
+/** A chat message inside its encryption: text, sender time, and the sender's signature (signed-message.ts). */
+export interface ChatPayload {
+  text: string;
+  at: number;
+  seq: number;
+  sig: Uint8Array;
+}
+
 /** Seal one chat message (inner blob) with the sender's current media key. */
-export async function sealChatInner(baseKey: Uint8Array, kid: bigint, roomId: string, senderId: string, text: string, at: number): Promise<Uint8Array> {
+export async function sealChatInner(baseKey: Uint8Array, kid: bigint, roomId: string, senderId: string, m: ChatPayload): Promise<Uint8Array> {
   const ck = chatKeyFor(baseKey, kid);
   try {
     const key = await aesKey(ck, 'encrypt');
     const nonce = randomBytes(NONCE_LEN);
-    const ct = new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv: nonce, additionalData: aad(roomId, senderId, kid) }, key, utf8(JSON.stringify({ t: text, at }))));
+    const ct = new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv: nonce, additionalData: aad(roomId, senderId, kid) }, key, utf8(JSON.stringify({ t: m.text, at: m.at, seq: m.seq, sig: toBase64url(m.sig) }))));
     return concat(Uint8Array.of(CHAT_INNER_KIND), u64be(kid), nonce, ct);
   } finally {
     ck.fill(0);
@@ -90,8 +100,8 @@ export function chatInnerKid(inner: Uint8Array): bigint | null {
   return readU64be(inner, 1);
 }
 
-/** Open an inner chat blob with the base key of its KID. @throws E2eeError('malformed' | 'auth') */
-export async function openChatInner(baseKey: Uint8Array, roomId: string, senderId: string, inner: Uint8Array): Promise<{ text: string; at: number }> {
+/** Open an inner chat blob with the base key of its KID (the signature is the caller's to check). @throws E2eeError('malformed' | 'auth') */
+export async function openChatInner(baseKey: Uint8Array, roomId: string, senderId: string, inner: Uint8Array): Promise<ChatPayload> {
   const kid = chatInnerKid(inner);
   if (kid === null) throw new E2eeError('malformed', 'not a chat message');
   const ck = chatKeyFor(baseKey, kid);
@@ -105,6 +115,6 @@ export async function openChatInner(baseKey: Uint8Array, roomId: string, senderI
   } finally {
     ck.fill(0);
   }
-  const r = parseJson(ChatPayload, fromUtf8(pt), 'chat payload');
-  return { text: r.t, at: r.at };
+  const r = parseJson(ChatJson, fromUtf8(pt), 'chat payload');
+  return { text: r.t, at: r.at, seq: r.seq, sig: fromBase64urlExact(r.sig, SIGNATURE_LEN, 'chat signature') };
 }

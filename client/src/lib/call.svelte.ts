@@ -180,8 +180,7 @@ export class CallSession {
     socket.on('rejoin', live(() => void this.#rejoin('server asked (worker died)')));
     socket.on('peerJoined', ({ peerId }) => {
       if (!this.#inRoom || peerId === this.peerId) return;
-      this.#listPeer(peerId);
-      void this.#secure.sendProfile(peerId).catch(() => undefined);
+      this.#listPeer(peerId); // it gets our profile once the key exchange admitted it
     });
     socket.on('peerLeft', ({ peerId }) => {
       this.#departed.add(peerId);
@@ -350,7 +349,6 @@ export class CallSession {
       for (const [id, p] of this.#pendingProducers) producers.set(id, p);
       this.#pendingProducers.clear();
       for (const p of producers.values()) if (p.peerId !== res.peerId) jobs.push(plane.consume(p));
-      jobs.push(this.#secure.sendProfile());
       await Promise.allSettled(jobs);
     } catch (err) {
       if (gen === this.#gen) this.#handleJoinError(err);
@@ -484,6 +482,9 @@ export class CallSession {
       case 'keyframe-needed':
         if (e.side === 'send') void this.#plane?.requestSendKeyFrames();
         else this.#plane?.requestReceiveKeyFrames(e.memberId);
+        break;
+      case 'rejoin':
+        void this.#rejoin(e.why);
         break;
       default: {
         const never: never = e;

@@ -15,6 +15,7 @@ import { markVerified as recordVerified, type Verifications } from '../e2ee/veri
 import type { SenderCount } from '../transform/protocol.ts';
 import { KeyBridge, type BridgeEvent, type KeyLog, type RoomCodeView } from './key-bridge.ts';
 import type { Clock, FramePort, RelayPort } from './ports.ts';
+import { MessageGate } from './message-gate.ts';
 import { cleanName, RelayChannel, type RelayEvent } from './relay-channel.ts';
 import { emptyMemory, foreignAlert, identityDisplay, keyAlert, memberViews, type E2eeMember, type MonitorMemory, type TrustAlert } from './trust-monitor.ts';
 
@@ -27,7 +28,9 @@ export type SessionEvent =
   /** A chat blob that did not open (no key for that sender, or it does not authenticate). */
   | { kind: 'chat-dropped'; from: string }
   | { kind: 'keyframe-needed'; side: 'send' }
-  | { kind: 'keyframe-needed'; side: 'receive'; memberId: string };
+  | { kind: 'keyframe-needed'; side: 'receive'; memberId: string }
+  /** This join cannot go on safely (our send key failed to switch): leave and join again as a new member. */
+  | { kind: 'rejoin'; why: string };
 
 export interface E2eeSessionOptions {
   roomId: string;
@@ -63,6 +66,12 @@ export class E2eeSession {
   /** Members the server lists, in the order it listed them. */
   readonly #listed = new Set<string>();
   readonly #names = new Map<string, string>();
+  /** Profiles and chat that wait for their sender's admission or key, and each sender's sequence numbers. */
+  readonly #gate = new MessageGate<RelayEvent>();
+  /** Members admitted by the key exchange that we sent our profile to. */
+  readonly #admitted = new Set<string>();
+  /** Work started outside the relay queue (held messages handed on later), for `idle()`. */
+  readonly #tasks = new Set<Promise<void>>();
   #memory: MonitorMemory = emptyMemory();
   #senders: readonly SenderCount[] = [];
   #members: E2eeMember[] = [];
@@ -104,9 +113,13 @@ export class E2eeSession {
 
   /** Settles when every relay blob received so far and every key event it caused has been processed. */
   async idle(): Promise<void> {
-    await this.#channel.idle();
-    await this.#bridge?.idle();
-    await this.#channel.idle();
+    for (let i = 0; i < 10; i++) {
+      await this.#channel.idle();
+      await this.#bridge?.idle();
+      await this.#channel.idle();
+      await Promise.allSettled([...this.#tasks]);
+      if (this.#tasks.size === 0) break;
+    }
   }
 
   nameOf(peerId: string): string | undefined {
@@ -149,6 +162,8 @@ export class E2eeSession {
     this.#bridge = null;
     if (bridge) {
       bridge.destroy();
+      this.#gate.clear();
+      this.#admitted.clear();
       this.#listed.clear();
       this.#memory = emptyMemory();
       this.#refresh();
@@ -177,6 +192,8 @@ export class E2eeSession {
   unlisted(peerId: string): void {
     this.#listed.delete(peerId);
     this.#names.delete(peerId);
+    this.#gate.forget(peerId);
+    this.#admitted.delete(peerId);
     void this.#bridge?.memberLeft(peerId).catch(() => undefined);
     this.#refresh();
   }
@@ -193,10 +210,10 @@ export class E2eeSession {
     if (this.#bridge) await this.sendProfile();
   }
 
-  /** Send our display name (sealed) to `to`, or to everyone. */
+  /** Send our display name (signed, sealed) to `to`, or to everyone. Each member gets it once it admitted us. */
   async sendProfile(to?: string): Promise<void> {
     if (!this.#bridge || !this.#myName) return;
-    await this.#channel.sendProfile(this.#myName, to);
+    await this.#channel.sendProfile(this.#myName, this.#bridge.signProfile(this.#myName), to);
   }
 
   /** Seal and send a chat message to everyone. */
@@ -231,11 +248,10 @@ export class E2eeSession {
         await this.#bridge?.relay(e.from, e.bytes).catch(() => undefined);
         break;
       case 'profile':
-        this.#names.set(e.from, e.name);
-        this.#refresh();
+        this.#onProfile(e);
         break;
       case 'chat':
-        await this.#openChat(e.from, e.inner);
+        await this.#openChat(e);
         break;
       case 'foreign':
         this.#onEvent({ kind: 'alert', alert: foreignAlert(this.#who(e.from)) });
@@ -247,9 +263,55 @@ export class E2eeSession {
     }
   }
 
-  async #openChat(from: string, inner: Uint8Array): Promise<void> {
-    const m = (await this.#bridge?.openChat(from, inner)) ?? null;
-    this.#onEvent(m ? { kind: 'chat', from, text: m.text, at: m.at } : { kind: 'chat-dropped', from });
+  /** Messages of a sender we cannot check yet wait for it — if the server lists it or the key exchange admitted it. */
+  #mayWait(from: string): boolean {
+    return this.#listed.has(from) || this.#bridge?.member(from) !== undefined;
+  }
+
+  #track(p: Promise<void>): void {
+    const t = p.catch(() => undefined).finally(() => this.#tasks.delete(t));
+    this.#tasks.add(t);
+  }
+
+  #onProfile(e: Extract<RelayEvent, { kind: 'profile' }>): void {
+    const bridge = this.#bridge;
+    if (!bridge) return;
+    if (!bridge.member(e.from)) {
+      if (this.#mayWait(e.from)) this.#gate.hold(e.from, e);
+      return;
+    }
+    // Signed by the member's identity for its current session, and newer than the name we show: else a forgery or a replay.
+    if (!bridge.verifyProfile(e.from, e.name, e.seq, e.sig) || !this.#gate.newerProfile(e.from, e.seq)) return;
+    this.#names.set(e.from, cleanName(e.name));
+    this.#refresh();
+  }
+
+  async #openChat(e: Extract<RelayEvent, { kind: 'chat' }>): Promise<void> {
+    const { from } = e;
+    const bridge = this.#bridge;
+    if (!bridge) return;
+    if (!bridge.hasChatKey(from) && this.#mayWait(from)) {
+      this.#gate.hold(from, e);
+      return;
+    }
+    const m = await bridge.openChat(from, e.inner);
+    if (!m) this.#onEvent({ kind: 'chat-dropped', from });
+    else if (this.#gate.firstChat(from, m.seq)) this.#onEvent({ kind: 'chat', from, text: m.text, at: m.at });
+  }
+
+  /** After the key exchange moved on: send our profile to newly admitted members, hand on what waited for them. */
+  #onAdmissions(): void {
+    const bridge = this.#bridge;
+    if (!bridge) return;
+    for (const id of bridge.state.members.keys()) {
+      if (this.#admitted.has(id)) continue;
+      this.#admitted.add(id);
+      void this.sendProfile(id).catch(() => undefined);
+    }
+    for (const from of this.#gate.waiting) {
+      if (!bridge.member(from)) continue;
+      for (const held of this.#gate.release(from)) this.#track(this.#onRelay(held));
+    }
   }
 
   #onBridge(e: BridgeEvent): void {
@@ -260,15 +322,17 @@ export class E2eeSession {
         break;
       }
       case 'members-changed':
+        this.#onAdmissions();
         this.#refresh();
         break;
       case 'keyframe-needed':
         this.#onEvent(e);
         break;
       case 'send-key-failed':
-        // The bridge cleared the worker's send key (nothing is sealed any more) and raised the alert; rejoining with a
-        // fresh session key is the call's to wire (issue 13 §5).
+        // The bridge cleared the worker's send key (nothing is sealed any more) and raised the alert: start over with
+        // a fresh session key (issue 13 §5).
         this.#refresh();
+        this.#onEvent({ kind: 'rejoin', why: 'our send key could not be switched' });
         break;
       default: {
         const never: never = e;

@@ -14,12 +14,14 @@
  *
  * @module
  */
-import { baseKeyForKid, chatInnerKid, openChatInner, sealChatInner } from '../e2ee/chat.ts';
+import { utf8 } from '../e2ee/bytes.ts';
+import { baseKeyForKid, chatInnerKid, openChatInner, sealChatInner, type ChatPayload } from '../e2ee/chat.ts';
 import { safetyNumber } from '../e2ee/codes.ts';
 import { newSession, wipeSession, type Identity, type Session } from '../e2ee/identity.ts';
 import type { InviteKeys } from '../e2ee/invite.ts';
 import { KeyAgent, type SendKeyFailure, type SendKeyInfo } from '../e2ee/key-agent.ts';
 import { currentRoomCode, type MemberRecord, type MembershipEffect, type MembershipState } from '../e2ee/membership.ts';
+import { chatBody, signMessage, verifyMessage } from '../e2ee/signed-message.ts';
 import type { Cancel, Clock, FramePort } from './ports.ts';
 
 /** KeyAgent clock (rotation timer, expiry). */
@@ -55,6 +57,7 @@ export interface KeyBridgePorts {
   emit(e: BridgeEvent): void;
 }
 
+/** The room code of a completed round (`KeyBridge.roomCode` is null while it is pending). */
 export interface RoomCodeView {
   emoji: string;
   digits: string;
@@ -79,6 +82,8 @@ export class KeyBridge {
   #sending = false;
   #senderIndex: number | null = null;
   #stopTick: Cancel | null = null;
+  /** Sequence number of our last signed message (profiles and chat) in this session. */
+  #seq = 0;
   /** The agent's last event (its events run in order: once this settles, all earlier ones have). */
   #last: Promise<void> = Promise.resolve();
   #destroyed = false;
@@ -193,27 +198,66 @@ export class KeyBridge {
     });
   }
 
-  /** A chat message sealed under our current media-derived chat key (inner blob, e2ee/chat.ts). */
+  /** A chat message sealed under our current media-derived chat key (inner blob, e2ee/chat.ts), signed and numbered. */
   async sealChat(text: string): Promise<Uint8Array> {
     const k = this.#chatKeys.get(this.memberId);
     if (!k || this.#destroyed) throw new Error('not in the call yet');
-    return sealChatInner(k.baseKey, k.kid, this.#opts.roomId, this.memberId, text, this.#ports.clock.now());
+    const at = Math.floor(this.#ports.clock.now());
+    const seq = this.#nextSeq();
+    const sig = signMessage(this.#opts.identity, 'chat', this.#selfContext(), seq, chatBody(text, at));
+    return sealChatInner(k.baseKey, k.kid, this.#opts.roomId, this.memberId, { text, at, seq, sig });
   }
 
-  /** Opens an inner chat blob from `from`, or null (no key for that sender / KID, or it does not authenticate). */
-  async openChat(from: string, inner: Uint8Array): Promise<{ text: string; at: number } | null> {
+  /**
+   * Opens an inner chat blob from `from`: null unless it decrypts under that sender's current key AND carries its
+   * identity's signature for its current session.
+   */
+  async openChat(from: string, inner: Uint8Array): Promise<{ text: string; at: number; seq: number } | null> {
     const kid = chatInnerKid(inner);
     const known = this.#chatKeys.get(from);
-    if (kid === null || !known) return null;
+    const rec = this.member(from);
+    if (kid === null || !known || !rec) return null;
     const base = baseKeyForKid(known, kid);
     if (!base) return null;
+    let m: ChatPayload;
     try {
-      return await openChatInner(base, this.#opts.roomId, from, inner);
+      m = await openChatInner(base, this.#opts.roomId, from, inner);
     } catch {
       return null;
     } finally {
       base.fill(0);
     }
+    const ctx = { roomId: this.#opts.roomId, memberId: from, sessionPublicKey: rec.sessionPublicKey };
+    let body: Uint8Array;
+    try {
+      body = chatBody(m.text, m.at);
+    } catch {
+      return null;
+    }
+    return verifyMessage(rec.identityPublicKey, 'chat', ctx, m.seq, body, m.sig) ? { text: m.text, at: m.at, seq: m.seq } : null;
+  }
+
+  /** Our signature over a display-name profile, with its sequence number. */
+  signProfile(name: string): { seq: number; sig: Uint8Array } {
+    if (this.#destroyed) throw new Error('not in the call yet');
+    const seq = this.#nextSeq();
+    return { seq, sig: signMessage(this.#opts.identity, 'profile', this.#selfContext(), seq, utf8(name)) };
+  }
+
+  /** Whether a profile is signed by `from`'s identity for its current session (false if it is not admitted). */
+  verifyProfile(from: string, name: string, seq: number, sig: Uint8Array): boolean {
+    const rec = this.member(from);
+    if (!rec) return false;
+    return verifyMessage(rec.identityPublicKey, 'profile', { roomId: this.#opts.roomId, memberId: from, sessionPublicKey: rec.sessionPublicKey }, seq, utf8(name), sig);
+  }
+
+  #nextSeq(): number {
+    this.#seq += 1;
+    return this.#seq;
+  }
+
+  #selfContext(): { roomId: string; memberId: string; sessionPublicKey: Uint8Array } {
+    return { roomId: this.#opts.roomId, memberId: this.memberId, sessionPublicKey: this.#session.keyPair.publicKey };
   }
 
   /** Wipes this join's keys (agent channels, send ring, session key, chat keys) and the worker's keys. */
@@ -265,6 +309,10 @@ export class KeyBridge {
         this.#roomCode = roomCodeView(state);
         emit({ kind: 'members-changed' });
         break;
+      case 'room-code-changed':
+        this.#roomCode = roomCodeView(state);
+        emit({ kind: 'members-changed' });
+        break;
       case 'forget-member':
         if (eff.senderIndex !== undefined) frames.forgetSender(eff.senderIndex);
         this.#chatKeys.get(eff.memberId)?.baseKey.fill(0);
@@ -288,11 +336,8 @@ export class KeyBridge {
   }
 }
 
+/** The room code as shown, or null while the round of the current roster is pending (membership-code.ts). */
 function roomCodeView(state: MembershipState): RoomCodeView | null {
-  try {
-    const rc = currentRoomCode(state);
-    return { emoji: rc.emoji.map((e) => e.emoji).join(' '), digits: rc.digits.replace(/(\d{4})(?=\d)/g, '$1 ') };
-  } catch {
-    return null;
-  }
+  const rc = currentRoomCode(state);
+  return rc ? { emoji: rc.emoji.map((e) => e.emoji).join(' '), digits: rc.digits.replace(/(\d{4})(?=\d)/g, '$1 ') } : null;
 }

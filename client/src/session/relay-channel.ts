@@ -20,7 +20,7 @@
  */
 import PQueue from 'p-queue';
 import * as z from 'zod/mini';
-import { fromUtf8, utf8 } from '../e2ee/bytes.ts';
+import { fromBase64urlExact, fromUtf8, toBase64url, utf8 } from '../e2ee/bytes.ts';
 import { chatInnerKid } from '../e2ee/chat.ts';
 import { parseJson } from '../e2ee/json.ts';
 import { RELAY_KIND } from '../e2ee/relay-framing.ts';
@@ -34,7 +34,7 @@ export const MAX_PENDING = 200;
 
 export type RelayEvent =
   | { kind: 'membership'; from: string; bytes: Uint8Array }
-  | { kind: 'profile'; from: string; name: string }
+  | { kind: 'profile'; from: string; name: string; seq: number; sig: Uint8Array }
   | { kind: 'chat'; from: string; inner: Uint8Array }
   | { kind: 'foreign'; from: string };
 
@@ -47,7 +47,14 @@ export interface RelayStats {
   overflow: number;
 }
 
-const Profile = z.object({ t: z.literal('profile'), v: z.literal(1), name: z.string().check(z.maxLength(4 * MAX_NAME_LEN)) });
+/** Profile v2: the display name with the sender's sequence number and identity signature (e2ee/signed-message.ts). */
+const Profile = z.object({
+  t: z.literal('profile'),
+  v: z.literal(2),
+  name: z.string().check(z.maxLength(4 * MAX_NAME_LEN)),
+  seq: z.number(),
+  sig: z.string().check(z.length(86)),
+});
 
 /** A display name as we show and send it: trimmed, at most MAX_NAME_LEN characters. */
 export function cleanName(name: string): string {
@@ -68,6 +75,8 @@ export class RelayChannel {
   readonly #onEvent: (e: RelayEvent) => void | Promise<void>;
   readonly #queue = new PQueue({ concurrency: 1, autoStart: false });
   #self: string | null = null;
+  /** Blobs being sealed (not yet handed to the port). */
+  readonly #sending = new Set<Promise<void>>();
 
   constructor(opts: RelayChannelOptions, port: RelayPort, onEvent: (e: RelayEvent) => void | Promise<void>) {
     this.#opts = opts;
@@ -100,9 +109,14 @@ export class RelayChannel {
     void this.#queue.add(() => this.#open(from, outer)).catch((e: unknown) => console.warn('[relay] handler failed', e));
   }
 
-  /** Settles once every blob received so far has been handed on (at once while paused: held blobs wait). */
-  idle(): Promise<void> {
-    return this.#queue.isPaused ? Promise.resolve() : this.#queue.onIdle();
+  /**
+   * Settles once every blob received so far has been handed on (held blobs wait while paused) and every blob we are
+   * sealing has been handed to the port.
+   */
+  async idle(): Promise<void> {
+    while (this.#sending.size > 0 || (!this.#queue.isPaused && (this.#queue.size > 0 || this.#queue.pending > 0))) {
+      await Promise.allSettled([...this.#sending, this.#queue.isPaused ? Promise.resolve() : this.#queue.onIdle()]);
+    }
   }
 
   /** A key-exchange message (relay framing bytes from the key agent). */
@@ -110,27 +124,30 @@ export class RelayChannel {
     return this.#send(bytes, to);
   }
 
-  /** Our display name, sealed as a profile. */
-  async sendProfile(name: string, to?: string): Promise<void> {
-    const body = utf8(JSON.stringify({ t: 'profile', v: 1, name: cleanName(name) }));
-    await this.#send(await this.#sealInner(body), to);
+  /** Our display name (already cleaned, as signed), sealed as a profile. */
+  sendProfile(name: string, signed: { seq: number; sig: Uint8Array }, to?: string): Promise<void> {
+    const body = utf8(JSON.stringify({ t: 'profile', v: 2, name, seq: signed.seq, sig: toBase64url(signed.sig) }));
+    return this.#send(body, to, true);
   }
 
   /** An inner chat blob (e2ee/chat.ts, sealed by the key bridge) to every other member. */
-  async sendChat(inner: Uint8Array): Promise<void> {
-    await this.#send(await this.#sealInner(inner));
+  sendChat(inner: Uint8Array): Promise<void> {
+    return this.#send(inner, undefined, true);
   }
 
-  async #sealInner(body: Uint8Array): Promise<Uint8Array> {
-    const me = this.#me();
-    const sealed = await sealMetadata(this.#opts.metadataKey, this.#opts.roomId, me, body);
-    this.#still(me);
-    return sealed;
+  /** `metadata`: seal `inner` as metadata first (profiles, chat), inside the outer envelope. */
+  #send(inner: Uint8Array, to: string | undefined, metadata = false): Promise<void> {
+    const p = this.#seal(inner, to, metadata);
+    this.#sending.add(p);
+    void p.finally(() => this.#sending.delete(p)).catch(() => undefined);
+    return p;
   }
 
-  async #send(inner: Uint8Array, to?: string): Promise<void> {
+  async #seal(inner: Uint8Array, to: string | undefined, metadata: boolean): Promise<void> {
     const me = this.#me();
-    const outer = await sealRelay(this.#opts.metadataKey, this.#opts.roomId, me, inner);
+    const { metadataKey, roomId } = this.#opts;
+    const body = metadata ? await sealMetadata(metadataKey, roomId, me, inner) : inner;
+    const outer = await sealRelay(metadataKey, roomId, me, body);
     // The join ended while we sealed (its keys may be wiped by now): nothing of it leaves.
     this.#still(me);
     await this.#port.send(outer, to);
@@ -172,21 +189,22 @@ export class RelayChannel {
       await this.#onEvent({ kind: 'chat', from, inner: opened });
       return;
     }
-    const name = parseProfile(opened);
-    if (name === null) {
+    const profile = parseProfile(opened);
+    if (profile === null) {
       this.stats.malformed += 1;
       return;
     }
-    await this.#onEvent({ kind: 'profile', from, name });
+    await this.#onEvent({ kind: 'profile', from, ...profile });
   }
 }
 
-function parseProfile(bytes: Uint8Array): string | null {
-  let name: string;
+/** A profile as sent: the name exactly as signed (receivers show it cleaned), its sequence number and signature. */
+function parseProfile(bytes: Uint8Array): { name: string; seq: number; sig: Uint8Array } | null {
   try {
-    name = cleanName(parseJson(Profile, fromUtf8(bytes), 'profile').name);
+    const p = parseJson(Profile, fromUtf8(bytes), 'profile');
+    if (!cleanName(p.name)) return null;
+    return { name: p.name, seq: p.seq, sig: fromBase64urlExact(p.sig, 64, 'profile signature') };
   } catch {
     return null;
   }
-  return name ? name : null;
 }
