@@ -10,6 +10,7 @@ import {
   BYPASS_SLACK_BYTES,
   BYPASS_STRIKES,
   BypassDetector,
+  CREATOR_GRACE_MS,
   emptyMemory,
   keyAlert,
   memberViews,
@@ -92,6 +93,32 @@ describe('memberViews', () => {
     expect(early.alerts).toEqual([]);
     const late = memberViews(input([ghost], [], 1001 + ROSTER_GRACE_MS), early.memory);
     expect(late.alerts.map((a) => a.kind)).toEqual(['roster']);
+  });
+});
+
+describe('the creator named in the invite', () => {
+  it('members present but none of them the creator: a notice after the grace period, not before', () => {
+    const bob = member('bob');
+    const creatorFingerprint = fingerprint(generateIdentity().publicKey);
+    const t0 = memberViews(input([bob], [], 1000, { creatorFingerprint }), emptyMemory());
+    expect(t0.alerts).toEqual([]);
+    const early = memberViews(input([bob], [], 1000 + CREATOR_GRACE_MS, { creatorFingerprint }), t0.memory);
+    expect(early.alerts).toEqual([]);
+    const late = memberViews(input([bob], [], 1001 + CREATOR_GRACE_MS, { creatorFingerprint }), early.memory);
+    expect(late.alerts.map((a) => a.kind)).toEqual(['creator-absent']);
+    // The creator arrives: no more notice.
+    const alice = member('alice');
+    const withCreator = memberViews(input([bob, alice], [], 2000 + CREATOR_GRACE_MS, { creatorFingerprint: alice.record!.fingerprint }), late.memory);
+    expect(withCreator.alerts).toEqual([]);
+  });
+
+  it('someone using the creator’s display name with another identity key is called out', () => {
+    const alice = member('alice', { name: 'Alice' });
+    const seen = memberViews(input([alice], [], 0, { creatorFingerprint: alice.record!.fingerprint }), emptyMemory());
+    expect(seen.members[0]!.verification).toBe('creator');
+    const impostor = member('alice-2', { name: 'alice' });
+    const r = memberViews(input([impostor], [], 1, { creatorFingerprint: alice.record!.fingerprint }), seen.memory);
+    expect(r.alerts.map((a) => a.message)).toEqual(['alice uses the name of the person who created this meeting, but not their identity key.']);
   });
 });
 

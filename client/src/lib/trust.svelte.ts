@@ -16,6 +16,7 @@ export interface SafetyView {
 /** Title for each alert kind (the message comes from the E2EE layer). */
 export const ALERT_TITLES: Record<AlertKind, string> = {
   misattributed: 'Someone else’s media was put in a participant’s tile',
+  'creator-absent': 'The meeting’s creator is not here',
   'injected-member': 'Someone joined without the meeting key',
   'identity-changed': 'A known name has a different identity',
   bypass: 'Encryption is not applied to some media',

@@ -11,7 +11,7 @@
  */
 import type { Identity } from '../e2ee/identity.ts';
 import type { InviteKeys } from '../e2ee/invite.ts';
-import { markVerified as recordVerified, type Verifications } from '../e2ee/verification.ts';
+import { isCreator, markVerified as recordVerified, type Verifications } from '../e2ee/verification.ts';
 import type { SenderCount } from '../transform/protocol.ts';
 import { KeyBridge, type BridgeEvent, type KeyLog, type RoomCodeView } from './key-bridge.ts';
 import type { Clock, FramePort, RelayPort } from './ports.ts';
@@ -357,7 +357,8 @@ export class E2eeSession {
         })),
         senders: this.#senders,
         verifications: this.#verifications,
-        creatorFingerprint: this.#opts.creatorFingerprint,
+        // The link names its creator; if that is us, nobody else can be (and its absence is no news).
+        creatorFingerprint: this.#identity && isCreator(this.#opts.creatorFingerprint, this.#identity.publicKey) ? undefined : this.#opts.creatorFingerprint,
         now: this.#ports.clock.now(),
       },
       this.#memory,

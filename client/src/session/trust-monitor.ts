@@ -20,6 +20,7 @@ export type VerificationState = 'verified' | 'unverified' | 'changed' | 'creator
 export type MemberKeyState = 'waiting' | 'encrypted' | 'verified' | 'failing';
 export type AlertKind =
   | 'misattributed'
+  | 'creator-absent'
   | 'injected-member'
   | 'identity-changed'
   | 'bypass'
@@ -56,6 +57,8 @@ export interface E2eeMember {
 
 /** A listed member that has not joined the key exchange after this long raises a roster alert. */
 export const ROSTER_GRACE_MS = 5_000;
+/** An invite naming its creator, with members present but none of them the creator, after this long: say so. */
+export const CREATOR_GRACE_MS = 10_000;
 /**
  * A member admitted by the key exchange that the server does not list after this long raises a roster alert. The
  * server announces a join before the joiner can relay anything, so an honest server lists it first; the grace only
@@ -99,6 +102,10 @@ export interface MonitorMemory {
   readonly unannouncedSince: ReadonlyMap<string, number>;
   /** Per member: when it was first admitted by the key exchange without being listed. */
   readonly unlistedSince: ReadonlyMap<string, number>;
+  /** The display name the invite's creator (matched by fingerprint) used in this meeting, once seen. */
+  readonly creatorName?: string | undefined;
+  /** Since when members are in the key exchange but none is the creator the invite names. */
+  readonly creatorAbsentSince?: number | undefined;
 }
 
 export const emptyMemory = (): MonitorMemory => ({ last: new Map(), unannouncedSince: new Map(), unlistedSince: new Map() });
@@ -160,7 +167,39 @@ export function memberViews(input: ViewsInput, memory: MonitorMemory): { members
       opened,
     };
   });
-  return { members, alerts, memory: { last, unannouncedSince, unlistedSince } };
+  const creator = creatorChecks(input, members, memory, alerts);
+  return { members, alerts, memory: { last, unannouncedSince, unlistedSince, ...creator } };
+}
+
+/**
+ * When the invite names its creator (by fingerprint): say so if members are here but none of them is the creator, and
+ * if someone uses the creator's display name with another identity key.
+ */
+function creatorChecks(
+  input: ViewsInput,
+  members: readonly E2eeMember[],
+  memory: MonitorMemory,
+  alerts: TrustAlert[],
+): { creatorName?: string | undefined; creatorAbsentSince?: number | undefined } {
+  if (input.creatorFingerprint === undefined) return {};
+  const creator = members.find((m) => m.verification === 'creator');
+  const creatorName = creator?.name ?? memory.creatorName;
+  if (creatorName !== undefined) {
+    for (const m of members) {
+      if (m.verification !== 'creator' && m.name !== undefined && m.name.toLowerCase() === creatorName.toLowerCase() && m.fingerprint !== '') {
+        alerts.push({ kind: 'identity-changed', message: `${m.name} uses the name of the person who created this meeting, but not their identity key.` });
+      }
+    }
+  }
+  const inExchange = members.some((m) => m.fingerprint !== '');
+  let creatorAbsentSince: number | undefined;
+  if (!creator && inExchange) {
+    creatorAbsentSince = memory.creatorAbsentSince ?? input.now;
+    if (input.now - creatorAbsentSince > CREATOR_GRACE_MS) {
+      alerts.push({ kind: 'creator-absent', message: 'Nobody here has the identity key of the person who created your invite link. If they should be here, ask them whether the link is really theirs.' });
+    }
+  }
+  return { creatorName, creatorAbsentSince };
 }
 
 /** The alert for a key-exchange problem the membership reducer reported (null: nothing to show). */
