@@ -38,6 +38,13 @@ describe('sendPlan', () => {
     expect(sendPlan('screen').encodings).toHaveLength(1);
     expect(sendPlan('mic')).toEqual({ codecOptions: { opusStereo: false, opusDtx: true, opusFec: true } });
   });
+
+  it('hiding voice activity: the mic without DTX at a fixed bitrate; video unchanged', () => {
+    const hide = { hideVoiceActivity: true };
+    expect(sendPlan('mic', hide)).toEqual({ codecOptions: { opusStereo: false, opusDtx: false, opusFec: true, opusMaxAverageBitrate: 32_000 } });
+    expect(sendPlan('camera', hide)).toEqual(sendPlan('camera'));
+    expect(sendPlan('screen', hide)).toEqual(sendPlan('screen'));
+  });
 });
 
 describe('buildTiles', () => {

@@ -17,6 +17,11 @@
  *
  * H.264 and AV1 are refused (`assertProtectableCodec`): see REFUSED_CODECS.
  *
+ * Audio padding (HIDE_VOICE_ACTIVITY, docs/protocol.md A §2.1): in a room whose join answer says `hideVoiceActivity`,
+ * every Opus frame's SFrame plaintext is `body || 0x80 || 0x00*` up to the next multiple of AUDIO_PADDING_BLOCK
+ * bytes — inside the encryption, so it is authenticated and the SFU sees constant-size frames; receivers in such a
+ * room strip it (`{ padAudio: true }` on both sides) and drop a frame whose padding is not exactly that.
+ *
  * @module
  */
 import { E2eeError } from './errors.ts';
@@ -100,10 +105,50 @@ export function splitProtected(codec: MediaCodec, data: Uint8Array): { prefix: U
   return { prefix: data.subarray(0, n), sframe: data.subarray(n) };
 }
 
+/**
+ * Audio frames (Opus) in a room that hides voice activity are padded to a multiple of this many SFrame plaintext
+ * bytes (the TOC byte in the clear prefix not counted). Opus at the constant 32 kbit/s we ask for in that mode makes
+ * 80-byte packets (79 after the TOC), so every frame is exactly one block.
+ */
+export const AUDIO_PADDING_BLOCK = 128;
+/** The byte that ends the body of a padded frame; only zeros follow it (ISO/IEC 7816-4 style). */
+const PAD_MARK = 0x80;
+
+/** Per-frame options of a room: `padAudio` = pad (send) / strip (receive) Opus frames (A §2.1). */
+export interface FrameOptions {
+  padAudio?: boolean;
+}
+
+/**
+ * `body || 0x80 || 0x00 * k`, k ≥ 0 the least such that the length is a multiple of `AUDIO_PADDING_BLOCK` (a body of
+ * 127 bytes → 128, of 128 → 256). A new buffer; `body` is not changed.
+ */
+export function padAudioPlaintext(body: Uint8Array): Uint8Array {
+  const out = new Uint8Array(Math.ceil((body.length + 1) / AUDIO_PADDING_BLOCK) * AUDIO_PADDING_BLOCK);
+  out.set(body, 0);
+  out[body.length] = PAD_MARK;
+  return out;
+}
+
+/**
+ * Inverse of `padAudioPlaintext`, strict: the length is a non-zero multiple of the block, the last non-zero byte is
+ * 0x80 and fewer than a block of zeros follow it; anything else throws `E2eeError('malformed')`. A view into `padded`.
+ */
+export function unpadAudioPlaintext(padded: Uint8Array): Uint8Array {
+  if (padded.length === 0 || padded.length % AUDIO_PADDING_BLOCK !== 0) throw new E2eeError('malformed', 'padded audio frame is not a whole number of blocks');
+  let end = padded.length - 1;
+  while (end >= 0 && padded[end] === 0) end--;
+  if (end < 0 || padded[end] !== PAD_MARK) throw new E2eeError('malformed', 'padded audio frame has no padding mark');
+  if (padded.length - end > AUDIO_PADDING_BLOCK) throw new E2eeError('malformed', 'padded audio frame has more than one block of padding');
+  return padded.subarray(0, end);
+}
+
+const pads = (codec: MediaCodec, opts: FrameOptions | undefined): boolean => opts?.padAudio === true && codec === 'opus';
+
 /** Protect one encoded frame with the sender's key (fresh CTR). Output: `prefix || header || ciphertext`. */
-export async function protectFrame(sender: FrameSealer, codec: MediaCodec, frame: Uint8Array): Promise<Uint8Array> {
+export async function protectFrame(sender: FrameSealer, codec: MediaCodec, frame: Uint8Array, opts?: FrameOptions): Promise<Uint8Array> {
   const { prefix, body } = splitPlain(codec, frame);
-  return sender.seal(prefix, body, { leading: prefix });
+  return sender.seal(prefix, pads(codec, opts) ? padAudioPlaintext(body) : body, { leading: prefix });
 }
 
 /** `prefix || plaintext` in one new buffer (the original encoded frame). */
@@ -115,9 +160,14 @@ export function joinFrame(prefix: Uint8Array, plaintext: Uint8Array): Uint8Array
   return out;
 }
 
-/** The original frame for an `ok` result of a key ring (released buffered frames included), else undefined. */
-export function frameFromResult<T>(r: OpenResult<T>): Uint8Array | undefined {
-  return r.status === 'ok' ? joinFrame(r.metadata, r.plaintext) : undefined;
+/**
+ * The original frame for an `ok` result of a key ring (released buffered frames included), else undefined. With
+ * `padAudio` an Opus frame's padding is stripped first; a frame that is not padded exactly as A §2.1 says throws
+ * `E2eeError('malformed')` (the caller drops it).
+ */
+export function frameFromResult<T>(r: OpenResult<T>, codec?: MediaCodec, opts?: FrameOptions): Uint8Array | undefined {
+  if (r.status !== 'ok') return undefined;
+  return joinFrame(r.metadata, codec !== undefined && pads(codec, opts) ? unpadAudioPlaintext(r.plaintext) : r.plaintext);
 }
 
 /**

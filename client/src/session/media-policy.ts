@@ -48,8 +48,22 @@ export interface SendEncodingPlan {
   codecOptions?: Record<string, unknown>;
 }
 
-/** Encodings per source: camera simulcast ×3, screen one layer, mic Opus with DTX + FEC. */
-export function sendPlan(source: TrackSource): SendEncodingPlan {
+/**
+ * HIDE_VOICE_ACTIVITY (join answer `hideVoiceActivity`): the mic runs without DTX at this constant bitrate, so an
+ * Opus packet is 80 bytes every 20 ms whether anyone speaks or not (the server's capabilities add `cbr=1`;
+ * frame-codec.ts pads each frame to AUDIO_PADDING_BLOCK inside SFrame on top of that).
+ */
+export const HIDDEN_VOICE_BITRATE = 32_000;
+
+export interface SendPolicy {
+  hideVoiceActivity: boolean;
+}
+
+/**
+ * Encodings per source: camera simulcast ×3, screen one layer, mic Opus with FEC and DTX — or, when the room hides
+ * voice activity, without DTX at HIDDEN_VOICE_BITRATE.
+ */
+export function sendPlan(source: TrackSource, policy: SendPolicy = { hideVoiceActivity: false }): SendEncodingPlan {
   switch (source) {
     case 'camera':
       return {
@@ -63,7 +77,9 @@ export function sendPlan(source: TrackSource): SendEncodingPlan {
     case 'screen':
       return { encodings: [{ maxBitrate: 1_500_000 }] };
     case 'mic':
-      return { codecOptions: { opusStereo: false, opusDtx: true, opusFec: true } };
+      return policy.hideVoiceActivity
+        ? { codecOptions: { opusStereo: false, opusDtx: false, opusFec: true, opusMaxAverageBitrate: HIDDEN_VOICE_BITRATE } }
+        : { codecOptions: { opusStereo: false, opusDtx: true, opusFec: true } };
     default: {
       const never: never = source;
       return never;
