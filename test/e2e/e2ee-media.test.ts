@@ -1,6 +1,7 @@
 /**
  * End-to-end encrypted media over the real server with the TEST-ONLY media tap on:
- * (a) three participants see and hear each other, every frame sealed / opened in the worker, passthrough 0;
+ * (a) three participants see and hear each other, every frame sealed / opened in the worker, and the frame ledger holds
+ *     (what the encoder produced = what the worker sealed or dropped = what the packetizer sent; likewise on receive);
  * (b) what the SFU forwards is SFrame: clear prefix + header + ciphertext; with keys exported from the
  *     participants (`?e2ee-test-hooks=1`), Node decrypts it with the core into valid VP8 / Opus;
  * (f) a screen share is encrypted too, and the first frame of every producer at the tap is already SFrame;
@@ -15,11 +16,13 @@ import {
   createAndJoin,
   expectEncryptedFlow,
   exportKeys,
+  frameLedger,
   fromHex,
   isPlausibleOpus,
   isPlausibleVp8Frame,
   isValidVp8KeyFrame,
   joinHooked,
+  ledgerProblems,
   parseProtected,
   tryOpen,
   withRatchets,
@@ -65,7 +68,7 @@ describe('E2EE media (RTCRtpScriptTransform, tap on)', () => {
         const others = [alice, bob, carol].filter((o) => o !== p).map((o) => ids.get(o)!);
         await expectMediaFlowing(p, others, 150_000);
       }
-      for (const p of [alice, bob, carol]) await expectEncryptedFlow(p, 4, refresh);
+      for (const p of [alice, bob, carol]) await expectEncryptedFlow(p, 4);
       // All three show the same room code (same roster).
       const codes = await Promise.all([alice, bob, carol].map(async (p) => JSON.stringify((await snapshot(p)).e2ee.roomCode)));
       expect(new Set(codes).size).toBe(1);
@@ -150,10 +153,10 @@ describe('E2EE media (RTCRtpScriptTransform, tap on)', () => {
         expect(plain, `${prod.source} first frame ${f.index} is SFrame under a known key`).not.toBeNull();
       }
     }
-    const s = await refresh(alice);
-    const screen = s.producers.find((x) => x.source === 'screen')!;
-    expect(screen.sealed).toBeGreaterThan(0);
-    expect(screen.passthrough).toBe(0);
+    const ledger = await frameLedger(alice);
+    const screen = ledger.send.find((x) => x.media.source === 'screen')!;
+    expect(screen.media.sealed).toBeGreaterThan(0);
+    expect(ledgerProblems('Alice', ledger)).toEqual([]);
   }, 180_000);
 
   it('(d) after Carol leaves, frames sent after the rotation do not open with any key Carol held', async () => {

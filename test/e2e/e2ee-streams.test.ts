@@ -1,10 +1,10 @@
 /**
  * (g) The same end-to-end encrypted three-way call with the older Insertable Streams API
  * (`createEncodedStreams`, forced with `?transform=streams`): media flows, every frame sealed/opened in the
- * worker, passthrough 0, and everything the SFU forwards parses as SFrame and opens with the senders' keys.
+ * worker with the frame ledger holding, and everything the SFU forwards parses as SFrame and opens with the senders' keys.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Harness, dumpLogs, expectMediaFlowing, refresh, roomIdOf, snapshot, type Participant } from './harness.ts';
+import { Harness, dumpLogs, expectMediaFlowing, roomIdOf, snapshot, type Participant } from './harness.ts';
 import { codecOf, createAndJoin, expectEncryptedFlow, exportKeys, fromHex, joinHooked, parseProtected, tryOpen } from './e2ee-helpers.ts';
 
 const API = 'streams' as const;
@@ -32,7 +32,7 @@ describe('E2EE media (createEncodedStreams, tap on)', () => {
         expect((await snapshot(p)).transformApi).toBe(API);
         await expectMediaFlowing(p, ids.filter((_, j) => j !== i), 150_000);
       }
-      for (const p of ps) await expectEncryptedFlow(p, 4, refresh);
+      for (const p of ps) await expectEncryptedFlow(p, 4);
       const keys = new Map<bigint, Uint8Array>();
       for (const p of ps) for (const k of (await exportKeys(p)).sendHistory) keys.set(BigInt(k.kid), fromHex(k.key));
       const producers = h.server.tap!.producers().filter((x) => x.roomId === roomIdOf(link));

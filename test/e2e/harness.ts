@@ -16,6 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import type { StartedServer, StartOptions } from '../../signaling/src/main.ts';
+import type { ConfigInput } from '../../sfu/src/config.ts';
 import type { DebugSnapshot, RtpSummary } from '../../client/src/lib/debug.ts';
 import { ensureClientBuild } from '../client-build.ts';
 
@@ -54,8 +55,11 @@ export class Harness {
     return this.server.url;
   }
 
-  /** `serverOpts`: extra startServer options (e.g. `{ tap: true }` for the media tap); the log sink is always set. */
-  static async start(serverOpts: Omit<StartOptions, 'logSink'> = {}): Promise<Harness> {
+  /**
+   * `serverOpts`: extra startServer options (e.g. `{ tap: true }` for the media tap); the log sink is always set.
+   * `config`: server settings on top of the harness's (e.g. `{ hideVoiceActivity: true }`).
+   */
+  static async start(serverOpts: Omit<StartOptions, 'logSink'> = {}, config: ConfigInput = {}): Promise<Harness> {
     ensureChromium();
     // E2E_CLIENT_DIR: serve an already built TEST client from elsewhere; else the TEST build, (re)built if stale.
     const clientDir = process.env['E2E_CLIENT_DIR'] || ensureClientBuild('test');
@@ -63,7 +67,7 @@ export class Harness {
     // Imported lazily: main.ts pulls in the SFU, which must load mediasoup after MEDIASOUP_WORKER_BIN is set.
     const { startServer } = await import('../../signaling/src/main.ts');
     const server = await startServer(
-      { port: 0, host: 'localhost', workers: 1, logLevel: (process.env['E2E_LOG_LEVEL'] as 'info' | undefined) ?? 'warn', clientDir },
+      { port: 0, host: 'localhost', workers: 1, logLevel: (process.env['E2E_LOG_LEVEL'] as 'info' | undefined) ?? 'warn', ...config, clientDir },
       { ...serverOpts, logSink: (line: string) => log.push(line) },
     );
     return new Harness(server, log);

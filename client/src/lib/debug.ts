@@ -6,7 +6,7 @@
  *   producer / consumer: id, kind, source, paused flags, transform API, and the frames/bytes the
  *   transform worker counted for it (from its last periodic report, every 500 ms).
  * - `refresh()`: asks the worker for fresh counts first, then returns `snapshot()`.
- * - `stats(id)`: RTCStats summary for a producer id (`framesEncoded`, `bytesSent`, `packetsSent`) or a
+ * - `stats(id)`: RTCStats summary for a producer id (`framesEncoded`, `framesSent`, `bytesSent`, `packetsSent`) or a
  *   consumer id (`framesDecoded`, `framesReceived`, `bytesReceived`, `packetsReceived`, `frameWidth`, `frameHeight`).
  *
  * Nothing in it can change the call.
@@ -24,13 +24,17 @@ export interface DebugMedia {
   transformKey: string;
   workerFrames: number;
   workerBytes: number;
-  /** E2EE counts of this pipeline from the worker's last report. */
+  /**
+   * E2EE counts of this pipeline from the worker's last report. Every frame has one outcome (transform/protocol.ts
+   * FrameCount): send `workerFrames = sealed + Σdropped + pending`, recv `workerFrames = opened + Σdropped + buffered −
+   * released + pending`.
+   */
   sealed: number;
   opened: number;
   buffered: number;
+  released: number;
   dropped: Record<string, number>;
-  /** Frames that left the worker unprotected/unauthenticated: always 0 (there is no such path). */
-  passthrough: number;
+  pending: number;
   /** Send pipelines: KID of the current send key (decimal), else null. */
   sendKid: string | null;
   codec: string | null;
@@ -68,6 +72,8 @@ export interface RtpSummary {
   direction: 'send' | 'recv';
   kind: 'audio' | 'video';
   framesEncoded: number;
+  /** Video frames the packetizer sent (outbound-rtp `framesSent`, all layers). */
+  framesSent: number;
   framesDecoded: number;
   /** Frames assembled from RTP (before decode): what a receive transform sees. */
   framesReceived: number;
@@ -107,8 +113,9 @@ function snapshot(app: AppState): DebugSnapshot {
       sealed: c?.sealed ?? 0,
       opened: c?.opened ?? 0,
       buffered: c?.buffered ?? 0,
+      released: c?.released ?? 0,
       dropped: { ...(c?.dropped ?? {}) } as Record<string, number>,
-      passthrough: c?.passthrough ?? 0,
+      pending: c?.pending ?? 0,
       sendKid: c?.sendKid ?? null,
       codec: c?.codec ?? null,
     };
@@ -170,6 +177,7 @@ function summarize(report: RTCStatsReport, direction: 'send' | 'recv', kind: 'au
     direction,
     kind,
     framesEncoded: 0,
+    framesSent: 0,
     framesDecoded: 0,
     framesReceived: 0,
     bytesSent: 0,
@@ -183,6 +191,7 @@ function summarize(report: RTCStatsReport, direction: 'send' | 'recv', kind: 'au
     const n = (k: string) => (typeof st[k] === 'number' ? (st[k] as number) : 0);
     if (st['type'] === 'outbound-rtp' && direction === 'send') {
       out.framesEncoded += n('framesEncoded');
+      out.framesSent += n('framesSent');
       out.bytesSent += n('bytesSent');
       out.packetsSent += n('packetsSent');
       out.frameWidth = Math.max(out.frameWidth, n('frameWidth'));

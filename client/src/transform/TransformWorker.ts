@@ -96,6 +96,11 @@ export class TransformWorker {
     if (!this.#closed) this.#post({ kind: 'forget-all-senders' } satisfies ToWorker);
   }
 
+  /** The room hides voice activity (join answer): pad Opus frames inside SFrame on send, strip the padding on receive. */
+  setAudioPadding(on: boolean): void {
+    if (!this.#closed) this.#post({ kind: 'set-audio-padding', on } satisfies ToWorker);
+  }
+
   /** Ask the send video encoders for a key frame from inside the worker; resolves with the pipelines it could not reach. */
   generateKeyFrame(timeoutMs = 2000): Promise<{ done: string[]; failed: string[] }> {
     if (this.#closed) return Promise.resolve({ done: [], failed: [] });

@@ -42,7 +42,16 @@ export type WorkerDropReason =
   | 'empty'
   | 'seal-failed';
 
+/**
+ * Per-pipeline counts. Every frame the worker is handed (`frames`) ends in exactly one outcome, so at any report
+ *   send: frames = sealed + Σdropped + pending
+ *   recv: frames = opened + Σdropped + buffered − released + pending
+ * (a buffered frame is counted once in `buffered`; if its key comes it is `released` and counted again as opened or
+ * dropped; if not it expires inside the key ring and stays counted only in `buffered`). The e2e tests check both
+ * equations against the browser's own encoder/packetizer counters (test/e2e/e2ee-helpers.ts).
+ */
 export interface FrameCount extends PipelineInfo {
+  /** Frames handed to the worker by the browser (encoder output on send, depacketizer output on receive). */
   frames: number;
   bytes: number;
   keyFrames: number;
@@ -50,12 +59,14 @@ export interface FrameCount extends PipelineInfo {
   sealed: number;
   /** Incoming frames authenticated and decrypted (buffered ones included once released). */
   opened: number;
-  /** Incoming frames waiting for their key (counted once when buffered). */
+  /** Incoming frames that had to wait for their key (counted once when buffered). */
   buffered: number;
+  /** Buffered frames whose key arrived and that were then opened or dropped (so also counted there). */
+  released: number;
   /** Frames dropped, by reason. A dropped frame never reaches the packetizer / decoder. */
   dropped: Partial<Record<WorkerDropReason, number>>;
-  /** Frames that left the worker unprotected / unauthenticated. Always 0: there is no such path. */
-  passthrough: 0;
+  /** Frames inside the worker right now, between arriving and their outcome (0 or 1: one frame at a time per pipeline). */
+  pending: number;
   /** Send pipelines: KID of the send key (decimal string), null before the key exists. */
   sendKid: string | null;
   /** The pipeline ended (stream closed / track gone). */
@@ -95,6 +106,11 @@ export type ToWorker =
   | { kind: 'forget-sender'; senderIndex: number }
   /** Forget every receive ring (rejoin). */
   | { kind: 'forget-all-senders' }
+  /**
+   * The room hides voice activity (join answer `hideVoiceActivity`): Opus frames are padded inside SFrame on send and
+   * the padding is stripped (strictly) on receive (e2ee/frame-codec.ts, docs/protocol.md A §2.1).
+   */
+  | { kind: 'set-audio-padding'; on: boolean }
   /** Ask the encoders of the send video pipelines for a key frame (RTCRtpScriptTransformer.generateKeyFrame). */
   | { kind: 'generate-key-frame'; requestId: number }
   | { kind: 'stop' };

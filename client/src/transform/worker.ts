@@ -15,9 +15,11 @@
  *   enqueued; frames under a not-yet-known KID are buffered and released when the key arrives; everything else
  *   is dropped and counted by reason.
  *
- * `passthrough` is reported as the constant 0: there is no code path that enqueues a frame that was not sealed
- * (send) or opened (recv). Keys arrive by message (transferred buffers), are copied into the key rings and the
- * transferred buffers wiped. No key material is ever logged or posted back.
+ * No code path enqueues a frame that was not sealed (send) or opened (recv); every frame handed to a pipeline is
+ * counted under exactly one outcome (protocol.ts `FrameCount`), which the e2e tests reconcile with the browser's
+ * encoder and packetizer counters. In a room that hides voice activity (`set-audio-padding`) Opus frames are padded
+ * inside SFrame and the padding is stripped on receive. Keys arrive by message (transferred buffers), are copied
+ * into the key rings and the transferred buffers wiped. No key material is ever logged or posted back.
  */
 import { assertProtectableCodec, frameFromResult, protectFrame, unprotectFrame, type MediaCodec } from '../e2ee/frame-codec.ts';
 import { MAX_SENDER_INDEX } from '../e2ee/kid.ts';
@@ -57,6 +59,7 @@ interface Pipeline {
 
 interface RecvToken {
   pipeline: Pipeline;
+  codec: MediaCodec;
   frame: EncodedFrame;
   controller: TransformStreamDefaultController<EncodedFrame>;
 }
@@ -70,6 +73,8 @@ interface WorkerState {
   recv: ReceiveKeyRings<RecvToken>;
   senders: Set<number>;
   keyed: Set<number>;
+  /** Pad / strip Opus frames (the room hides voice activity). */
+  padAudio: boolean;
 }
 
 const TICK_MS = 250;
@@ -94,7 +99,7 @@ function newRecvRings(): ReceiveKeyRings<RecvToken> {
 }
 
 function createWorkerState(): WorkerState {
-  return { pipelines: new Map(), timer: null, tickTimer: null, dirty: false, send: new SendKeySlot(), recv: newRecvRings(), senders: new Set(), keyed: new Set() };
+  return { pipelines: new Map(), timer: null, tickTimer: null, dirty: false, send: new SendKeySlot(), recv: newRecvRings(), senders: new Set(), keyed: new Set(), padAudio: false };
 }
 
 function snapshot(state: WorkerState): FrameCount[] {
@@ -102,7 +107,6 @@ function snapshot(state: WorkerState): FrameCount[] {
   return [...state.pipelines.values()].map((p) => ({
     ...p.count,
     dropped: { ...p.count.dropped },
-    passthrough: 0 as const,
     sendKid: p.info.direction === 'send' ? kid : null,
   }));
 }
@@ -156,7 +160,7 @@ async function sealFrame(state: WorkerState, p: Pipeline, frame: EncodedFrame, c
   if (frame.data.byteLength === 0) return drop(p, state, 'empty');
   let out: Uint8Array;
   try {
-    out = await protectFrame(key, codec, new Uint8Array(frame.data));
+    out = await protectFrame(key, codec, new Uint8Array(frame.data), { padAudio: state.padAudio });
   } catch {
     return drop(p, state, 'seal-failed');
   }
@@ -172,7 +176,12 @@ function deliver(state: WorkerState, r: OpenResult<RecvToken>): void {
   if (!tok) return;
   const p = tok.pipeline;
   if (r.status === 'ok') {
-    const plain = frameFromResult(r);
+    let plain: Uint8Array | undefined;
+    try {
+      plain = frameFromResult(r, tok.codec, { padAudio: state.padAudio });
+    } catch {
+      return drop(p, state, 'malformed'); // not padded as the room's policy says (A §2.1)
+    }
     if (!plain || p.abort.signal.aborted) return;
     tok.frame.data = exactBuffer(plain);
     p.count.opened += 1;
@@ -192,7 +201,7 @@ async function openFrame(state: WorkerState, p: Pipeline, frame: EncodedFrame, c
   if (codec === null) return drop(p, state, 'codec');
   const admit = admitFrame(p.info.sender, codec, new Uint8Array(frame.data));
   if (admit !== 'open') return drop(p, state, admit);
-  const r = await unprotectFrame(state.recv, codec, new Uint8Array(frame.data), Date.now(), { pipeline: p, frame, controller });
+  const r = await unprotectFrame(state.recv, codec, new Uint8Array(frame.data), Date.now(), { pipeline: p, codec, frame, controller });
   if (r.status === 'buffered') {
     p.count.buffered += 1;
     state.dirty = true;
@@ -222,7 +231,7 @@ function runPipeline(
     info,
     codec,
     transformer,
-    count: { ...info, frames: 0, bytes: 0, keyFrames: 0, sealed: 0, opened: 0, buffered: 0, dropped: {}, passthrough: 0, sendKid: null, ended: false },
+    count: { ...info, frames: 0, bytes: 0, keyFrames: 0, sealed: 0, opened: 0, buffered: 0, released: 0, dropped: {}, pending: 0, sendKid: null, ended: false },
     abort: new AbortController(),
   };
   state.pipelines.set(info.key, pipeline);
@@ -232,9 +241,14 @@ function runPipeline(
       pipeline.count.frames += 1;
       pipeline.count.bytes += frame.data.byteLength;
       if (frame.type === 'key') pipeline.count.keyFrames += 1;
+      pipeline.count.pending += 1;
       state.dirty = true;
-      if (info.direction === 'send') await sealFrame(state, pipeline, frame, controller);
-      else await openFrame(state, pipeline, frame, controller);
+      try {
+        if (info.direction === 'send') await sealFrame(state, pipeline, frame, controller);
+        else await openFrame(state, pipeline, frame, controller);
+      } finally {
+        pipeline.count.pending -= 1;
+      }
     },
   });
   readable
@@ -270,7 +284,11 @@ async function addReceiveKey(scope: WorkerScope, state: WorkerState, msg: Extrac
     state.recv.ring(msg.senderIndex);
     const released = await state.recv.addKey(msg.kid, key, Date.now());
     state.keyed.add(msg.senderIndex);
-    for (const r of released) deliver(state, r);
+    for (const r of released) {
+      // addKey returns only frames that were waiting in the buffer: each is counted once more, as opened or dropped.
+      if (r.status !== 'buffered' && r.token) r.token.pipeline.count.released += 1;
+      deliver(state, r);
+    }
   } catch (e) {
     scope.postMessage({ kind: 'key-error', message: `receive key not installed (${e instanceof Error ? e.name : 'error'})` } satisfies FromWorker);
   } finally {
@@ -369,6 +387,9 @@ function start(scope: WorkerScope): void {
         state.senders.delete(msg.senderIndex);
         state.keyed.delete(msg.senderIndex);
         state.dirty = true;
+        break;
+      case 'set-audio-padding':
+        state.padAudio = msg.on === true;
         break;
       case 'forget-all-senders':
         state.recv.destroy();
