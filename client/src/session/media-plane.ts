@@ -26,7 +26,7 @@ export interface SignalingPort {
   request<K extends RequestName>(name: K, payload: Requests[K], timeoutMs?: number): Promise<Responses[K]>;
 }
 
-export type MediaFrames = Pick<TransformWorker, 'attachSender' | 'attachReceiver' | 'bindReceiver' | 'forget' | 'generateKeyFrame' | 'requestCounts' | 'counts'>;
+export type MediaFrames = Pick<TransformWorker, 'attachSender' | 'attachReceiver' | 'bindReceiver' | 'forget' | 'generateKeyFrame' | 'requestCounts' | 'counts' | 'setAudioPadding'>;
 
 export type PlaneEvent =
   /** Producers, consumers or their paused flags changed. */
@@ -84,12 +84,16 @@ export class MediaPlane {
   readonly #iceDown = new Set<string>();
   readonly #watchdog = new StallWatchdog();
   readonly #bypass = new BypassDetector();
+  /** The room hides voice activity (join answer): constant-size mic audio (media-policy.ts sendPlan, frame padding). */
+  readonly #hideVoiceActivity: boolean;
   #closed = false;
 
   /** Loads the device for the router and creates both transports. */
   static async connect(join: JoinResponse, api: TransformApi, ports: MediaPlanePorts): Promise<MediaPlane> {
     const device = new Device();
     await device.load({ routerRtpCapabilities: join.routerRtpCapabilities as unknown as types.RtpCapabilities });
+    // Before any frame of this join is sealed or opened: Opus frames are padded / stripped in a room that hides voice activity.
+    ports.frames.setAudioPadding(join.hideVoiceActivity === true);
     const [sendInfo, recvInfo] = await Promise.all([
       ports.signaling.request('createTransport', { direction: 'send' }),
       ports.signaling.request('createTransport', { direction: 'recv' }),
@@ -102,6 +106,7 @@ export class MediaPlane {
     this.#api = api;
     this.#timers = new Timers(ports.clock);
     this.#device = device;
+    this.#hideVoiceActivity = join.hideVoiceActivity === true;
     const options = (info: TransportInfo): types.TransportOptions => ({
       id: info.id,
       iceParameters: info.iceParameters as unknown as types.IceParameters,
@@ -160,7 +165,7 @@ export class MediaPlane {
       return;
     }
     const transformKey = `send-${source}-${crypto.randomUUID()}`;
-    const plan = sendPlan(source);
+    const plan = sendPlan(source, { hideVoiceActivity: this.#hideVoiceActivity });
     const options: types.ProducerOptions = {
       track,
       stopTracks: false,
