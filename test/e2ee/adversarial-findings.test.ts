@@ -32,15 +32,10 @@ async function phantomPreexisting(delayMs: number): Promise<{ sim: Sim; preJoin:
     preJoin.push({ frame, data: await sim.sendFrame(s, frame) });
   }
   sim.advance(delayMs);
-  // xavier (a real invitee) joins `delayMs` later. The server holds the key batches for it until it has replayed the
-  // honest members' (tapped) announcements to it, so that xavier has verified them when their keys arrive.
-  const anns = sim.tap.filter((p) => p.kind === 'announcement');
-  sim.rules.push((p) => (p.to === 'xavier' ? 'hold' : undefined));
+  // xavier (a real invitee) joins `delayMs` later. (When this was found the server also had to replay the honest
+  // members' announcements to xavier, who were not answering a "pre-existing" member; since the liveness round of
+  // issue 13 §4 every member answers an announcement, so the lie in the join responses is all it takes.)
   await sim.join('xavier');
-  for (const from of ['alice', 'bob', 'carol']) sim.inject({ ...anns.find((p) => p.from === from)!, to: 'xavier' });
-  sim.rules.length = 0;
-  await sim.pump();
-  await sim.release();
   return { sim, preJoin };
 }
 

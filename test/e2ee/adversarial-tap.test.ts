@@ -6,7 +6,7 @@ import { safetyNumber } from '../../client/src/e2ee/codes.ts';
 import { fromUtf8, utf8 } from '../../client/src/e2ee/bytes.ts';
 import { generateIdentity, newSession } from '../../client/src/e2ee/identity.ts';
 import { encodeRelay } from '../../client/src/e2ee/relay-framing.ts';
-import { encodeSignedAnnouncement } from '../../client/src/e2ee/membership-messages.ts';
+import { encodeSignedAnnouncement, proveLiveness } from '../../client/src/e2ee/membership-messages.ts';
 import { roster } from '../../client/src/e2ee/membership.ts';
 import { openMetadata, sealMetadata } from '../../client/src/e2ee/metadata.ts';
 import { hex, INVITE_KEYS, INVITE_SECRET, ROOM, Sim, vp8Frame, type SimMember } from './relay-sim.ts';
@@ -88,19 +88,30 @@ describe('what the server sees', () => {
     const mallory = generateIdentity();
     const fake = newSession(mallory, ROOM, 'bob');
     const fakeBlob = encodeRelay('announcement', encodeSignedAnnouncement(fake, INVITE_KEYS.membershipMacKey));
-    // the server swaps bob's announcement for mallory's, towards alice only
+    const alice = sim.member('alice');
+    // mallory's liveness proof for alice's session (she holds the fake session, so she can answer alice's challenge)
+    const fakeProof = encodeRelay(
+      'liveness-proof',
+      proveLiveness(mallory, {
+        roomId: ROOM,
+        challenger: { memberId: 'alice', sessionPublicKey: alice.session.keyPair.publicKey, joinNonce: alice.session.announcement.joinNonce },
+        responder: { memberId: 'bob', sessionPublicKey: fake.keyPair.publicKey },
+      }),
+    );
+    // the server swaps bob's announcement for mallory's, towards alice only, and answers alice's challenge for her
     sim.rules.push((p) => (p.from === 'bob' && p.to === 'alice' && p.kind === 'announcement' ? { replace: [{ ...p, bytes: fakeBlob, forged: true }] } : undefined));
+    sim.rules.push((p) => (p.from === 'alice' && p.to === 'bob' && p.kind === 'announce-back' ? { replace: [{ ...p, from: 'bob', to: 'alice', bytes: fakeProof, forged: true }] } : undefined));
     await sim.join('bob');
     expect(ids(sim.member('alice'))).toEqual(['alice', 'bob', 'carol']); // alice believes bob is there ...
     const aliceSeesBob = sim.member('alice').agent.state.members.get('bob')!;
     expect(hex(aliceSeesBob.identityPublicKey)).toBe(hex(mallory.publicKey)); // ... but it is mallory's key
-    // room codes: alice differs from bob and carol, who agree (the verbal check "read me your code" catches it)
-    expect(sim.roomCode('alice')).not.toBe(sim.roomCode('bob'));
-    expect(sim.roomCode('bob')).toBe(sim.roomCode('carol'));
-    // safety number alice <-> "bob" differs from the one bob computes with alice
+    // room codes: alice's roster is not bob's or carol's, so no round completes anywhere: there is no code to read
+    // aloud (the check "read me your code" fails) — and never two equal codes over different rosters
+    expect(['alice', 'bob', 'carol'].map((id) => sim.roomCode(id))).toEqual([null, null, null]);
+    // safety number alice <-> "bob" differs from the one bob computes with the real alice
     const bob = sim.member('bob');
     const aliceView = safetyNumber(sim.member('alice').identity.publicKey, aliceSeesBob.identityPublicKey).digits;
-    const bobView = safetyNumber(bob.identity.publicKey, bob.agent.state.members.get('alice')!.identityPublicKey).digits;
+    const bobView = safetyNumber(bob.identity.publicKey, sim.member('alice').identity.publicKey).digits;
     expect(aliceView).not.toBe(bobView);
     // and bob's real announcement, if the server lets it through later, is flagged as a changed session
     await sim.deliver({ ...sim.tap.find((p) => p.from === 'bob' && p.kind === 'announcement')!, to: 'alice' });

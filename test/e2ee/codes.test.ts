@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { sha512 } from '@noble/hashes/sha2.js';
-import { EMOJI, roomCode, safetyNumber } from '../../client/src/e2ee/codes.ts';
+import { EMOJI, roomCode, roomCodeCommitment, rosterHash, safetyNumber } from '../../client/src/e2ee/codes.ts';
 
 const pk = (n: number) => new Uint8Array(32).fill(n);
 const member = (id: string, n: number) => ({ memberId: id, identityPublicKey: pk(n), sessionPublicKey: new Uint8Array(1216).fill(n) });
@@ -57,40 +57,79 @@ describe('safety number', () => {
 });
 
 describe('room code', () => {
-  it('order independent; any roster/epoch/key difference changes it', () => {
+  const values = (ids: string[], fill = 0) => ids.map((memberId, i) => ({ memberId, value: new Uint8Array(32).fill(fill + i) }));
+
+  it('roster hash: order independent; any member, id, identity or session key difference changes it; duplicates refused', () => {
     const r = [member('alice', 1), member('bob', 2), member('carol', 3)];
-    const c = roomCode(r, 7);
-    expect(c.emoji.length).toBe(6);
-    expect(c.digits).toMatch(/^\d{12}$/);
-    expect(roomCode([...r].reverse(), 7)).toEqual(c);
+    const h = rosterHash(r);
+    expect(h.length).toBe(32);
+    expect(rosterHash([...r].reverse())).toEqual(h);
     const variants = [
-      roomCode(r.slice(0, 2), 7),
-      roomCode(r, 8),
-      roomCode([member('alice', 1), member('bob', 2), member('carol', 4)], 7),
-      roomCode([member('alice', 1), member('bob', 2), { ...member('carol', 3), sessionPublicKey: new Uint8Array(1216).fill(9) }], 7),
-      roomCode([member('alice', 1), member('bob', 2), member('carl', 3)], 7),
-      roomCode([...r, member('mallory', 4)], 7),
+      rosterHash(r.slice(0, 2)),
+      rosterHash([member('alice', 1), member('bob', 2), member('carol', 4)]),
+      rosterHash([member('alice', 1), member('bob', 2), { ...member('carol', 3), sessionPublicKey: new Uint8Array(1216).fill(9) }]),
+      rosterHash([member('alice', 1), member('bob', 2), member('carl', 3)]),
+      rosterHash([...r, member('mallory', 4)]),
     ];
-    for (const v of variants) {
-      expect(v.digits).not.toBe(c.digits);
-      expect(Buffer.from(v.hash).equals(Buffer.from(c.hash))).toBe(false);
-    }
+    for (const v of variants) expect(Buffer.from(v).equals(Buffer.from(h))).toBe(false);
+    expect(() => rosterHash([member('a', 1), member('a', 2)])).toThrow(/duplicate/);
+    expect(() => rosterHash([{ ...member('a', 1), identityPublicKey: new Uint8Array(31) }])).toThrow(/bad-key/);
   });
 
-  it('fast-check: permutation invariance', () => {
+  it('code: order independent; any roster hash or revealed value difference changes it', () => {
+    const R = rosterHash([member('alice', 1), member('bob', 2), member('carol', 3)]);
+    const v = values(['alice', 'bob', 'carol']);
+    const c = roomCode(R, v);
+    expect(c.emoji.length).toBe(6);
+    expect(c.digits).toMatch(/^\d{12}$/);
+    expect(roomCode(R, [...v].reverse())).toEqual(c);
+    const R2 = rosterHash([member('alice', 1), member('bob', 2), member('carl', 3)]);
+    const variants = [
+      roomCode(R2, v),
+      roomCode(R, v.slice(0, 2)),
+      roomCode(R, [v[0]!, v[1]!, { memberId: 'carol', value: new Uint8Array(32).fill(7) }]),
+      roomCode(R, [v[0]!, v[1]!, { memberId: 'carl', value: v[2]!.value }]),
+    ];
+    for (const x of variants) {
+      expect(x.digits).not.toBe(c.digits);
+      expect(Buffer.from(x.hash).equals(Buffer.from(c.hash))).toBe(false);
+    }
+    expect(() => roomCode(R, [...v, { memberId: 'alice', value: new Uint8Array(32) }])).toThrow(/duplicate/);
+    expect(() => roomCode(R, [{ memberId: 'a', value: new Uint8Array(31) }])).toThrow(/malformed/);
+  });
+
+  it('commitment binds room, member, round, roster hash and value', () => {
+    const R = rosterHash([member('alice', 1)]);
+    const v = new Uint8Array(32).fill(5);
+    const c = Buffer.from(roomCodeCommitment('room', 'alice', 1, R, v));
+    const differ = [
+      roomCodeCommitment('room2', 'alice', 1, R, v),
+      roomCodeCommitment('room', 'alicf', 1, R, v),
+      roomCodeCommitment('room', 'alice', 2, R, v),
+      roomCodeCommitment('room', 'alice', 1, rosterHash([member('alice', 2)]), v),
+      roomCodeCommitment('room', 'alice', 1, R, new Uint8Array(32).fill(6)),
+    ];
+    for (const d of differ) expect(Buffer.from(d).equals(c)).toBe(false);
+  });
+
+  it('fast-check: permutation invariance of roster hash and code', () => {
     fc.assert(
-      fc.property(fc.uniqueArray(fc.stringMatching(/^[a-z]{1,8}$/), { minLength: 1, maxLength: 8 }), fc.integer({ min: 0, max: 2 ** 32 - 1 }), (ids, epoch) => {
+      fc.property(fc.uniqueArray(fc.stringMatching(/^[a-z]{1,8}$/), { minLength: 1, maxLength: 8 }), (ids) => {
         const r = ids.map((id, i) => member(id, i));
         const shuffled = [...r].sort(() => 0.5 - Math.random());
-        expect(roomCode(shuffled, epoch).digits).toBe(roomCode(r, epoch).digits);
+        const R = rosterHash(r);
+        expect(rosterHash(shuffled)).toEqual(R);
+        const v = values(ids);
+        expect(roomCode(R, [...v].sort(() => 0.5 - Math.random())).digits).toBe(roomCode(R, v).digits);
       }),
       { numRuns: 50 },
     );
   });
 
-  it('known answer (regression) and rejects duplicates', () => {
-    const c = roomCode([member('alice', 1), member('bob', 2)], 1);
-    expect(`${c.emoji.map((e) => e.emoji).join('')} ${c.digits}`).toMatchInlineSnapshot(`"🎁🐓🐱🐱⏰🐷 786405413518"`);
-    expect(() => roomCode([member('a', 1), member('a', 2)], 1)).toThrow(/duplicate/);
+  it('known answer (regression)', () => {
+    const R = rosterHash([member('alice', 1), member('bob', 2)]);
+    expect(Buffer.from(R).toString('hex')).toMatchInlineSnapshot(`"e7c1474546aa27b53aedc68f393a161410f4e4d63fbc7fb6f5f48df1add8cdd5"`);
+    const c = roomCode(R, values(['alice', 'bob'], 1));
+    expect(`${c.emoji.map((e) => e.emoji).join('')} ${c.digits}`).toMatchInlineSnapshot(`"📌🔨🐧📕🏁🐢 761950052093"`);
   });
 });

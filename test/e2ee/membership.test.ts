@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { assignSenderIndices } from '../../client/src/e2ee/sender-index.ts';
 import { decodeRelay, encodeRelay } from '../../client/src/e2ee/relay-framing.ts';
-import { encodeSignedAnnouncement, openSignedAnnouncement } from '../../client/src/e2ee/membership-messages.ts';
-import { initialMembershipState, reduce, roster, currentRoomCode, type MembershipConfig, type MembershipEffect, type MembershipEvent, type MembershipState } from '../../client/src/e2ee/membership.ts';
+import { encodeSignedAnnouncement, openSignedAnnouncement, proveLiveness } from '../../client/src/e2ee/membership-messages.ts';
+import { concat } from '../../client/src/e2ee/bytes.ts';
+import { initialMembershipState, reduce, roster, currentRoomCode, type MembershipConfig, type MembershipEffect, type MembershipEvent, type MembershipState, type ReduceResult } from '../../client/src/e2ee/membership.ts';
 import { KeyAgent } from '../../client/src/e2ee/key-agent.ts';
 import { generateIdentity, newSession, type Identity, type Session } from '../../client/src/e2ee/identity.ts';
 import { deriveInviteKeysSync, type InviteKeys } from '../../client/src/e2ee/invite.ts';
@@ -33,6 +34,22 @@ function joined(p: ReturnType<typeof person>, existing: string[] = [], now = 0):
   }).state;
 }
 const annBlob = (p: ReturnType<typeof person>, macKey = KEYS.membershipMacKey) => encodeRelay('announcement', encodeSignedAnnouncement(p.session, macKey));
+type Person = ReturnType<typeof person>;
+/** `responder`'s liveness proof for `challenger`'s session (membership-messages.ts `livenessInput`). */
+const proofOf = (responder: Person, challenger: Person) =>
+  proveLiveness(responder.identity, {
+    roomId: ROOM,
+    challenger: { memberId: challenger.memberId, sessionPublicKey: challenger.session.keyPair.publicKey, joinNonce: challenger.session.announcement.joinNonce },
+    responder: { memberId: responder.memberId, sessionPublicKey: responder.session.keyPair.publicKey },
+  });
+const backBlob = (p: Person, to: Person) => encodeRelay('announce-back', concat(encodeSignedAnnouncement(p.session, KEYS.membershipMacKey), proofOf(p, to)));
+const proofBlob = (p: Person, to: Person) => encodeRelay('liveness-proof', proofOf(p, to));
+/** `p` announces to `self` (whose state is `s`), is answered, and proves liveness: the result of the proof. */
+function admitted(s: MembershipState, self: Person, p: Person, now = 1): ReduceResult {
+  const answered = reduce(CONFIG, s, { type: 'relay', now, from: p.memberId, bytes: annBlob(p) });
+  expect(answered.effects).toContainEqual(expect.objectContaining({ kind: 'announce-back', to: p.memberId }));
+  return reduce(CONFIG, answered.state, { type: 'relay', now, from: p.memberId, bytes: proofBlob(p, self) });
+}
 
 describe('announcements', () => {
   it('MAC + signature round trip; wrong MAC key -> bad-mac; wrong room -> wrong-context', () => {
@@ -107,47 +124,54 @@ describe('membership reducer', () => {
       existingMemberIds: [],
       self: { memberId: 'alice', identityPublicKey: a.identity.publicKey, sessionPublicKey: a.session.keyPair.publicKey, joinNonce: a.session.announcement.joinNonce },
     });
-    expect(kinds(r.effects)).toEqual(['switch-send-key', 'announce', 'roster-changed']);
+    expect(kinds(r.effects)).toEqual(['switch-send-key', 'announce', 'roster-changed', 'commit-room-code']);
     expect(r.state.sendEpoch).toBe(1);
   });
 
-  it('joiner after us: announce back, ratchet, envelope only to the joiner, keyframe', () => {
+  it('joiner after us: announce back (with our liveness proof), then once it proved liveness: ratchet, envelope only to the joiner, keyframe', () => {
     const a = person('alice');
     const b = person('bob');
     const s = joined(a);
-    const r = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: annBlob(b) });
-    expect(r.effects).toContainEqual({ kind: 'announce', to: 'bob' });
+    const answered = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: annBlob(b) });
+    expect(answered.effects).toEqual([
+      { kind: 'announce-back', to: 'bob', challenge: { memberId: 'bob', sessionPublicKey: b.session.keyPair.publicKey, joinNonce: b.session.announcement.joinNonce } },
+    ]);
+    expect(roster(answered.state).map((m) => m.memberId)).toEqual(['alice']); // no keys, not in the roster yet
+    const r = reduce(CONFIG, answered.state, { type: 'relay', now: 1, from: 'bob', bytes: proofBlob(b, a) });
     expect(r.effects).toContainEqual(expect.objectContaining({ kind: 'switch-send-key', mode: 'ratchet', epoch: 2 }));
     expect(r.effects).toContainEqual({ kind: 'send-envelopes', to: ['bob'], epoch: 2 });
     expect(kinds(r.effects)).toContain('request-keyframe');
     expect(roster(r.state).map((m) => m.memberId).sort()).toEqual(['alice', 'bob']);
-    // duplicate announcement: nothing
+    // duplicate announcement or proof: nothing
     expect(reduce(CONFIG, r.state, { type: 'relay', now: 2, from: 'bob', bytes: annBlob(b) }).effects).toEqual([]);
+    expect(reduce(CONFIG, r.state, { type: 'relay', now: 2, from: 'bob', bytes: proofBlob(b, a) }).effects).toEqual([]);
   });
 
-  it('pre-existing member: current key, no ratchet, no announce back', () => {
+  it('pre-existing member answering our announcement (with its proof): our proof back, current key, no ratchet', () => {
     const a = person('alice');
     const b = person('bob');
     const s = joined(b, ['alice']);
-    const r = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'alice', bytes: annBlob(a) });
-    expect(kinds(r.effects)).toEqual(['send-envelopes', 'roster-changed']);
-    expect(r.effects[0]).toEqual({ kind: 'send-envelopes', to: ['alice'], epoch: 1 });
+    const r = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'alice', bytes: backBlob(a, b) });
+    // (our room-code commitment waited for the member listed at our join)
+    expect(kinds(r.effects)).toEqual(['prove-liveness', 'send-envelopes', 'roster-changed', 'commit-room-code']);
+    expect(r.effects[0]).toEqual({ kind: 'prove-liveness', to: 'alice', challenge: { memberId: 'alice', sessionPublicKey: a.session.keyPair.publicKey, joinNonce: a.session.announcement.joinNonce } });
+    expect(r.effects[1]).toEqual({ kind: 'send-envelopes', to: ['alice'], epoch: 1 });
   });
 
   it('pre-existing claim expires after the window: treated as a joiner (ratchet)', () => {
     const a = person('alice');
     const b = person('bob');
     const s = joined(b, ['alice'], 0);
-    const r = reduce(CONFIG, s, { type: 'relay', now: 60_001, from: 'alice', bytes: annBlob(a) });
+    const r = reduce(CONFIG, s, { type: 'relay', now: 60_001, from: 'alice', bytes: backBlob(a, b) });
     expect(r.effects).toContainEqual(expect.objectContaining({ kind: 'switch-send-key', mode: 'ratchet' }));
-    expect(r.effects).toContainEqual({ kind: 'announce', to: 'alice' });
+    expect(r.effects).toContainEqual(expect.objectContaining({ kind: 'prove-liveness', to: 'alice' }));
   });
 
   it('a departed session\'s replayed announcement is refused with an alert', () => {
     const a = person('alice');
     const b = person('bob');
     let s = joined(a);
-    s = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: annBlob(b) }).state;
+    s = admitted(s, a, b).state;
     s = reduce(CONFIG, s, { type: 'member-left', now: 2, memberId: 'bob' }).state;
     const r = reduce(CONFIG, s, { type: 'relay', now: 3, from: 'bob', bytes: annBlob(b) });
     expect(r.effects).toEqual([{ kind: 'alert', reason: 'replayed-announcement', memberId: 'bob' }]);
@@ -155,11 +179,12 @@ describe('membership reducer', () => {
   });
 
   it('after maxRatchetsPerKey joins, the next join makes a fresh key for everyone', () => {
-    let s = joined(person('alice'));
+    const a = person('alice');
+    let s = joined(a);
     const modes: string[] = [];
     for (let i = 0; i < 6; i++) {
       const p = person(`j${i}`);
-      const r = reduce(CONFIG, s, { type: 'relay', now: 1 + i, from: p.memberId, bytes: annBlob(p) });
+      const r = admitted(s, a, p, 1 + i);
       const sw = r.effects.find((e) => e.kind === 'switch-send-key') as { mode: string } | undefined;
       modes.push(sw!.mode);
       if (sw!.mode === 'fresh') expect(r.effects).toContainEqual(expect.objectContaining({ kind: 'send-envelopes', to: expect.arrayContaining([`j${i}`, 'j0']) }));
@@ -196,7 +221,7 @@ describe('membership reducer', () => {
     ]);
     // session change for a known member id
     const b = person('bob');
-    const s2 = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: annBlob(b) }).state;
+    const s2 = admitted(s, a, b).state;
     expect(reduce(CONFIG, s2, { type: 'relay', now: 2, from: 'bob', bytes: annBlob(person('bob')) }).effects).toEqual([
       expect.objectContaining({ kind: 'alert', reason: 'session-changed' }),
     ]);
@@ -205,7 +230,7 @@ describe('membership reducer', () => {
   it('leave: forget, fresh key to all remaining; unknown leaver: nothing; timer rotation', () => {
     const a = person('alice');
     let s = joined(a);
-    for (const p of [person('bob'), person('carol')]) s = reduce(CONFIG, s, { type: 'relay', now: 1, from: p.memberId, bytes: annBlob(p) }).state;
+    for (const p of [person('bob'), person('carol')]) s = admitted(s, a, p).state;
     expect(s.sendEpoch).toBe(3);
     const r = reduce(CONFIG, s, { type: 'member-left', now: 5, memberId: 'bob' });
     expect(kinds(r.effects)).toEqual(expect.arrayContaining(['forget-member', 'switch-send-key', 'send-envelopes', 'request-keyframe', 'roster-changed']));
@@ -222,7 +247,7 @@ describe('membership reducer', () => {
     const a = person('alice');
     const b = person('bob');
     let s = joined(a);
-    s = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: annBlob(b) }).state;
+    s = admitted(s, a, b).state;
     const idx = s.senderIndices.get('bob')!;
     const upd = (senderIndex: number, kid = makeKid(senderIndex, 0)) => ({ reason: 'initial' as const, senderIndex, generation: 0, step: 0, kid, baseKey: new Uint8Array(16) });
     const ok = reduce(CONFIG, s, { type: 'envelope-opened', now: 2, from: 'bob', epoch: 1, update: upd(idx) });
@@ -331,7 +356,8 @@ describe('KeyAgent integration (3-5 members, real key rings and SFrame)', () => 
     expect(await canRead(carol, oldFrame, net.now + 5000)).toBe(false);
     // rosters agree, and so do room codes (property 4)
     for (const n of [alice, bob, carol]) expect(roster(n.agent.state).map((m) => m.memberId).sort()).toEqual(['alice', 'bob', 'carol']);
-    const codes = [alice, bob, carol].map((n) => currentRoomCode(n.agent.state).digits);
+    const codes = [alice, bob, carol].map((n) => currentRoomCode(n.agent.state)?.digits);
+    expect(codes[0]).toMatch(/^\d{12}$/); // the round completed
     expect(new Set(codes).size).toBe(1);
 
     // property 2: an injected member (server adds it; it does not hold the invite) gets no keys and is flagged
@@ -377,8 +403,10 @@ describe('KeyAgent integration (3-5 members, real key rings and SFrame)', () => 
     await net.pump();
     expect(await canRead(carol, await frame(alice, 'rotated'), net.now)).toBe(true);
     // a partition (bob still thinks he is in a 3-member room) shows a different code
-    expect(currentRoomCode(bob.agent.state).digits).not.toBe(currentRoomCode(alice.agent.state).digits);
-    expect(currentRoomCode(carol.agent.state).digits).toBe(currentRoomCode(alice.agent.state).digits);
+    const aliceCode = currentRoomCode(alice.agent.state)?.digits;
+    expect(aliceCode).toMatch(/^\d{12}$/);
+    expect(currentRoomCode(bob.agent.state)?.digits).not.toBe(aliceCode);
+    expect(currentRoomCode(carol.agent.state)?.digits).toBe(aliceCode);
     expect(await canRead(alice, await frame(carol, 'rotated'), net.now)).toBe(true);
     expect(alice.alerts).toEqual(['bad-mac:mallory']);
     expect(carol.alerts).toEqual(['bad-mac:mallory']);
@@ -449,6 +477,9 @@ describe('relay framing interop with metadata.ts', () => {
     let s = joined(a);
     expect(reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: blob }).effects[0]).toMatchObject({ kind: 'alert', reason: 'unknown-sender' });
     s = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: annBlob(b) }).state;
+    // answered, not yet live: still no metadata
+    expect(reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: blob }).effects[0]).toMatchObject({ kind: 'alert', reason: 'unknown-sender' });
+    s = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: proofBlob(b, a) }).state;
     expect(reduce(CONFIG, s, { type: 'relay', now: 2, from: 'bob', bytes: blob }).effects).toEqual([{ kind: 'metadata', from: 'bob', bytes: sealed }]);
   });
 });
@@ -474,8 +505,8 @@ describe('KeyAgent robustness', () => {
       },
     );
     await agent.join(0, []);
-    expect(alerts).toEqual(['internal-error:announce: Error']);
-    expect(seen).toEqual(['key 0/0', 'roster-changed']); // the effects around the failing one still ran
+    expect(alerts).toEqual(['internal-error:announce: Error', 'internal-error:commit-room-code: Error']);
+    expect(seen).toEqual(['key 0/0', 'roster-changed']); // the effects around the failing ones still ran
     agent.destroy();
   });
 
@@ -494,7 +525,9 @@ describe('KeyAgent robustness', () => {
     // fired without awaiting: the second (not a membership event: the reducer throws) must not stop the third
     const results = await Promise.allSettled([agent.join(0, []), agent.dispatch({ type: 'bogus', now: 1 } as unknown as MembershipEvent), agent.tick(600_001)]);
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
-    expect(log).toEqual(['key 0/0', 'send announcement', 'key 1/0']);
+    // alone in the room, the room-code round completes at once: commit, then reveal
+    expect(log).toEqual(['key 0/0', 'send announcement', 'send code-commit', 'send code-reveal', 'key 1/0']);
+    expect(currentRoomCode(agent.state)).not.toBeNull();
     expect(agent.state.sendEpoch).toBe(2);
     agent.destroy();
   });

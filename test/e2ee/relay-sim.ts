@@ -335,8 +335,16 @@ export class Sim {
     return f !== undefined && hex(f) === hex(frame);
   }
 
-  roomCode(id: string): string {
-    return currentRoomCode(this.member(id).agent.state).digits;
+  /** The member's room code (digits), or null while its round is pending. */
+  roomCode(id: string): string | null {
+    return currentRoomCode(this.member(id).agent.state)?.digits ?? null;
+  }
+
+  /** The member's room code (digits); throws while its round is pending. */
+  code(id: string): string {
+    const c = this.roomCode(id);
+    if (c === null) throw new Error(`${id}: room code pending`);
+    return c;
   }
 }
 

@@ -12,12 +12,18 @@
  *   12 emoji = 12 consecutive 6-bit groups (big-endian bit order) of E[0..9], each an index into EMOJI (64 entries).
  *   The 60 digits carry ~2 x 100 bits; the 12 emoji 72 bits (plus the 5200-iteration cost per attacker guess).
  *
- * Room code (roster agreement, property 4):
- *   H = SHA-256(UTF-8("sealed-meet v1 room code") || u32be(epoch) || u16be(n)
- *               || for each member sorted by member id (UTF-16 code unit order, unique):
- *                    lp16(UTF-8(memberId)) || identityPublicKey(32) || lp16(sessionPublicKey))
- *   emoji: 6 emoji from the first 36 bits of H (6-bit groups); digits: u64be(H[8..16]) mod 10^12, 12 digits
- *   zero-padded. Members compare either form.
+ * Room code (roster agreement, property 4), a commit-then-reveal round per roster (as ZRTP's SAS, RFC 6189 §4.4.1):
+ *   roster hash  R = SHA-256(UTF-8("sealed-meet v1 roster") || u16be(n)
+ *                    || for each member sorted by UTF-8(memberId) bytes (unique):
+ *                         lp16(UTF-8(memberId)) || identityPublicKey(32) || lp16(sessionPublicKey))
+ *   each member m draws a fresh 32-byte value v_m per round and first sends only its commitment
+ *                C_m = SHA-256(UTF-8("sealed-meet v1 room code value") || lp16(UTF-8 roomId) || lp16(UTF-8 m)
+ *                      || u32be(round_m) || R || v_m)
+ *   and reveals v_m once it holds the commitments of everyone in its roster (membership-code.ts runs the round);
+ *   code hash    H = SHA-256(UTF-8("sealed-meet v1 room code") || R || u16be(n)
+ *                    || for each member in the same order: lp16(UTF-8(memberId)) || v_m(32))
+ *   emoji: 6 emoji from the first 36 bits of H (6-bit groups, most significant bit first); digits: u64be(H[8..16])
+ *   mod 10^12, 12 digits zero-padded. Members compare either form. docs/protocol.md B §10 states and argues the bound.
  *
  * @module
  */
@@ -55,7 +61,7 @@ export interface RoomCode {
   emoji: { emoji: string; name: string }[];
   /** 12 decimal digits. */
   digits: string;
-  /** SHA-256 over the roster (the value both forms are taken from). */
+  /** The code hash H both forms are taken from. */
   hash: Uint8Array;
 }
 
@@ -120,21 +126,56 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
-/** Room code over the roster and epoch (order of `roster` does not matter; member ids must be unique). */
-export function roomCode(roster: readonly RosterEntry[], epoch: number): RoomCode {
-  if (!Number.isInteger(epoch) || epoch < 0 || epoch > 0xffffffff) throw new E2eeError('malformed', 'epoch must be u32');
-  const sorted = [...roster].sort((a, b) => (a.memberId < b.memberId ? -1 : a.memberId > b.memberId ? 1 : 0));
+export const ROSTER_LABEL = 'sealed-meet v1 roster';
+export const ROOM_CODE_VALUE_LABEL = 'sealed-meet v1 room code value';
+/** Bytes of a member's per-round room-code value. */
+export const ROOM_CODE_VALUE_LEN = 32;
+
+/** Roster members in code order: sorted by the UTF-8 bytes of their member ids, which must be unique. */
+function sortedByMemberId<T extends { memberId: string }>(members: readonly T[]): T[] {
+  const sorted = [...members].sort((a, b) => compareBytes(utf8(a.memberId), utf8(b.memberId)));
   for (let i = 1; i < sorted.length; i++) if (sorted[i]!.memberId === sorted[i - 1]!.memberId) throw new E2eeError('malformed', 'duplicate member id in roster');
-  const parts: Uint8Array[] = [utf8(ROOM_CODE_LABEL), u32be(epoch), u16be(sorted.length)];
-  for (const m of sorted) {
+  return sorted;
+}
+
+/** R: the hash of a roster (order of `roster` does not matter). */
+export function rosterHash(roster: readonly RosterEntry[]): Uint8Array {
+  const parts: Uint8Array[] = [utf8(ROSTER_LABEL), u16be(roster.length)];
+  for (const m of sortedByMemberId(roster)) {
     if (m.identityPublicKey.length !== 32) throw new E2eeError('bad-key', 'identity public key must be 32 bytes');
     parts.push(lp16(utf8(m.memberId)), m.identityPublicKey, lp16(m.sessionPublicKey));
   }
-  const hash = sha256(concat(...parts));
+  return sha256(concat(...parts));
+}
+
+/** C_m: what a member commits to before it reveals its value (binds room, member, its round and R). */
+export function roomCodeCommitment(roomId: string, memberId: string, round: number, rosterHashR: Uint8Array, value: Uint8Array): Uint8Array {
+  if (rosterHashR.length !== 32) throw new E2eeError('malformed', 'roster hash must be 32 bytes');
+  if (value.length !== ROOM_CODE_VALUE_LEN) throw new E2eeError('malformed', 'room code value must be 32 bytes');
+  return sha256(concat(utf8(ROOM_CODE_VALUE_LABEL), lp16(utf8(roomId)), lp16(utf8(memberId)), u32be(round), rosterHashR, value));
+}
+
+/** The displayed forms of a 32-byte code hash: 6 emoji (first 36 bits) and 12 digits (u64(H[8..16]) mod 10^12). */
+export function displayCode(hash: Uint8Array): RoomCode {
+  if (hash.length !== 32) throw new E2eeError('malformed', 'code hash must be 32 bytes');
   const v = new DataView(hash.buffer, hash.byteOffset + 8, 8).getBigUint64(0, false);
   return {
     emoji: sixBitGroups(hash, 6).map((i) => EMOJI[i]!),
     digits: (v % 10n ** 12n).toString().padStart(12, '0'),
     hash,
   };
+}
+
+/**
+ * The room code of a completed round: the roster hash R and every roster member's revealed value (order does not
+ * matter; one value per member).
+ */
+export function roomCode(rosterHashR: Uint8Array, values: readonly { memberId: string; value: Uint8Array }[]): RoomCode {
+  if (rosterHashR.length !== 32) throw new E2eeError('malformed', 'roster hash must be 32 bytes');
+  const parts: Uint8Array[] = [utf8(ROOM_CODE_LABEL), rosterHashR, u16be(values.length)];
+  for (const m of sortedByMemberId(values)) {
+    if (m.value.length !== ROOM_CODE_VALUE_LEN) throw new E2eeError('malformed', 'room code value must be 32 bytes');
+    parts.push(lp16(utf8(m.memberId)), m.value);
+  }
+  return displayCode(sha256(concat(...parts)));
 }

@@ -27,7 +27,17 @@ import { sign, type Identity, type Session } from './identity.ts';
 import type { InviteKeys } from './invite.ts';
 import { isE2eeError, type E2eeErrorCode } from './errors.ts';
 import { initialMembershipState, reduce, type MembershipConfig, type MembershipEffect, type MembershipEvent, type MembershipState } from './membership.ts';
-import { channelResetSigInput, encodeChannelResetBody, encodeSignedAnnouncement } from './membership-messages.ts';
+import { roomCodeCommitment, ROOM_CODE_VALUE_LEN } from './codes.ts';
+import {
+  channelResetSigInput,
+  encodeChannelResetBody,
+  encodeCodeCommit,
+  encodeCodeReveal,
+  encodeSignedAnnouncement,
+  proveLiveness,
+  type LivenessContext,
+} from './membership-messages.ts';
+import type { LivenessChallenge } from './membership-state.ts';
 import { encodeRelay } from './relay-framing.ts';
 import { SendKeySchedule, type SendKeyInfo } from './send-schedule.ts';
 
@@ -84,6 +94,8 @@ export class KeyAgent {
   #reason: KeyReason = 'initial';
   readonly #queue = new PQueue({ concurrency: 1 });
   #announcement: Uint8Array;
+  /** Our room-code value of the current round (secret until revealed; membership-code.ts). */
+  #codeValue: { round: number; value: Uint8Array } | undefined;
   /** A send-key switch failed: no key is switched to or distributed any more (see the module doc). */
   #sendFailed = false;
   #destroyed = false;
@@ -154,8 +166,30 @@ export class KeyAgent {
   async #run(eff: MembershipEffect, now: number): Promise<MembershipEvent | undefined> {
     switch (eff.kind) {
       case 'announce':
-        this.hooks.send({ ...(eff.to !== undefined ? { to: eff.to } : {}), bytes: encodeRelay('announcement', this.#announcement) });
+        this.hooks.send({ bytes: encodeRelay('announcement', this.#announcement) });
         return undefined;
+      case 'announce-back':
+        this.hooks.send({ to: eff.to, bytes: encodeRelay('announce-back', concat(this.#announcement, this.#proof(eff.challenge))) });
+        return undefined;
+      case 'prove-liveness':
+        this.hooks.send({ to: eff.to, bytes: encodeRelay('liveness-proof', this.#proof(eff.challenge)) });
+        return undefined;
+      case 'commit-room-code': {
+        this.#codeValue?.value.fill(0);
+        const value = randomBytes(ROOM_CODE_VALUE_LEN);
+        this.#codeValue = { round: eff.round, value };
+        const commitment = roomCodeCommitment(this.opts.roomId, this.opts.memberId, eff.round, eff.rosterHash, value);
+        const c = { round: eff.round, rosterHash: eff.rosterHash, commitment };
+        this.hooks.send({ bytes: encodeRelay('code-commit', encodeCodeCommit(this.opts.identity, this.opts.roomId, this.opts.memberId, this.opts.session.keyPair.publicKey, c)) });
+        return { type: 'code-committed', now, ...c };
+      }
+      case 'reveal-room-code': {
+        const v = this.#codeValue;
+        if (v === undefined || v.round !== eff.round) throw new Error('no room-code value for this round');
+        this.hooks.send({ bytes: encodeRelay('code-reveal', encodeCodeReveal(v.round, v.value)) });
+        // public from now on: the reducer keeps it for the code
+        return { type: 'code-revealed', now, round: v.round, value: v.value.slice() };
+      }
       case 'switch-send-key': {
         if (this.#sendFailed) return undefined;
         let key: SendKeyInfo;
@@ -278,6 +312,16 @@ export class KeyAgent {
     }
   }
 
+  /** Our liveness proof for the member that set `challenge` (membership-messages.ts `livenessInput`). */
+  #proof(challenge: LivenessChallenge): Uint8Array {
+    const c: LivenessContext = {
+      roomId: this.opts.roomId,
+      challenger: challenge,
+      responder: { memberId: this.opts.memberId, sessionPublicKey: this.opts.session.keyPair.publicKey },
+    };
+    return proveLiveness(this.opts.identity, c);
+  }
+
   /** The switch `eff` failed with `e`: wipe the schedule, distribute nothing from now on, tell the caller (once). */
   #failSending(eff: Extract<MembershipEffect, { kind: 'switch-send-key' }>, e: unknown): void {
     this.#sendFailed = true;
@@ -301,5 +345,6 @@ export class KeyAgent {
     this.#sendChannels.clear();
     this.#recvChannels.clear();
     this.#schedule?.destroy();
+    this.#codeValue?.value.fill(0);
   }
 }

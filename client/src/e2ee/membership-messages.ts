@@ -1,17 +1,21 @@
 /**
- * The two signed membership messages the reducer (membership.ts) checks:
+ * The signed membership messages the reducer (membership.ts) checks:
  *
  * - announcement: identity.ts announcement body || signature || mac, where
  *   mac = HMAC-SHA256(membershipMacKey, UTF-8("sealed-meet v1 membership mac") || announcementBody || signature)
  *   proves the sender holds the invite;
- * - channel reset: a request, signed by the requester's identity, for a new HPKE channel.
+ * - liveness proof: the responder's identity signature over the challenger's fresh join nonce, bound to the room,
+ *   both member ids and both session keys (sent alone, or after an announcement as its announce-back);
+ * - channel reset: a request, signed by the requester's identity, for a new HPKE channel;
+ * - room-code commitment (signed) and reveal (opens the commitment), codes.ts.
  *
  * @module
  */
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { concat, equalBytes, fromUtf8, lp16, Reader, u32be, utf8 } from './bytes.ts';
-import { SIGNATURE_LEN, verify, verifyAnnouncement, type Announcement, type Session } from './identity.ts';
+import { ROOM_CODE_VALUE_LEN } from './codes.ts';
+import { JOIN_NONCE_LEN, SIGNATURE_LEN, sign, verify, verifyAnnouncement, type Announcement, type Identity, type Session } from './identity.ts';
 import { E2eeError } from './errors.ts';
 
 export const MEMBERSHIP_MAC_LABEL = 'sealed-meet v1 membership mac';
@@ -83,4 +87,106 @@ export function openChannelReset(bytes: Uint8Array, requesterIdentityPublicKey: 
   r.end('channel reset');
   if (!verify(requesterIdentityPublicKey, channelResetSigInput(body), sig)) throw new E2eeError('bad-signature', 'channel reset signature is invalid');
   return { roomId, requesterId, senderId, epoch };
+}
+
+// ------------------------------------------------------------------------------------------------
+// Liveness proofs
+// ------------------------------------------------------------------------------------------------
+
+export const LIVENESS_LABEL = 'sealed-meet v1 liveness';
+
+/** Who proves liveness to whom: the challenger's (member id, session key, join nonce) and the responder's. */
+export interface LivenessContext {
+  roomId: string;
+  challenger: { memberId: string; sessionPublicKey: Uint8Array; joinNonce: Uint8Array };
+  responder: { memberId: string; sessionPublicKey: Uint8Array };
+}
+
+/**
+ * livenessInput = UTF-8("sealed-meet v1 liveness") || lp16(UTF-8 roomId) || lp16(UTF-8 challengerId)
+ *                 || lp16(UTF-8 responderId) || SHA-256(challenger session pk) || SHA-256(responder session pk)
+ *                 || challenger joinNonce(16)
+ */
+export function livenessInput(c: LivenessContext): Uint8Array {
+  if (c.challenger.joinNonce.length !== JOIN_NONCE_LEN) throw new E2eeError('malformed', 'join nonce must be 16 bytes');
+  return concat(
+    utf8(LIVENESS_LABEL),
+    lp16(utf8(c.roomId)),
+    lp16(utf8(c.challenger.memberId)),
+    lp16(utf8(c.responder.memberId)),
+    sha256(c.challenger.sessionPublicKey),
+    sha256(c.responder.sessionPublicKey),
+    c.challenger.joinNonce,
+  );
+}
+
+/** The responder's proof (64-byte Ed25519 signature) that its session is live for the challenger's session. */
+export function proveLiveness(identity: Identity, c: LivenessContext): Uint8Array {
+  return sign(identity, livenessInput(c));
+}
+
+export function verifyLiveness(responderIdentityPublicKey: Uint8Array, c: LivenessContext, proof: Uint8Array): boolean {
+  return verify(responderIdentityPublicKey, livenessInput(c), proof);
+}
+
+/** Announce-back relay body: our signed announcement || our liveness proof for the member we answer. */
+export function splitAnnounceBack(bytes: Uint8Array): { announcement: Uint8Array; proof: Uint8Array } {
+  if (bytes.length < SIGNATURE_LEN + 1) throw new E2eeError('malformed', 'announce-back too short');
+  return { announcement: bytes.subarray(0, bytes.length - SIGNATURE_LEN), proof: bytes.subarray(bytes.length - SIGNATURE_LEN) };
+}
+
+/** A liveness-proof relay body is the proof alone. @throws E2eeError('malformed') */
+export function decodeLivenessProof(bytes: Uint8Array): Uint8Array {
+  if (bytes.length !== SIGNATURE_LEN) throw new E2eeError('malformed', 'liveness proof must be 64 bytes');
+  return bytes;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Room-code commitments and reveals
+// ------------------------------------------------------------------------------------------------
+
+export const ROOM_CODE_COMMIT_LABEL = 'sealed-meet v1 room code commit';
+
+export interface CodeCommit {
+  round: number;
+  rosterHash: Uint8Array;
+  commitment: Uint8Array;
+}
+
+/**
+ * commit body = u32 round || R(32) || C(32) || signature(64)
+ * signature   = Ed25519(sender identity, UTF-8("sealed-meet v1 room code commit") || lp16(UTF-8 roomId)
+ *               || lp16(UTF-8 senderId) || SHA-256(sender session pk) || u32 round || R || C)
+ */
+function commitSigInput(roomId: string, senderId: string, senderSessionPublicKey: Uint8Array, c: CodeCommit): Uint8Array {
+  return concat(utf8(ROOM_CODE_COMMIT_LABEL), lp16(utf8(roomId)), lp16(utf8(senderId)), sha256(senderSessionPublicKey), u32be(c.round), c.rosterHash, c.commitment);
+}
+
+export function encodeCodeCommit(identity: Identity, roomId: string, senderId: string, senderSessionPublicKey: Uint8Array, c: CodeCommit): Uint8Array {
+  if (c.rosterHash.length !== 32 || c.commitment.length !== 32) throw new E2eeError('malformed', 'roster hash and commitment must be 32 bytes');
+  return concat(u32be(c.round), c.rosterHash, c.commitment, sign(identity, commitSigInput(roomId, senderId, senderSessionPublicKey, c)));
+}
+
+/** @throws E2eeError('malformed' | 'bad-signature') */
+export function openCodeCommit(bytes: Uint8Array, roomId: string, sender: { memberId: string; identityPublicKey: Uint8Array; sessionPublicKey: Uint8Array }): CodeCommit {
+  const r = new Reader(bytes);
+  const c: CodeCommit = { round: r.u32('round'), rosterHash: r.bytes(32, 'roster hash'), commitment: r.bytes(32, 'commitment') };
+  const sig = r.bytes(SIGNATURE_LEN, 'signature');
+  r.end('room code commit');
+  if (!verify(sender.identityPublicKey, commitSigInput(roomId, sender.memberId, sender.sessionPublicKey, c), sig)) throw new E2eeError('bad-signature', 'room code commitment signature is invalid');
+  return c;
+}
+
+/** reveal body = u32 round || value(32) (checked against the sender's commitment for that round). */
+export function encodeCodeReveal(round: number, value: Uint8Array): Uint8Array {
+  if (value.length !== ROOM_CODE_VALUE_LEN) throw new E2eeError('malformed', 'room code value must be 32 bytes');
+  return concat(u32be(round), value);
+}
+
+/** @throws E2eeError('malformed') */
+export function decodeCodeReveal(bytes: Uint8Array): { round: number; value: Uint8Array } {
+  const r = new Reader(bytes);
+  const out = { round: r.u32('round'), value: r.bytes(ROOM_CODE_VALUE_LEN, 'value') };
+  r.end('room code reveal');
+  return out;
 }

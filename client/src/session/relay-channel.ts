@@ -7,7 +7,8 @@
  *
  * In: one serial queue opens blobs strictly in arrival order (an announcement is handed on before the key batch
  * behind it) and turns each into one typed event; the next blob waits until the handler of this one settled:
- * - `membership`: announcement / key batch / channel reset bytes for the key agent;
+ * - `membership`: the key agent's messages (announcements, liveness proofs, key batches, channel resets, room-code
+ *   commitments and reveals: every relay-framing.ts kind but metadata);
  * - `profile`: a schema-checked, length-capped display name;
  * - `chat`: the inner chat blob (opened once, by the key bridge, which holds the chat keys);
  * - `foreign`: the outer envelope did not open: whoever sent it has no invite key (or the server re-attributed it).
@@ -23,7 +24,7 @@ import * as z from 'zod/mini';
 import { fromBase64urlExact, fromUtf8, toBase64url, utf8 } from '../e2ee/bytes.ts';
 import { chatInnerKid } from '../e2ee/chat.ts';
 import { parseJson } from '../e2ee/json.ts';
-import { RELAY_KIND } from '../e2ee/relay-framing.ts';
+import { MEMBERSHIP_KIND_BYTES, RELAY_KIND } from '../e2ee/relay-framing.ts';
 import { openMetadata, sealMetadata } from '../e2ee/metadata.ts';
 import { openRelay, sealRelay } from '../e2ee/relay-envelope.ts';
 import type { RelayPort } from './ports.ts';
@@ -60,8 +61,6 @@ const Profile = z.object({
 export function cleanName(name: string): string {
   return name.trim().slice(0, MAX_NAME_LEN);
 }
-
-const MEMBERSHIP_KINDS: ReadonlySet<number> = new Set([RELAY_KIND.announcement, RELAY_KIND['key-batch'], RELAY_KIND['channel-reset']]);
 
 export interface RelayChannelOptions {
   roomId: string;
@@ -173,7 +172,7 @@ export class RelayChannel {
       return;
     }
     const first = inner[0];
-    if (first !== undefined && MEMBERSHIP_KINDS.has(first)) {
+    if (first !== undefined && MEMBERSHIP_KIND_BYTES.has(first)) {
       await this.#onEvent({ kind: 'membership', from, bytes: inner });
       return;
     }
