@@ -212,6 +212,11 @@ export function keyAlert(reason: string, who: string, detail: string | undefined
       return { kind: 'identity-changed', message: `${who} presented a different identity or session key; it was ignored.` };
     case 'replayed-announcement':
       return { kind: 'roster', message: 'The server replayed the key announcement of someone who already left; it was refused.' };
+    case 'not-live':
+      return {
+        kind: 'roster',
+        message: `${who} announced itself but did not prove it is in this meeting now (a replayed old announcement?): it was refused and gets no keys.`,
+      };
     case 'internal-error':
       return { kind: 'internal', message: `Key handling failed (${detail ?? 'error'}); the next key rotation repairs it.` };
     case 'send-key-failed':
