@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { sha512 } from '@noble/hashes/sha2.js';
+import { createHash } from 'node:crypto';
 import { EMOJI, roomCode, roomCodeCommitment, rosterHash, safetyNumber } from '../../client/src/e2ee/codes.ts';
 
 const pk = (n: number) => new Uint8Array(32).fill(n);
@@ -124,6 +125,26 @@ describe('room code', () => {
       }),
       { numRuns: 50 },
     );
+  });
+
+  it('matches an independent re-implementation of the documented construction (docs/protocol.md B §10)', () => {
+    const sha = (...parts: (Buffer | Uint8Array)[]) => new Uint8Array(createHash('sha256').update(Buffer.concat(parts)).digest());
+    const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
+    const lp = (b: Uint8Array | Buffer) => Buffer.concat([u16(b.length), b]);
+    const t = (x: string) => Buffer.from(x, 'utf8');
+    const ms = [member('bob', 2), member('alice', 1), member('Zed', 3)]; // "Zed" < "alice" < "bob" in UTF-8 bytes
+    const sorted = [ms[2]!, ms[1]!, ms[0]!];
+    const R = sha(t('sealed-meet v1 roster'), u16(3), ...sorted.flatMap((m) => [lp(t(m.memberId)), m.identityPublicKey, lp(m.sessionPublicKey)]));
+    expect(rosterHash(ms)).toEqual(R);
+    const v = (n: number) => new Uint8Array(32).fill(n);
+    const C = sha(t('sealed-meet v1 room code value'), lp(t('room')), lp(t('alice')), Buffer.from([0, 0, 1, 2]), R, v(1));
+    expect(roomCodeCommitment('room', 'alice', 258, R, v(1))).toEqual(C);
+    const H = sha(t('sealed-meet v1 room code'), R, u16(3), lp(t('Zed')), v(3), lp(t('alice')), v(1), lp(t('bob')), v(2));
+    const code = roomCode(R, [{ memberId: 'bob', value: v(2) }, { memberId: 'alice', value: v(1) }, { memberId: 'Zed', value: v(3) }]);
+    expect(code.hash).toEqual(H);
+    const bits = BigInt('0x' + Buffer.from(H.slice(0, 5)).toString('hex')) >> 4n; // first 36 bits
+    expect(code.emoji.map((e) => EMOJI.indexOf(e))).toEqual([30n, 24n, 18n, 12n, 6n, 0n].map((sh) => Number((bits >> sh) & 63n)));
+    expect(code.digits).toBe((BigInt('0x' + Buffer.from(H.slice(8, 16)).toString('hex')) % 10n ** 12n).toString().padStart(12, '0'));
   });
 
   it('known answer (regression)', () => {
