@@ -94,18 +94,27 @@ describe('property: a display name is the one its member signed in this session'
 
   it('a profile that overtakes its sender’s admission waits and is shown once the sender is admitted', async () => {
     const room = new SessionRoom();
-    const alice = room.add('alice', { displayName: 'Alice' });
+    room.add('alice', { displayName: 'Alice' });
     const bob = room.add('bob', { displayName: 'Bob' });
     await room.join('alice');
-    // The server holds everything Alice sends Bob, then delivers it in reverse order (profile before announce-back).
-    const held: RelayPacket[] = [];
-    room.rules.push((p) => (p.from === 'alice' && p.to === 'bob' ? (held.push(p), 'drop') : 'pass'));
     await room.join('bob');
+    await room.leave('alice');
+    // Alice rejoins as alice-2. The server passes her announcement to Bob, holds everything she sends him after it,
+    // then delivers that in reverse order: her profile reaches Bob before what admits her.
+    const held: RelayPacket[] = [];
+    let first = true;
+    room.rules.push((p) => {
+      if (p.from !== 'alice-2' || p.to !== 'bob') return 'pass';
+      if (first) return (first = false), 'pass';
+      held.push(p);
+      return 'drop';
+    });
+    await room.join('alice', 'alice-2');
     expect(held.length).toBeGreaterThanOrEqual(2);
+    expect(bob.session.nameOf('alice-2')).toBeUndefined();
     room.rules.length = 0;
     for (const p of [...held].reverse()) room.inject(p);
     await room.settle();
-    expect(bob.session.nameOf('alice')).toBe('Alice');
-    void alice;
+    expect(bob.session.nameOf('alice-2')).toBe('Alice');
   });
 });

@@ -6,7 +6,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { deriveInviteKeysSync } from '../../client/src/e2ee/invite.ts';
 import { sealRelay } from '../../client/src/e2ee/relay-envelope.ts';
 import { KeyBridge } from '../../client/src/session/key-bridge.ts';
-import { eventsOf, ROOM, SessionRoom, type Browser } from './session-sim.ts';
+import { eventsOf, ROOM, SessionRoom, type Browser, type RelayPacket } from './session-sim.ts';
 
 async function threeWay(): Promise<{ room: SessionRoom; a: Browser; b: Browser; c: Browser }> {
   const room = new SessionRoom();
@@ -69,6 +69,21 @@ describe('session layer: three members over an in-memory relay', () => {
     }
     for (const x of [b, c]) expect(eventsOf(x, 'chat').map((e) => [e.from, e.text])).toEqual([['alice', 'hello from alice']]);
     expect(eventsOf(a, 'chat')).toEqual([]);
+  });
+
+  it('a chat message that overtakes its sender’s new key waits for the key instead of being lost', async () => {
+    const { room, a, b } = await threeWay();
+    const held: RelayPacket[] = [];
+    room.rules.push((p) => (p.from === 'alice' && p.to === 'bob' ? (held.push(p), 'drop') : 'pass'));
+    await room.leave('carol'); // Alice switches to a fresh key and sends it to Bob (held)
+    await a.session.sendChat('right after the rekey');
+    await room.settle();
+    room.rules.length = 0;
+    expect(held.length).toBeGreaterThanOrEqual(2);
+    for (const p of [...held].reverse()) room.inject(p); // the chat first, then the key batch
+    await room.settle();
+    expect(eventsOf(b, 'chat').map((e) => e.text)).toEqual(['right after the rekey']);
+    expect(eventsOf(b, 'chat-dropped')).toEqual([]);
   });
 
   it('chat keys are wiped when a member is forgotten: its old messages no longer open', async () => {

@@ -36,7 +36,7 @@ export interface KidParts {
  * never collide (RFC 9605 §9.2). The generation is a full counter reduced modulo 4096. The step is NOT reduced: a
  * generation has at most 16 steps (0..15) in ascending order, so a receiver knows whether a step is ahead of its key
  * (derivable) or behind it (never derivable); after step 15 the sender must rekey.
- * Encoded header KID size: 2 bytes for sender 0, 3 bytes for senders 1-255, 4 bytes above.
+ * Encoded header KID size: 0-2 bytes for sender 0, 3 bytes for senders 1-255, 4 bytes above.
  */
 export function makeKid(sender: number, generation: number, step = 0): bigint {
   if (!Number.isInteger(sender) || sender < 0 || sender > MAX_SENDER_INDEX) throw new E2eeError('range', 'sender index must be 0..65535');

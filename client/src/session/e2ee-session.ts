@@ -290,7 +290,7 @@ export class E2eeSession {
     const { from } = e;
     const bridge = this.#bridge;
     if (!bridge) return;
-    if (!bridge.hasChatKey(from) && this.#mayWait(from)) {
+    if ((!bridge.hasChatKey(from) && this.#mayWait(from)) || bridge.chatKeyAhead(from, e.inner)) {
       this.#gate.hold(from, e);
       return;
     }

@@ -21,8 +21,12 @@ import { newSession, wipeSession, type Identity, type Session } from '../e2ee/id
 import type { InviteKeys } from '../e2ee/invite.ts';
 import { KeyAgent, type SendKeyFailure, type SendKeyInfo } from '../e2ee/key-agent.ts';
 import { currentRoomCode, type MemberRecord, type MembershipEffect, type MembershipState } from '../e2ee/membership.ts';
+import { KID_GENERATION_BITS, splitKid } from '../e2ee/kid.ts';
 import { chatBody, signMessage, verifyMessage } from '../e2ee/signed-message.ts';
 import type { Cancel, Clock, FramePort } from './ports.ts';
+
+/** Key generations the KID carries (mod this). */
+const GENERATIONS = 1 << KID_GENERATION_BITS;
 
 /** KeyAgent clock (rotation timer, expiry). */
 export const KEY_TICK_MS = 1000;
@@ -235,6 +239,24 @@ export class KeyBridge {
       return null;
     }
     return verifyMessage(rec.identityPublicKey, 'chat', ctx, m.seq, body, m.sig) ? { text: m.text, at: m.at, seq: m.seq } : null;
+  }
+
+  /**
+   * True when `inner` is a chat message from `from` under a newer key generation than the one we hold: its key batch is
+   * still on its way (the sender rekeyed), so the message should wait rather than be dropped.
+   */
+  chatKeyAhead(from: string, inner: Uint8Array): boolean {
+    const kid = chatInnerKid(inner);
+    const known = this.#chatKeys.get(from);
+    if (kid === null || !known) return false;
+    try {
+      const a = splitKid(known.kid);
+      const b = splitKid(kid);
+      const ahead = (b.generation - a.generation + GENERATIONS) % GENERATIONS;
+      return a.sender === b.sender && ahead > 0 && ahead < GENERATIONS / 2;
+    } catch {
+      return false;
+    }
   }
 
   /** Our signature over a display-name profile, with its sequence number. */

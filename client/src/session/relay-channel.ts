@@ -57,9 +57,9 @@ const Profile = z.object({
   sig: z.string().check(z.length(86)),
 });
 
-/** A display name as we show and send it: trimmed, at most MAX_NAME_LEN characters. */
+/** A display name as we show and send it: trimmed, at most MAX_NAME_LEN code points. */
 export function cleanName(name: string): string {
-  return name.trim().slice(0, MAX_NAME_LEN);
+  return Array.from(name.trim()).slice(0, MAX_NAME_LEN).join(''); // code points: never half a surrogate pair
 }
 
 export interface RelayChannelOptions {
