@@ -256,4 +256,22 @@ describe('room-code round (reducer)', () => {
     expect(right.effects).toEqual([{ kind: 'room-code-changed' }]);
     expect(currentRoomCode(right.state)?.digits).toMatch(/^\d{12}$/);
   });
+
+  it('a commitment that arrives after our reveal never counts: a member re-committing to a value ground against ours gets nowhere', () => {
+    const { s, bob } = aliceWithBob();
+    const R = s.code.rosterHash!;
+    const v1 = randomBytes(32);
+    let st = relay(s, 'bob', bobCommit(bob, 1, R, v1)).state; // every commitment is in: alice reveals, they are fixed
+    expect(st.code.fixed?.get('bob')?.round).toBe(1);
+    const mine = randomBytes(32);
+    st = reduce(CONFIG, st, { type: 'code-revealed', now: 1, round: st.code.round, value: mine }).state;
+    // alice's value is public now; "bob" commits again for the same roster, to a value chosen after seeing it, and reveals it
+    const v2 = randomBytes(32);
+    st = relay(st, 'bob', bobCommit(bob, 2, R, v2)).state;
+    const late = relay(st, 'bob', encodeRelay('code-reveal', encodeCodeReveal(2, v2)));
+    expect(currentRoomCode(late.state)).toBeNull();
+    // only the value of the fixed commitment completes the round
+    const done = relay(late.state, 'bob', encodeRelay('code-reveal', encodeCodeReveal(1, v1)));
+    expect(currentRoomCode(done.state)?.hash).toEqual(roomCode(R, [{ memberId: 'alice', value: mine }, { memberId: 'bob', value: v1 }]).hash);
+  });
 });

@@ -6,9 +6,10 @@
  * Every roster (self + members that proved liveness) is one round. When our roster changes we start a new round:
  * the driver draws a fresh 32-byte value v, broadcasts only its signed commitment C = H(room, us, round, R, v)
  * (codes.ts `roomCodeCommitment`, R = `rosterHash(roster)`), and feeds C back. We reveal v only once we hold a
- * commitment for the same R from every member of our roster; the code of the round is H(R, every member's v)
- * (codes.ts `roomCode`), shown once every member's revealed value opened its commitment. Until then the code is
- * pending (`currentRoomCode` is null).
+ * commitment for the same R from every member of our roster, and those commitments are then fixed for the round:
+ * the code of the round is H(R, every member's v) (codes.ts `roomCode`) over exactly the values that open them,
+ * shown once all did. A commitment that arrives after our value is public never counts for the round (else a fake
+ * member could re-commit to a value ground against ours). Until then the code is pending (`currentRoomCode` null).
  *
  * Why that holds against a man in the middle (docs/protocol.md B §10 states and argues the bound): an attacker that
  * gives two members different rosters R1 ≠ R2 must fix its fake members' values (by commitment) before each honest
@@ -63,11 +64,12 @@ export function onCodeCommit(config: MembershipConfig, state: MembershipState, f
   const commits = new Map(state.code.commits);
   commits.set(from, c);
   const reveals = new Map(state.code.reveals);
-  reveals.delete(from);
+  // its value for an older commitment is stale, unless that commitment is fixed in our round
+  if (reveals.get(from)?.round !== state.code.fixed?.get(from)?.round) reveals.delete(from);
   return { state: { ...state, code: { ...state.code, commits, reveals } }, effects: [] };
 }
 
-/** A revealed value from `from`: kept if it opens its newest commitment. */
+/** A revealed value from `from`: kept if it opens its newest commitment or the one fixed in our round. */
 export function onCodeReveal(config: MembershipConfig, state: MembershipState, from: string, body: Uint8Array): ReduceResult {
   if (signerOf(state, from) === undefined) return rejected(state, 'unknown-sender', from, 'code-reveal');
   let r: CodeReveal;
@@ -76,8 +78,8 @@ export function onCodeReveal(config: MembershipConfig, state: MembershipState, f
   } catch {
     return rejected(state, 'malformed', from, 'code-reveal');
   }
-  const c = state.code.commits.get(from);
-  if (c === undefined || c.round !== r.round || state.code.reveals.get(from)?.round === r.round) return { state, effects: [] }; // stale, early or repeated
+  const c = [state.code.fixed?.get(from), state.code.commits.get(from)].find((x) => x?.round === r.round);
+  if (c === undefined || state.code.reveals.get(from)?.round === r.round) return { state, effects: [] }; // stale, early or repeated
   if (!equalBytes(roomCodeCommitment(config.roomId, from, r.round, c.rosterHash, r.value), c.commitment)) {
     return rejected(state, 'bad-room-code', from, 'the revealed value does not open its commitment');
   }
@@ -123,7 +125,7 @@ export function codeStep(config: MembershipConfig, state: MembershipState, now: 
     const commits = new Map([...code.commits].filter(([id]) => keep.has(id)));
     const reveals = new Map([...code.reveals].filter(([id]) => keep.has(id)));
     if (code.code !== null) effects.push({ kind: 'room-code-changed' });
-    code = { round: code.round + 1, rosterHash: R, committing: false, revealing: false, commits, reveals, code: null };
+    code = { round: code.round + 1, rosterHash: R, committing: false, fixed: null, commits, reveals, code: null };
   }
   if (!code.committing && !holdCommit(config, state, now)) {
     effects.push({ kind: 'commit-room-code', round: code.round, rosterHash: R });
@@ -133,15 +135,15 @@ export function codeStep(config: MembershipConfig, state: MembershipState, now: 
     const c = code.commits.get(id);
     return c !== undefined && equalBytes(c.rosterHash, R) && (id !== self.memberId || c.round === code.round) ? c : undefined;
   };
-  if (code.committing && !code.revealing && ids.every((id) => committedFor(id) !== undefined)) {
+  if (code.committing && code.fixed === null && ids.every((id) => committedFor(id) !== undefined)) {
     effects.push({ kind: 'reveal-room-code', round: code.round });
-    code = { ...code, revealing: true };
+    code = { ...code, fixed: new Map(ids.map((id) => [id, committedFor(id)!])) };
   }
-  if (code.code === null && code.revealing) {
+  const fixed = code.fixed;
+  if (code.code === null && fixed !== null) {
     const values = ids.map((id) => {
-      const c = committedFor(id);
       const r = code.reveals.get(id);
-      return c !== undefined && r !== undefined && r.round === c.round ? { memberId: id, value: r.value } : undefined;
+      return r !== undefined && r.round === fixed.get(id)?.round ? { memberId: id, value: r.value } : undefined;
     });
     if (values.every((v) => v !== undefined)) {
       code = { ...code, code: roomCode(R, values) };

@@ -85,8 +85,11 @@ export interface CodeRoundState {
   readonly rosterHash: Uint8Array | undefined;
   /** We asked the driver to commit for this round. */
   readonly committing: boolean;
-  /** We asked the driver to reveal for this round. */
-  readonly revealing: boolean;
+  /**
+   * The commitments of every roster member we held when we asked the driver to reveal (null before): the round's
+   * code is computed from these only, so no commitment that arrives after our value is public can count.
+   */
+  readonly fixed: ReadonlyMap<string, CodeCommit> | null;
   /** Newest signed commitment per member (ours too, once the driver fed it back). */
   readonly commits: ReadonlyMap<string, CodeCommit>;
   /** Per member: its value for its newest commitment, if revealed and matching. */
@@ -222,7 +225,7 @@ export function initialMembershipState(): MembershipState {
     resetsRequested: new Map(),
     resetsHonoured: new Map(),
     recvEpochs: new Map(),
-    code: { round: 0, rosterHash: undefined, committing: false, revealing: false, commits: new Map(), reveals: new Map(), code: null },
+    code: { round: 0, rosterHash: undefined, committing: false, fixed: null, commits: new Map(), reveals: new Map(), code: null },
   };
 }
 
