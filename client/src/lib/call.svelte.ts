@@ -13,19 +13,19 @@ import { SvelteSet } from 'svelte/reactivity';
 import { base64urlnopad } from '@scure/base';
 import type { InviteKeys } from '../e2ee/invite.ts';
 import { E2eeSession, type SessionEvent } from '../session/e2ee-session.ts';
-import { MediaPlane, type PlaneEvent, type RemoteMedia } from '../session/media-plane.ts';
+import { MediaPlane, type PlaneEvent } from '../session/media-plane.ts';
 import { systemClock, Timers } from '../session/ports.ts';
 import * as controls from '../session/controls.ts';
 import { cleanName } from '../session/relay-channel.ts';
 import { TestKeyRecorder } from '../session/test-keys.ts';
-import { buildTiles, type TileModel } from '../session/tiles.ts';
-import { attribution, type AttributionState, type PipelineCounts } from '../session/trust-monitor.ts';
+import { buildTiles, peersWithMedia, type TileModel } from '../session/tiles.ts';
+import type { PipelineCounts } from '../session/trust-monitor.ts';
 import { TransformWorker } from '../transform/TransformWorker.ts';
 import type { TransformApi } from '../transform/support.ts';
 import { E2eeState } from './e2ee.svelte.ts';
 import { loadIdentity, loadVerifications, saveVerifications } from './identity-store.ts';
 import type { LocalMedia } from './media.svelte.ts';
-import { connectSocket, request, RequestError, type JoinResponse, type MeetSocket, type ProducerInfo, type TrackSource } from './signaling.ts';
+import { connectSocket, request, RequestError, retryRateLimited, type JoinResponse, type MeetSocket, type ProducerInfo } from './signaling.ts';
 
 export type { TileModel } from '../session/tiles.ts';
 export type { TestKeyExport } from '../session/test-keys.ts';
@@ -95,7 +95,6 @@ export class CallSession {
   #plane = $state.raw<MediaPlane | null>(null);
   /** Bumped whenever the media plane's producers or consumers change (they are plain objects). */
   #mediaVersion = $state(0);
-  #attribution = new Map<string, AttributionState>();
   #gen = 0;
   #everJoined = false;
   #left = false;
@@ -418,15 +417,12 @@ export class CallSession {
 
   /** Raise an alert the first time a pipeline gets another member's media; keep the set the tiles read. */
   #checkAttribution(counts: Iterable<PipelineCounts>): void {
-    const { next, flagged } = attribution(this.#attribution, counts);
-    this.#attribution = next;
-    for (const key of flagged) {
-      const m = this.#plane?.consumers.get(key);
-      const name = (m && this.e2ee.members.find((x) => x.peerId === m.peerId)?.name) ?? 'a participant';
-      this.e2ee.alert('misattributed', `The server sent someone else's ${m?.source ?? 'media'} as ${name}'s. It is not shown or played; the frames are dropped.`);
+    const { misattributed, flagged } = this.#plane?.checkAttribution(counts) ?? { misattributed: new Set<string>(), flagged: [] };
+    for (const m of flagged) {
+      const name = this.e2ee.members.find((x) => x.peerId === m.peerId)?.name ?? 'a participant';
+      this.e2ee.alert('misattributed', `The server sent someone else's ${m.source} as ${name}'s. It is not shown or played; the frames are dropped.`);
     }
-    const bad = new Set([...next].filter(([, v]) => v.misattributed).map(([k]) => k));
-    if (bad.size !== this.misattributed.size || [...bad].some((k) => !this.misattributed.has(k))) this.misattributed = bad;
+    if (misattributed.size !== this.misattributed.size || [...misattributed].some((k) => !this.misattributed.has(k))) this.misattributed = misattributed;
   }
 
   #notice(message: string | null): void {
@@ -505,11 +501,13 @@ export class CallSession {
 
   /** The socket edge of the relay channel (base64url only here). An UNAVAILABLE answer means our room was lost: rejoin. */
   async #relay(bytes: Uint8Array, to: string | undefined): Promise<void> {
-    const socket = this.#socket;
-    if (!socket) throw new RequestError('relay', 'DISCONNECTED', 'not connected');
     const blob = base64urlnopad.encode(bytes);
     try {
-      await request(socket, 'relay', to !== undefined ? { to, blob } : { blob });
+      // A blob refused by the room's relay budget was not sent: send it again after a pause (a key batch is not lost).
+      await retryRateLimited(() => {
+        if (!this.#socket) throw new RequestError('relay', 'DISCONNECTED', 'not connected');
+        return request(this.#socket, 'relay', to !== undefined ? { to, blob } : { blob });
+      });
     } catch (err) {
       if (err instanceof RequestError && err.code === 'UNAVAILABLE') void this.#rejoin('relay: UNAVAILABLE');
       throw err;
@@ -518,17 +516,11 @@ export class CallSession {
 
   #tiles(): TileModel[] {
     void this.#mediaVersion;
-    const byPeer = new Map<string, Partial<Record<TrackSource, RemoteMedia>>>();
-    for (const m of this.#plane?.consumers.values() ?? []) {
-      const entry = byPeer.get(m.peerId) ?? {};
-      entry[m.source] = m;
-      byPeer.set(m.peerId, entry);
-    }
     const m = this.media;
     // One tile per member the people list shows (the server's list and everyone holding our keys).
     return buildTiles(
       { peerId: this.peerId, name: this.displayName, cameraTrack: m.cameraEnabled ? m.cameraTrack : null, screenTrack: m.screenTrack, micOff: !m.micEnabled || !m.micTrack },
-      this.e2ee.members.map(({ peerId: id, name }) => ({ id, name: name ?? 'Participant', camera: byPeer.get(id)?.camera, mic: byPeer.get(id)?.mic, screen: byPeer.get(id)?.screen })),
+      peersWithMedia(this.e2ee.members, this.#plane?.consumers.values() ?? []),
       this.activeSpeaker,
       this.misattributed,
     );

@@ -79,3 +79,18 @@ export async function request<K extends RequestName>(
   if (!res.ok) throw new RequestError(name, res.error.code, res.error.message);
   return res.data;
 }
+
+/**
+ * `attempt()` again while it fails with RATE_LIMITED (the server refused it and sent nothing), after 0.25, 0.5, 1, 2
+ * and 4 s; any other failure, or the sixth refusal, rejects.
+ */
+export async function retryRateLimited<T>(attempt: () => Promise<T>, retries = 5, firstDelayMs = 250): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!(err instanceof RequestError && err.code === 'RATE_LIMITED') || i >= retries) throw err;
+      await new Promise((r) => setTimeout(r, firstDelayMs * 2 ** i));
+    }
+  }
+}

@@ -14,7 +14,7 @@ import type { TransformWorker } from '../transform/TransformWorker.ts';
 import { peerConnectionSettings, type TransformApi } from '../transform/support.ts';
 import { layerFor, sendPlan, StallWatchdog } from './media-policy.ts';
 import { Timers, type Clock } from './ports.ts';
-import { BypassDetector, type TrustAlert } from './trust-monitor.ts';
+import { attribution, BypassDetector, type AttributionState, type PipelineCounts, type TrustAlert } from './trust-monitor.ts';
 
 const LAYER_DEBOUNCE_MS = 300;
 const ICE_RECHECK_MS = 8000;
@@ -84,6 +84,7 @@ export class MediaPlane {
   readonly #iceDown = new Set<string>();
   readonly #watchdog = new StallWatchdog();
   readonly #bypass = new BypassDetector();
+  #attribution = new Map<string, AttributionState>();
   /** The room hides voice activity (join answer): constant-size mic audio (media-policy.ts sendPlan, frame padding). */
   readonly #hideVoiceActivity: boolean;
   #closed = false;
@@ -366,6 +367,17 @@ export class MediaPlane {
       this.#ports.frames.bindReceiver(m.consumer.id, sender);
       if (sender !== null && m.consumer.kind === 'video') void this.#ports.signaling.request('requestKeyFrame', { consumerId: m.consumer.id }).catch(() => undefined);
     }
+  }
+
+  /**
+   * The worker's new counts: which of our consumers get only another member's frames (trust-monitor `attribution`),
+   * and which just started to (to alert once).
+   */
+  checkAttribution(counts: Iterable<PipelineCounts>): { misattributed: Set<string>; flagged: RemoteMedia[] } {
+    const { next, flagged } = attribution(this.#attribution, counts);
+    this.#attribution = next;
+    const misattributed = new Set([...next].filter(([id, v]) => v.misattributed && this.#consumers.has(id)).map(([id]) => id));
+    return { misattributed, flagged: flagged.flatMap((id) => this.#consumers.get(id) ?? []) };
   }
 
   /** A receive key arrived for `memberId`: ask for key frames on its video so decoding starts at once. */

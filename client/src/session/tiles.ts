@@ -39,6 +39,13 @@ export interface PeerTileInput {
   screen: RemoteMedia | undefined;
 }
 
+/** One entry per member (in the people list's order) with the media we consume from it, by source. */
+export function peersWithMedia(members: readonly { peerId: string; name?: string | undefined }[], consumers: Iterable<RemoteMedia>): PeerTileInput[] {
+  const byPeer = new Map<string, Partial<Record<RemoteMedia['source'], RemoteMedia>>>();
+  for (const m of consumers) byPeer.set(m.peerId, { ...byPeer.get(m.peerId), [m.source]: m });
+  return members.map(({ peerId: id, name }) => ({ id, name: name ?? 'Participant', camera: byPeer.get(id)?.camera, mic: byPeer.get(id)?.mic, screen: byPeer.get(id)?.screen }));
+}
+
 const tile = (t: Omit<TileModel, 'mirrored' | 'micOff' | 'speaking' | 'audioTrack' | 'videoConsumerId' | 'warning'> & Partial<TileModel>): TileModel => ({
   warning: null,
   mirrored: false,
