@@ -39,6 +39,16 @@ import {
   type ReduceResult,
 } from './membership-state.ts';
 
+/** R of the roster, memoised per (members map, self) (the reducer replaces the map on every change). */
+const rosterHashes = new WeakMap<MembershipState['members'], { self: MembershipState['self']; R: Uint8Array }>();
+function currentRosterHash(state: MembershipState): Uint8Array {
+  const hit = rosterHashes.get(state.members);
+  if (hit !== undefined && hit.self === state.self) return hit.R;
+  const R = rosterHash(roster(state));
+  rosterHashes.set(state.members, { self: state.self, R });
+  return R;
+}
+
 /** The room code of the current round, or null while it is pending. */
 export function currentRoomCode(state: MembershipState): RoomCode | null {
   return state.code.code;
@@ -114,9 +124,8 @@ function holdCommit(config: MembershipConfig, state: MembershipState, now: numbe
 export function codeStep(config: MembershipConfig, state: MembershipState, now: number): ReduceResult {
   const self = state.self;
   if (self === undefined) return { state, effects: [] };
-  const members = roster(state);
-  const ids = members.map((m) => m.memberId);
-  const R = rosterHash(members);
+  const ids = [self.memberId, ...state.members.keys()];
+  const R = currentRosterHash(state);
   const effects: MembershipEffect[] = [];
   let code: CodeRoundState = state.code;
   if (code.rosterHash === undefined || !equalBytes(code.rosterHash, R)) {
