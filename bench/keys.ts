@@ -3,14 +3,25 @@
  * time (every channel new: one X-Wing encapsulation + HPKE psk setup per recipient) and again on reused channels
  * (AES-128-GCM + Ed25519 signature per recipient). Reports envelopes, relay messages (batches, split under the
  * 48000-byte relay cap), bytes, sender ms, and per-recipient open ms. Plus one-off costs: session key generation,
- * announcement verification, safety number.
+ * announcement verification, liveness proof (sign + verify, once per pair per side), a room-code round (one
+ * commitment signed, n-1 verified, n reveals opened: per member per roster change), safety number.
  */
 import { openKeyBatch, sealKeyBatch, type KeyUpdate } from '../client/src/e2ee/envelope.ts';
 import type { SenderChannel } from '../client/src/e2ee/hpke.ts';
 import { generateIdentity, generateSessionKeyPair, newSession } from '../client/src/e2ee/identity.ts';
 import { deriveInviteKeysSync } from '../client/src/e2ee/invite.ts';
-import { encodeSignedAnnouncement, openSignedAnnouncement } from '../client/src/e2ee/membership-messages.ts';
-import { safetyNumber } from '../client/src/e2ee/codes.ts';
+import {
+  decodeCodeReveal,
+  encodeCodeCommit,
+  encodeCodeReveal,
+  encodeSignedAnnouncement,
+  openCodeCommit,
+  openSignedAnnouncement,
+  proveLiveness,
+  verifyLiveness,
+} from '../client/src/e2ee/membership-messages.ts';
+import { randomBytes } from '../client/src/e2ee/bytes.ts';
+import { roomCode, roomCodeCommitment, rosterHash, safetyNumber } from '../client/src/e2ee/codes.ts';
 import { loadavg } from 'node:os';
 
 const ROOM = 'AAAAAAAAAAAAAAAAAAAAAA';
@@ -59,6 +70,29 @@ export async function benchKeys(): Promise<string[]> {
   });
   const [, sn] = await time(() => safetyNumber(id.publicKey, sender.identity.publicKey));
   out.push(`one-off: X-Wing session keygen ${(kg / 10).toFixed(2)} ms, announcement MAC+signature check ${(av / 20).toFixed(2)} ms (${ann.length} B), safety number ${sn.toFixed(1)} ms`);
+  const live = {
+    roomId: ROOM,
+    challenger: { memberId: 'c', sessionPublicKey: sender.session.publicKey, joinNonce: randomBytes(16) },
+    responder: { memberId: 'm', sessionPublicKey: sess.keyPair.publicKey },
+  };
+  const [, lv] = await time(() => {
+    for (let i = 0; i < 20; i++) if (!verifyLiveness(id.publicKey, live, proveLiveness(id, live))) throw new Error('liveness proof');
+  });
+  out.push(`per pair, per side: liveness proof sign + verify ${(lv / 20).toFixed(2)} ms`);
+  for (const n of [10, 100]) {
+    const members = Array.from({ length: n }, (_, i) => ({ memberId: `m${i}`, identityPublicKey: id.publicKey, sessionPublicKey: sess.keyPair.publicKey }));
+    const [, rc] = await time(() => {
+      const R = rosterHash(members);
+      const value = randomBytes(32);
+      const c = { round: 1, rosterHash: R, commitment: roomCodeCommitment(ROOM, 'm0', 1, R, value) };
+      const commit = encodeCodeCommit(id, ROOM, 'm0', sess.keyPair.publicKey, c); // ours
+      for (let i = 1; i < n; i++) openCodeCommit(commit, ROOM, { memberId: 'm0', identityPublicKey: id.publicKey, sessionPublicKey: sess.keyPair.publicKey }); // theirs
+      const reveal = encodeCodeReveal(1, value);
+      for (let i = 0; i < n; i++) roomCodeCommitment(ROOM, 'm0', 1, R, decodeCodeReveal(reveal).value); // open every reveal
+      roomCode(R, members.map((m) => ({ memberId: m.memberId, value })));
+    });
+    out.push(`room-code round, ${n} members (per member, per roster change): ${rc.toFixed(1)} ms; sends 1 commitment + 1 reveal, receives ${n - 1} of each`);
+  }
   out.push('members | rekey     | envelopes | relay msgs | bytes   | sender ms | recipient open ms');
 
   for (const n of [10, 50, 100]) {
