@@ -9,15 +9,13 @@
  * (session-sim.ts), and the reducer alone for the message-level cases.
  */
 import { describe, expect, it } from 'vitest';
-import { concat } from '../../client/src/e2ee/bytes.ts';
 import { decodeKeyBatch } from '../../client/src/e2ee/envelope.ts';
-import { generateIdentity, newSession } from '../../client/src/e2ee/identity.ts';
-import { encodeSignedAnnouncement, proveLiveness } from '../../client/src/e2ee/membership-messages.ts';
-import { DEFAULT_LIVENESS_TIMEOUT_MS, initialMembershipState, reduce, roster, type MembershipConfig, type MembershipState } from '../../client/src/e2ee/membership.ts';
-import { decodeRelay, encodeRelay, RELAY_KIND } from '../../client/src/e2ee/relay-framing.ts';
+import { DEFAULT_LIVENESS_TIMEOUT_MS, reduce, roster } from '../../client/src/e2ee/membership.ts';
+import { decodeRelay, RELAY_KIND } from '../../client/src/e2ee/relay-framing.ts';
 import { openRelay } from '../../client/src/e2ee/relay-envelope.ts';
 import { keyAlert } from '../../client/src/session/trust-monitor.ts';
 import { SessionRoom } from '../session/session-sim.ts';
+import { reducerKit } from './reducer-kit.ts';
 import { INVITE_KEYS, ROOM, Sim, type Packet, type SimMember } from './relay-sim.ts';
 
 const ids = (m: SimMember): string[] => roster(m.agent.state).map((r) => r.memberId).sort();
@@ -139,29 +137,7 @@ describe('property: a replayed announcement never becomes a member (E2eeSessions
 // The reducer alone: which proofs count
 // ------------------------------------------------------------------------------------------------
 
-const KEYS = INVITE_KEYS;
-const CONFIG: MembershipConfig = { roomId: ROOM, membershipMacKey: KEYS.membershipMacKey };
-type Person = { memberId: string; identity: ReturnType<typeof generateIdentity>; session: ReturnType<typeof newSession> };
-const person = (memberId: string): Person => {
-  const identity = generateIdentity();
-  return { memberId, identity, session: newSession(identity, ROOM, memberId) };
-};
-const joined = (p: Person, now = 0): MembershipState =>
-  reduce(CONFIG, initialMembershipState(), {
-    type: 'local-join',
-    now,
-    existingMemberIds: [],
-    self: { memberId: p.memberId, identityPublicKey: p.identity.publicKey, sessionPublicKey: p.session.keyPair.publicKey, joinNonce: p.session.announcement.joinNonce },
-  }).state;
-const ann = (p: Person) => encodeSignedAnnouncement(p.session, KEYS.membershipMacKey);
-/** `signer`'s proof, claimed for `responder`'s session, for `challenger`'s session and nonce. */
-const proof = (signer: Person, responder: Person, challenger: Person) =>
-  proveLiveness(signer.identity, {
-    roomId: ROOM,
-    challenger: { memberId: challenger.memberId, sessionPublicKey: challenger.session.keyPair.publicKey, joinNonce: challenger.session.announcement.joinNonce },
-    responder: { memberId: responder.memberId, sessionPublicKey: responder.session.keyPair.publicKey },
-  });
-const relay = (s: MembershipState, from: string, bytes: Uint8Array, now = 1) => reduce(CONFIG, s, { type: 'relay', now, from, bytes });
+const { config: CONFIG, person, joined, annBytes, proofOf, backBytes, proofBytes, relay } = reducerKit(ROOM, INVITE_KEYS);
 
 describe('liveness proofs (reducer)', () => {
   it('only a proof by the announced identity, for our session and nonce and its own session, admits; anything else is not-live and changes nothing', () => {
@@ -170,24 +146,24 @@ describe('liveness proofs (reducer)', () => {
     const carol = person('carol');
     const s = joined(alice);
     const bad: [string, Uint8Array][] = [
-      ['for another challenger', proof(bob, bob, carol)],
-      ['for our id but an old session of ours', proof(bob, bob, { ...person('alice'), memberId: 'alice' })],
-      ['signed by someone else', proof(carol, bob, alice)],
-      ['for another session of the responder', proof(bob, { ...person('bob'), identity: bob.identity }, alice)],
+      ['for another challenger', proofOf(bob, carol)],
+      ['for our id but an old session of ours', proofOf(bob, person('alice'))],
+      ['signed by someone else', proofOf(carol, alice, bob)],
+      ['for another session of the responder', proofOf(bob, alice, { ...person('bob'), identity: bob.identity })],
     ];
     for (const [what, p] of bad) {
-      const r = relay(s, 'bob', encodeRelay('announce-back', concat(ann(bob), p)));
+      const r = relay(s, 'bob', backBytes(bob, alice, p));
       expect(r.effects, what).toEqual([{ kind: 'alert', reason: 'not-live', memberId: 'bob', detail: 'bad-proof' }]);
       expect(r.state, what).toBe(s);
     }
     // and the same proofs alone, after we answered bob's announcement
-    const answered = relay(s, 'bob', encodeRelay('announcement', ann(bob))).state;
+    const answered = relay(s, 'bob', annBytes(bob)).state;
     for (const [what, p] of bad) {
-      const r = relay(answered, 'bob', encodeRelay('liveness-proof', p));
+      const r = relay(answered, 'bob', proofBytes(bob, alice, p));
       expect(r.effects, what).toEqual([{ kind: 'alert', reason: 'not-live', memberId: 'bob', detail: 'bad-proof' }]);
       expect(roster(r.state).map((m) => m.memberId), what).toEqual(['alice']);
     }
-    const ok = relay(answered, 'bob', encodeRelay('liveness-proof', proof(bob, bob, alice)));
+    const ok = relay(answered, 'bob', proofBytes(bob, alice));
     expect(roster(ok.state).map((m) => m.memberId).sort()).toEqual(['alice', 'bob']);
   });
 
@@ -195,19 +171,19 @@ describe('liveness proofs (reducer)', () => {
     const alice = person('alice');
     const bob = person('bob');
     const s = joined(alice);
-    expect(relay(s, 'bob', encodeRelay('liveness-proof', proof(bob, bob, alice))).effects).toEqual([
+    expect(relay(s, 'bob', proofBytes(bob, alice)).effects).toEqual([
       { kind: 'alert', reason: 'unknown-sender', memberId: 'bob', detail: 'liveness-proof' },
     ]);
-    const answered = relay(s, 'bob', encodeRelay('announcement', ann(bob))).state;
-    expect(relay(answered, 'bob', encodeRelay('liveness-proof', new Uint8Array(63))).effects).toEqual([
+    const answered = relay(s, 'bob', annBytes(bob)).state;
+    expect(relay(answered, 'bob', proofBytes(bob, alice, new Uint8Array(63))).effects).toEqual([
       { kind: 'alert', reason: 'malformed', memberId: 'bob', detail: 'liveness-proof' },
     ]);
   });
 
   it('an answered announcement expires after the timeout (not before) with an alert; one whose member leaves is just dropped', () => {
     const alice = person('alice');
-    const s = joined(alice, 0);
-    const answered = relay(s, 'bob', encodeRelay('announcement', ann(person('bob'))), 100).state;
+    const s = joined(alice);
+    const answered = relay(s, 'bob', annBytes(person('bob')), 100).state;
     expect(reduce(CONFIG, answered, { type: 'tick', now: 100 + DEFAULT_LIVENESS_TIMEOUT_MS }).effects).toEqual([]);
     const t = reduce(CONFIG, answered, { type: 'tick', now: 101 + DEFAULT_LIVENESS_TIMEOUT_MS });
     expect(t.effects).toEqual([{ kind: 'alert', reason: 'not-live', memberId: 'bob', detail: TIMEOUT_ALERT }]);
@@ -221,10 +197,10 @@ describe('liveness proofs (reducer)', () => {
     const alice = person('alice');
     const bob = person('bob');
     // each got the other's plain announcement and answered it
-    const a = relay(joined(alice), 'bob', encodeRelay('announcement', ann(bob))).state;
-    const b = relay(joined(bob), 'alice', encodeRelay('announcement', ann(alice))).state;
-    const ra = relay(a, 'bob', encodeRelay('announce-back', concat(ann(bob), proof(bob, bob, alice))));
-    const rb = relay(b, 'alice', encodeRelay('announce-back', concat(ann(alice), proof(alice, alice, bob))));
+    const a = relay(joined(alice), 'bob', annBytes(bob)).state;
+    const b = relay(joined(bob), 'alice', annBytes(alice)).state;
+    const ra = relay(a, 'bob', backBytes(bob, alice));
+    const rb = relay(b, 'alice', backBytes(alice, bob));
     for (const r of [ra, rb]) {
       expect(roster(r.state).length).toBe(2);
       expect(r.effects.map((e) => e.kind)).not.toContain('prove-liveness');

@@ -16,11 +16,11 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { randomBytes } from '../../client/src/e2ee/bytes.ts';
 import { displayCode, roomCode, roomCodeCommitment, rosterHash, type RosterEntry } from '../../client/src/e2ee/codes.ts';
-import { generateIdentity, newSession } from '../../client/src/e2ee/identity.ts';
-import { encodeCodeCommit, encodeCodeReveal, encodeSignedAnnouncement, proveLiveness } from '../../client/src/e2ee/membership-messages.ts';
-import { initialMembershipState, reduce, roster, currentRoomCode, type MembershipConfig, type MembershipState } from '../../client/src/e2ee/membership.ts';
+import { encodeCodeCommit, encodeCodeReveal } from '../../client/src/e2ee/membership-messages.ts';
+import { reduce, roster, currentRoomCode, type MembershipState } from '../../client/src/e2ee/membership.ts';
 import { encodeRelay } from '../../client/src/e2ee/relay-framing.ts';
 import { SessionRoom } from '../session/session-sim.ts';
+import { reducerKit, type Person } from './reducer-kit.ts';
 import { INVITE_KEYS, ROOM, Sim } from './relay-sim.ts';
 
 /** The code bits a test grinds against: the first 24 bits of the code hash (4 of the 6 emoji). */
@@ -188,36 +188,18 @@ describe('property: any roster change starts a new round; until it completes the
 // The reducer alone: when we reveal, what a reveal must open
 // ------------------------------------------------------------------------------------------------
 
-const CONFIG: MembershipConfig = { roomId: ROOM, membershipMacKey: INVITE_KEYS.membershipMacKey };
-type Person = { memberId: string; identity: ReturnType<typeof generateIdentity>; session: ReturnType<typeof newSession> };
-const person = (memberId: string): Person => {
-  const identity = generateIdentity();
-  return { memberId, identity, session: newSession(identity, ROOM, memberId) };
-};
-const relay = (s: MembershipState, from: string, bytes: Uint8Array) => reduce(CONFIG, s, { type: 'relay', now: 1, from, bytes });
+const { config: CONFIG, person, joined, admitted, relay } = reducerKit(ROOM, INVITE_KEYS);
 
 /** alice's reducer with bob admitted, and alice's own commitment for the round fed back. */
 function aliceWithBob(): { s: MembershipState; alice: Person; bob: Person } {
   const alice = person('alice');
   const bob = person('bob');
-  let s = reduce(CONFIG, initialMembershipState(), {
-    type: 'local-join',
-    now: 0,
-    existingMemberIds: [],
-    self: { memberId: 'alice', identityPublicKey: alice.identity.publicKey, sessionPublicKey: alice.session.keyPair.publicKey, joinNonce: alice.session.announcement.joinNonce },
-  }).state;
-  s = relay(s, 'bob', encodeRelay('announcement', encodeSignedAnnouncement(bob.session, INVITE_KEYS.membershipMacKey))).state;
-  const proof = proveLiveness(bob.identity, {
-    roomId: ROOM,
-    challenger: { memberId: 'alice', sessionPublicKey: alice.session.keyPair.publicKey, joinNonce: alice.session.announcement.joinNonce },
-    responder: { memberId: 'bob', sessionPublicKey: bob.session.keyPair.publicKey },
-  });
-  const r = relay(s, 'bob', encodeRelay('liveness-proof', proof));
+  const r = admitted(joined(alice), alice, bob);
   const commit = r.effects.find((e) => e.kind === 'commit-room-code');
   expect(commit).toBeDefined();
   const R = rosterHash(roster(r.state));
   const mine = randomBytes(32);
-  s = reduce(CONFIG, r.state, { type: 'code-committed', now: 1, round: r.state.code.round, rosterHash: R, commitment: roomCodeCommitment(ROOM, 'alice', r.state.code.round, R, mine) }).state;
+  const s = reduce(CONFIG, r.state, { type: 'code-committed', now: 1, round: r.state.code.round, rosterHash: R, commitment: roomCodeCommitment(ROOM, 'alice', r.state.code.round, R, mine) }).state;
   return { s, alice, bob };
 }
 

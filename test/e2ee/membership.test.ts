@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { assignSenderIndices } from '../../client/src/e2ee/sender-index.ts';
 import { decodeRelay, encodeRelay } from '../../client/src/e2ee/relay-framing.ts';
-import { encodeSignedAnnouncement, openSignedAnnouncement, proveLiveness } from '../../client/src/e2ee/membership-messages.ts';
-import { concat } from '../../client/src/e2ee/bytes.ts';
-import { initialMembershipState, reduce, roster, currentRoomCode, type MembershipConfig, type MembershipEffect, type MembershipEvent, type MembershipState, type ReduceResult } from '../../client/src/e2ee/membership.ts';
+import { encodeSignedAnnouncement, openSignedAnnouncement } from '../../client/src/e2ee/membership-messages.ts';
+import { reducerKit } from './reducer-kit.ts';
+import { initialMembershipState, reduce, roster, currentRoomCode, type MembershipEffect, type MembershipEvent } from '../../client/src/e2ee/membership.ts';
 import { KeyAgent } from '../../client/src/e2ee/key-agent.ts';
 import { generateIdentity, newSession, type Identity, type Session } from '../../client/src/e2ee/identity.ts';
 import { deriveInviteKeysSync, type InviteKeys } from '../../client/src/e2ee/invite.ts';
@@ -17,39 +17,8 @@ import { decodeKeyBatch } from '../../client/src/e2ee/envelope.ts';
 const ROOM = 'AAAAAAAAAAAAAAAAAAAAAA';
 const SECRET = new Uint8Array(32).fill(42);
 const KEYS = deriveInviteKeysSync(SECRET, ROOM);
-const CONFIG: MembershipConfig = { roomId: ROOM, membershipMacKey: KEYS.membershipMacKey };
-
-function person(memberId: string, room = ROOM) {
-  const identity = generateIdentity();
-  const session = newSession(identity, room, memberId);
-  return { memberId, identity, session };
-}
+const { config: CONFIG, person, joined, localJoin, annBytes: annBlob, backBytes: backBlob, proofBytes: proofBlob, admitted } = reducerKit(ROOM, KEYS);
 const kinds = (effects: MembershipEffect[]) => effects.map((e) => e.kind);
-function joined(p: ReturnType<typeof person>, existing: string[] = [], now = 0): MembershipState {
-  return reduce(CONFIG, initialMembershipState(), {
-    type: 'local-join',
-    now,
-    existingMemberIds: existing,
-    self: { memberId: p.memberId, identityPublicKey: p.identity.publicKey, sessionPublicKey: p.session.keyPair.publicKey, joinNonce: p.session.announcement.joinNonce },
-  }).state;
-}
-const annBlob = (p: ReturnType<typeof person>, macKey = KEYS.membershipMacKey) => encodeRelay('announcement', encodeSignedAnnouncement(p.session, macKey));
-type Person = ReturnType<typeof person>;
-/** `responder`'s liveness proof for `challenger`'s session (membership-messages.ts `livenessInput`). */
-const proofOf = (responder: Person, challenger: Person) =>
-  proveLiveness(responder.identity, {
-    roomId: ROOM,
-    challenger: { memberId: challenger.memberId, sessionPublicKey: challenger.session.keyPair.publicKey, joinNonce: challenger.session.announcement.joinNonce },
-    responder: { memberId: responder.memberId, sessionPublicKey: responder.session.keyPair.publicKey },
-  });
-const backBlob = (p: Person, to: Person) => encodeRelay('announce-back', concat(encodeSignedAnnouncement(p.session, KEYS.membershipMacKey), proofOf(p, to)));
-const proofBlob = (p: Person, to: Person) => encodeRelay('liveness-proof', proofOf(p, to));
-/** `p` announces to `self` (whose state is `s`), is answered, and proves liveness: the result of the proof. */
-function admitted(s: MembershipState, self: Person, p: Person, now = 1): ReduceResult {
-  const answered = reduce(CONFIG, s, { type: 'relay', now, from: p.memberId, bytes: annBlob(p) });
-  expect(answered.effects).toContainEqual(expect.objectContaining({ kind: 'announce-back', to: p.memberId }));
-  return reduce(CONFIG, answered.state, { type: 'relay', now, from: p.memberId, bytes: proofBlob(p, self) });
-}
 
 describe('announcements', () => {
   it('MAC + signature round trip; wrong MAC key -> bad-mac; wrong room -> wrong-context', () => {
@@ -117,13 +86,7 @@ describe('sender indices', () => {
 
 describe('membership reducer', () => {
   it('local join: initial key, broadcast announce', () => {
-    const a = person('alice');
-    const r = reduce(CONFIG, initialMembershipState(), {
-      type: 'local-join',
-      now: 0,
-      existingMemberIds: [],
-      self: { memberId: 'alice', identityPublicKey: a.identity.publicKey, sessionPublicKey: a.session.keyPair.publicKey, joinNonce: a.session.announcement.joinNonce },
-    });
+    const r = localJoin(person('alice'));
     expect(kinds(r.effects)).toEqual(['switch-send-key', 'announce', 'roster-changed', 'commit-room-code']);
     expect(r.state.sendEpoch).toBe(1);
   });
