@@ -1,7 +1,8 @@
 /**
  * Async driver around the pure membership reducer (membership.ts): runs the crypto the reducer asks for
- * (HPKE channels, key batches, send-key ratchet/rekey) and feeds the results back. No I/O of its own: outgoing
- * relay messages go to the injected `send` callback, keys to the injected hooks; time comes in with every call.
+ * (HPKE channels, key batches, send-key ratchet/rekey, liveness proofs for announce-backs, room-code values and
+ * their signed commitments) and feeds the results back. No I/O of its own: outgoing relay messages (relay-framing.ts
+ * bytes) go to the injected `send` callback, keys to the injected hooks; time comes in with every call.
  *
  * It owns this member's one send-key schedule (send-schedule.ts): every key it switches to is handed out once,
  * through `sendKeyChanged`, for the transform worker to seal under (client/src/transform/send-key-slot.ts).
@@ -15,7 +16,8 @@
  * linear history even though effects are async; a failing event rejects its own `dispatch` promise only.
  *
  * Secrets held: the invite keys (PSK, MAC key), the identity and session secret keys (owned by the caller),
- * the channel roots (wiped on `forget-member` and `destroy`), the current send base key (wiped on `destroy`).
+ * the channel roots (wiped on `forget-member` and `destroy`), the current send base key (wiped on `destroy`), this
+ * round's room-code value until it is revealed (then public; wiped when the next round draws one, and on `destroy`).
  *
  * @module
  */
