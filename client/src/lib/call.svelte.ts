@@ -338,12 +338,7 @@ export class CallSession {
         this.#secure.refresh(this.#transform.senders);
       });
       // Re-produce whatever we are currently sending (first join, or after a rejoin), consume everyone.
-      const m = this.media;
-      const live = (t: MediaStreamTrack | null): t is MediaStreamTrack => !!t && t.readyState === 'live';
-      const jobs: Promise<unknown>[] = [];
-      if (live(m.micTrack)) jobs.push(plane.produce('mic', m.micTrack, !m.micEnabled));
-      if (m.cameraEnabled && live(m.cameraTrack)) jobs.push(plane.produce('camera', m.cameraTrack, false));
-      if (live(m.screenTrack)) jobs.push(plane.produce('screen', m.screenTrack, false));
+      const jobs: Promise<unknown>[] = controls.sendCurrentTracks(this.media, plane);
       const producers = new Map(res.producers.map((p) => [p.producerId, p]));
       for (const [id, p] of this.#pendingProducers) producers.set(id, p);
       this.#pendingProducers.clear();

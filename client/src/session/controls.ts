@@ -12,6 +12,7 @@ export interface LocalMediaPort {
   readonly micEnabled: boolean;
   readonly cameraEnabled: boolean;
   readonly micTrack: MediaStreamTrack | null;
+  readonly cameraTrack: MediaStreamTrack | null;
   readonly screenTrack: MediaStreamTrack | null;
   setMicEnabled(enabled: boolean): void;
   acquire(): Promise<void>;
@@ -80,4 +81,14 @@ export async function stopScreen(media: LocalMediaPort, plane: MediaPlane | null
 export async function changeDevice(media: LocalMediaPort, plane: MediaPlane | null, kind: 'camera' | 'mic', deviceId: string): Promise<void> {
   const track = kind === 'camera' ? await media.selectCamera(deviceId) : await media.selectMic(deviceId);
   if (track) await plane?.replaceTrack(kind, track);
+}
+
+/** A join completed: send every local track that is live now (the mic paused if muted). */
+export function sendCurrentTracks(media: LocalMediaPort, plane: MediaPlane): Promise<void>[] {
+  const live = (t: MediaStreamTrack | null): t is MediaStreamTrack => !!t && t.readyState === 'live';
+  const jobs: Promise<void>[] = [];
+  if (live(media.micTrack)) jobs.push(plane.produce('mic', media.micTrack, !media.micEnabled));
+  if (media.cameraEnabled && live(media.cameraTrack)) jobs.push(plane.produce('camera', media.cameraTrack, false));
+  if (live(media.screenTrack)) jobs.push(plane.produce('screen', media.screenTrack, false));
+  return jobs;
 }
