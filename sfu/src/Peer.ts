@@ -9,6 +9,7 @@ import type { types as ms } from 'mediasoup';
 import { filterCapabilities, filterParameters } from './codecs.ts';
 import { SfuError } from './SfuError.ts';
 import { TypedEmitter } from './TypedEmitter.ts';
+import type { TransportListen } from './WorkerPool.ts';
 
 export type Direction = 'send' | 'recv';
 export type MediaSource = 'mic' | 'camera' | 'screen';
@@ -47,7 +48,14 @@ export interface PeerLimits {
 }
 export const DEFAULT_PEER_LIMITS: PeerLimits = { maxTransports: 8, maxProducers: 8, maxConsumers: 500 };
 
-export type TransportOptions = Omit<ms.WebRtcTransportOptions, 'appData'>;
+/** WebRtcTransport options every transport shares; where it listens comes with the room (TransportListen). */
+export interface BaseTransportOptions {
+  enableUdp: boolean;
+  enableTcp: boolean;
+  preferUdp: boolean;
+  initialAvailableOutgoingBitrate: number;
+}
+export type TransportOptions = BaseTransportOptions & TransportListen;
 
 /** Finds a producer anywhere in the room (for consume). */
 export type ProducerLookup = (producerId: string) => { producer: ms.Producer; peerId: string; source: MediaSource } | undefined;
@@ -81,14 +89,15 @@ export type PeerEvents = {
 };
 export type PeerCloseReason = 'left' | 'worker-died' | 'room-closed';
 
-interface ProducerAppData {
+// Type aliases, not interfaces: mediasoup's appData must be assignable to its index-signature AppData.
+type ProducerAppData = {
   peerId: string;
   source: MediaSource;
-}
-interface TransportAppData {
+};
+type TransportAppData = {
   peerId: string;
   direction: Direction;
-}
+};
 
 export class Peer extends TypedEmitter<PeerEvents> {
   readonly #id: string;
