@@ -25,9 +25,9 @@ export interface ProducerInfo {
 
 export interface TransportInfo {
   id: string;
-  iceParameters: Record<string, unknown>;
-  iceCandidates: Record<string, unknown>[];
-  dtlsParameters: Record<string, unknown>;
+  iceParameters: ms.IceParameters;
+  iceCandidates: ms.IceCandidate[];
+  dtlsParameters: ms.DtlsParameters;
 }
 
 export interface ConsumerInfo {
@@ -36,8 +36,8 @@ export interface ConsumerInfo {
   peerId: string;
   kind: MediaKind;
   source: MediaSource;
-  rtpParameters: Record<string, unknown>;
-  type: string;
+  rtpParameters: ms.RtpParameters;
+  type: ms.ConsumerType;
   producerPaused: boolean;
 }
 
@@ -170,7 +170,7 @@ export class Peer extends TypedEmitter<PeerEvents> {
       id: transport.id,
       iceParameters: { ...transport.iceParameters },
       iceCandidates: transport.iceCandidates.map((c) => ({ ...c })),
-      dtlsParameters: structuredClone(transport.dtlsParameters) as unknown as Record<string, unknown>,
+      dtlsParameters: structuredClone(transport.dtlsParameters),
     };
   }
 
@@ -179,7 +179,7 @@ export class Peer extends TypedEmitter<PeerEvents> {
     await transport.connect({ dtlsParameters: dtlsParameters as unknown as ms.DtlsParameters });
   }
 
-  async restartIce(transportId: string): Promise<{ iceParameters: Record<string, unknown> }> {
+  async restartIce(transportId: string): Promise<{ iceParameters: ms.IceParameters }> {
     const transport = this.#transport(transportId);
     const iceParameters = await transport.restartIce();
     return { iceParameters: { ...iceParameters } };
@@ -275,7 +275,7 @@ export class Peer extends TypedEmitter<PeerEvents> {
       peerId: found.peerId,
       kind: consumer.kind,
       source: found.source,
-      rtpParameters: structuredClone(consumer.rtpParameters) as unknown as Record<string, unknown>,
+      rtpParameters: structuredClone(consumer.rtpParameters),
       type: consumer.type,
       producerPaused: consumer.producerPaused,
     };

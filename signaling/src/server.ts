@@ -279,7 +279,7 @@ export function createSignalingServer(
         logger.info('joined', { roomId: room.id, peerId: peer.id, peers: room.peerCount });
         return {
           peerId: peer.id,
-          routerRtpCapabilities: room.rtpCapabilities as unknown as Record<string, unknown>,
+          routerRtpCapabilities: room.rtpCapabilities,
           peers: room
             .peers()
             .filter((p) => p.id !== peer.id)
