@@ -13,6 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import type { StartedServer, StartOptions } from '../../signaling/src/main.ts';
+import type { ConfigInput } from '../../sfu/src/config.ts';
 import type { DebugSnapshot, RtpSummary } from '../../client/src/lib/debug.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -77,17 +78,28 @@ export class Harness {
     return this.server.url;
   }
 
-  /** `serverOpts`: extra startServer options (e.g. `{ tap: true }` for the media tap); the log sink is always set. */
-  static async start(serverOpts: Omit<StartOptions, 'logSink'> = {}): Promise<Harness> {
+  /**
+   * `serverOpts`: extra startServer options (e.g. `{ tap: true }` for the media tap); the log sink is always set.
+   * `config`: configuration overrides (default: media over each worker's WebRtcServer on any free port).
+   */
+  static async start(serverOpts: Omit<StartOptions, 'logSink'> = {}, config: ConfigInput = {}): Promise<Harness> {
     ensureChromium();
     // E2E_CLIENT_DIR: serve an already built client from elsewhere (parallel runs must not share client/dist).
     const clientDir = process.env['E2E_CLIENT_DIR'];
     if (!clientDir) ensureClientBuilt();
     const log: string[] = [];
-    // Imported lazily: main.ts pulls in the SFU, which must load mediasoup after MEDIASOUP_WORKER_BIN is set.
+    // Imported lazily: only e2e runs that get this far start mediasoup workers.
     const { startServer } = await import('../../signaling/src/main.ts');
     const server = await startServer(
-      { port: 0, host: 'localhost', workers: 1, logLevel: (process.env['E2E_LOG_LEVEL'] as 'info' | undefined) ?? 'warn', ...(clientDir ? { clientDir } : {}) },
+      {
+        port: 0,
+        host: 'localhost',
+        workers: 1,
+        rtcPort: 0,
+        logLevel: (process.env['E2E_LOG_LEVEL'] as 'info' | undefined) ?? 'warn',
+        ...(clientDir ? { clientDir } : {}),
+        ...config,
+      },
       { ...serverOpts, logSink: (line: string) => log.push(line) },
     );
     return new Harness(server, log);
