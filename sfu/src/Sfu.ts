@@ -93,8 +93,15 @@ export class Sfu extends TypedEmitter<SfuEvents> {
 
   static async create(config: SfuConfig, opts: SfuOptions = {}): Promise<Sfu> {
     const logger = opts.logger ?? new Logger('info');
-    const pool = await WorkerPool.create({ size: config.workers, listen: mediaListen(config), logger });
-    return new Sfu(config, pool, logger.child('sfu'), opts);
+    const listen = mediaListen(config);
+    const pool = await WorkerPool.create({ size: config.workers, listen, logger });
+    const sfu = new Sfu(config, pool, logger.child('sfu'), opts);
+    if (listen.mode === 'server') {
+      sfu.#logger.info('media: one WebRtcServer per worker (UDP + TCP), worker i on port + i', { port: listen.port, workers: pool.size });
+    } else {
+      sfu.#logger.info('media: one port per transport (RTC_MODE=range)', { port: listen.minPort, count: listen.maxPort - listen.minPort + 1 });
+    }
+    return sfu;
   }
 
   get closed(): boolean {
