@@ -8,6 +8,8 @@
 #
 # The deviations live in infra/mediasoup-build/ (README "SFU build" explains each one):
 #   meson-version.patch       meson >= 1.1.0 -> >= 1.0.1 (Debian 12's meson builds it unchanged)
+#   dtls-bio-callback.patch   upstream bug fix: the DTLS BIO callback answered 1 to every BIO_ctrl(),
+#                             which crashes the worker on OpenSSL builds with kTLS (Debian's)
 #   subprojects/*             local stand-ins for every wrapdb/GitHub download, each wrapping
 #                             Debian's package with dependency() (libuv, openssl, abseil-cpp,
 #                             flatbuffers), plus libsrtp3 (libsrtp 3 API on libsrtp2) and
@@ -70,7 +72,10 @@ ms_prepare() {
   # node_modules is never modified: everything happens on a copy.
   tar -C "$SRC/.." --exclude='worker/out' --exclude='worker/subprojects' -cf - worker | tar -C "$work" -xf -
   local w="$work/worker"
-  patch -s -p1 --forward --batch -d "$work" < "$PATCH_DIR/meson-version.patch" || die "meson-version.patch did not apply"
+  local p
+  for p in meson-version.patch dtls-bio-callback.patch; do
+    patch -s -p1 --forward --batch -d "$work" < "$PATCH_DIR/$p" || die "$p did not apply"
+  done
   # No wrap file of upstream's is kept: each would download its source. Ours are local directories.
   mkdir -p "$w/subprojects"
   cp -R "$PATCH_DIR/subprojects/." "$w/subprojects/"
