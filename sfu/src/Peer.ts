@@ -10,6 +10,7 @@ import { filterCapabilities, filterParameters } from './codecs.ts';
 import { SfuError } from './SfuError.ts';
 import { TypedEmitter } from './TypedEmitter.ts';
 import type { ConsumerInfo, Direction, MediaKind, ProducerInfo, TrackSource, TransportInfo } from './wire.ts';
+import type { TransportListen } from './WorkerPool.ts';
 
 export interface PeerLimits {
   maxTransports: number;
@@ -18,7 +19,14 @@ export interface PeerLimits {
 }
 export const DEFAULT_PEER_LIMITS: PeerLimits = { maxTransports: 8, maxProducers: 8, maxConsumers: 500 };
 
-export type TransportOptions = Omit<ms.WebRtcTransportOptions, 'appData'>;
+/** WebRtcTransport options every transport shares; where it listens comes with the room (TransportListen). */
+export interface BaseTransportOptions {
+  enableUdp: boolean;
+  enableTcp: boolean;
+  preferUdp: boolean;
+  initialAvailableOutgoingBitrate: number;
+}
+export type TransportOptions = BaseTransportOptions & TransportListen;
 
 /** Finds a producer anywhere in the room (for consume). */
 export type ProducerLookup = (producerId: string) => { producer: ms.Producer; peerId: string; source: TrackSource } | undefined;
@@ -52,14 +60,15 @@ export type PeerEvents = {
 };
 export type PeerCloseReason = 'left' | 'worker-died' | 'room-closed';
 
-interface ProducerAppData {
+// Type aliases, not interfaces: mediasoup's appData must be assignable to its index-signature AppData.
+type ProducerAppData = {
   peerId: string;
   source: TrackSource;
-}
-interface TransportAppData {
+};
+type TransportAppData = {
   peerId: string;
   direction: Direction;
-}
+};
 
 export class Peer extends TypedEmitter<PeerEvents> {
   readonly #id: string;
@@ -132,7 +141,7 @@ export class Peer extends TypedEmitter<PeerEvents> {
       id: transport.id,
       iceParameters: { ...transport.iceParameters },
       iceCandidates: transport.iceCandidates.map((c) => ({ ...c })),
-      dtlsParameters: structuredClone(transport.dtlsParameters) as unknown as Record<string, unknown>,
+      dtlsParameters: structuredClone(transport.dtlsParameters),
     };
   }
 
@@ -141,7 +150,7 @@ export class Peer extends TypedEmitter<PeerEvents> {
     await transport.connect({ dtlsParameters: dtlsParameters as unknown as ms.DtlsParameters });
   }
 
-  async restartIce(transportId: string): Promise<{ iceParameters: Record<string, unknown> }> {
+  async restartIce(transportId: string): Promise<{ iceParameters: ms.IceParameters }> {
     const transport = this.#transport(transportId);
     const iceParameters = await transport.restartIce();
     return { iceParameters: { ...iceParameters } };
@@ -237,7 +246,7 @@ export class Peer extends TypedEmitter<PeerEvents> {
       peerId: found.peerId,
       kind: consumer.kind,
       source: found.source,
-      rtpParameters: structuredClone(consumer.rtpParameters) as unknown as Record<string, unknown>,
+      rtpParameters: structuredClone(consumer.rtpParameters),
       type: consumer.type,
       producerPaused: consumer.producerPaused,
     };

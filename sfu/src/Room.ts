@@ -12,11 +12,11 @@ import type { types as ms } from 'mediasoup';
 import { clientRtpCapabilities, MEDIA_CODECS } from './codecs.ts';
 import { errorMessage, type Logger } from './Logger.ts';
 import type { MediaTap } from './MediaTap.ts';
-import { Peer, type PeerLimits, type TransportOptions } from './Peer.ts';
+import { Peer, type BaseTransportOptions, type PeerLimits, type TransportOptions } from './Peer.ts';
 import { SfuError } from './SfuError.ts';
 import { TypedEmitter } from './TypedEmitter.ts';
 import type { ProducerInfo, TrackSource } from './wire.ts';
-import type { WorkerPool } from './WorkerPool.ts';
+import type { TransportListen, WorkerPool } from './WorkerPool.ts';
 
 /** requestProducerKeyFrame calls for one producer within this window share one fan-out. */
 export const KEYFRAME_COALESCE_MS = 250;
@@ -43,7 +43,8 @@ export interface RoomOptions {
   accessToken: string;
   pool: WorkerPool;
   cap: number;
-  transportOptions: TransportOptions;
+  /** Where they listen is added from the router's worker (its WebRtcServer, or the port range). */
+  transportOptions: BaseTransportOptions;
   audioLevelExt: boolean;
   logger: Logger;
   peerLimits?: Partial<PeerLimits>;
@@ -61,6 +62,13 @@ function withTimeout(p: Promise<void>, ms: number): Promise<void> {
       resolve();
     });
   });
+}
+
+/** Transport options as plain data (the WebRtcServer by id: the object itself holds the worker channel). */
+function describeTransportOptions(options: TransportOptions): Record<string, unknown> {
+  if (!('webRtcServer' in options) || !options.webRtcServer) return { ...options };
+  const { webRtcServer, ...rest } = options;
+  return { ...rest, webRtcServerId: webRtcServer.id };
 }
 
 function sha256(s: string): Buffer {
@@ -89,6 +97,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     opts: RoomOptions,
     router: ms.Router,
     worker: ms.Worker,
+    listen: TransportListen,
     audioLevelObserver: ms.AudioLevelObserver | undefined,
   ) {
     super();
@@ -98,7 +107,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.#worker = worker;
     this.#audioLevelObserver = audioLevelObserver;
     this.#cap = opts.cap;
-    this.#transportOptions = opts.transportOptions;
+    this.#transportOptions = { ...opts.transportOptions, ...listen };
     this.#audioLevelExt = opts.audioLevelExt;
     this.#logger = opts.logger;
     this.#peerLimits = opts.peerLimits;
@@ -127,7 +136,7 @@ export class Room extends TypedEmitter<RoomEvents> {
   }
 
   static async create(opts: RoomOptions): Promise<Room> {
-    const { router, worker } = await opts.pool.createRouter(opts.roomId, MEDIA_CODECS);
+    const { router, worker, listen } = await opts.pool.createRouter(opts.roomId, MEDIA_CODECS);
     let observer: ms.AudioLevelObserver | undefined;
     try {
       if (opts.audioLevelExt) {
@@ -142,7 +151,7 @@ export class Room extends TypedEmitter<RoomEvents> {
       throw error;
     }
     if (router.closed) throw new SfuError('UNAVAILABLE', 'worker died while creating the room');
-    return new Room(opts, router, worker, observer);
+    return new Room(opts, router, worker, listen, observer);
   }
 
   get id(): string {
@@ -262,7 +271,7 @@ export class Room extends TypedEmitter<RoomEvents> {
       tokenSha256: this.#tokenHash.toString('hex'),
       audioLevelExt: this.#audioLevelExt,
       activeSpeaker: this.#activeSpeaker,
-      transportOptions: this.#transportOptions,
+      transportOptions: describeTransportOptions(this.#transportOptions),
       peerLimits: this.#peerLimits ?? null,
       routerAppData: this.#router.appData,
       rtpCapabilities: this.#clientCaps,

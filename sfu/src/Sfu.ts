@@ -8,15 +8,15 @@ import type { types as ms } from 'mediasoup';
 import type { Config } from './config.ts';
 import { errorMessage, Logger } from './Logger.ts';
 import { MediaTap, type MediaTapOptions } from './MediaTap.ts';
-import type { Peer, PeerLimits, TransportOptions } from './Peer.ts';
+import type { BaseTransportOptions, Peer, PeerLimits } from './Peer.ts';
 import { Room, type RoomCloseReason } from './Room.ts';
 import { SfuError } from './SfuError.ts';
 import { TypedEmitter } from './TypedEmitter.ts';
-import { WorkerPool } from './WorkerPool.ts';
+import { WorkerPool, type MediaListen } from './WorkerPool.ts';
 
 export type SfuConfig = Pick<
   Config,
-  'workers' | 'rtcMinPort' | 'rtcMaxPort' | 'listenIp' | 'announcedIp' | 'roomCap' | 'audioLevelExt'
+  'workers' | 'rtcMode' | 'rtcPort' | 'rtcMinPort' | 'rtcMaxPort' | 'listenIp' | 'announcedIp' | 'roomCap' | 'audioLevelExt'
 >;
 
 export interface SfuStats {
@@ -47,13 +47,24 @@ export interface SfuOptions {
   tap?: boolean | MediaTapOptions;
 }
 
+/** Where WebRTC media is received, from the configuration (RTC_MODE, RTC_PORT, RTC_MIN/MAX_PORT, IPs). */
+export function mediaListen(config: SfuConfig): MediaListen {
+  const base = {
+    ip: config.listenIp,
+    ...(config.announcedIp && config.announcedIp !== config.listenIp ? { announcedAddress: config.announcedIp } : {}),
+    minPort: config.rtcMinPort,
+    maxPort: config.rtcMaxPort,
+  };
+  return config.rtcMode === 'server' ? { mode: 'server', ...base, port: config.rtcPort } : { mode: 'range', ...base };
+}
+
 export class Sfu extends TypedEmitter<SfuEvents> {
   readonly #config: SfuConfig;
   readonly #logger: Logger;
   readonly #pool: WorkerPool;
   readonly #rooms = new Map<string, Room>();
   readonly #pending = new Map<string, Promise<Room>>();
-  readonly #transportOptions: TransportOptions;
+  readonly #transportOptions: BaseTransportOptions;
   readonly #opts: SfuOptions;
   readonly #tap: MediaTap | undefined;
   #closed = false;
@@ -65,12 +76,8 @@ export class Sfu extends TypedEmitter<SfuEvents> {
     this.#logger = logger;
     this.#opts = opts;
     this.#tap = opts.tap ? new MediaTap(opts.tap === true ? {} : opts.tap, logger) : undefined;
-    const listenIp: ms.TransportListenIp =
-      config.announcedIp && config.announcedIp !== config.listenIp
-        ? { ip: config.listenIp, announcedIp: config.announcedIp }
-        : { ip: config.listenIp };
+    // Where the transports listen comes from the pool (the room's worker's WebRtcServer, or the range).
     this.#transportOptions = {
-      listenIps: [listenIp],
       enableUdp: true,
       enableTcp: true,
       preferUdp: true,
@@ -86,13 +93,15 @@ export class Sfu extends TypedEmitter<SfuEvents> {
 
   static async create(config: SfuConfig, opts: SfuOptions = {}): Promise<Sfu> {
     const logger = opts.logger ?? new Logger('info');
-    const pool = await WorkerPool.create({
-      size: config.workers,
-      rtcMinPort: config.rtcMinPort,
-      rtcMaxPort: config.rtcMaxPort,
-      logger,
-    });
-    return new Sfu(config, pool, logger.child('sfu'), opts);
+    const listen = mediaListen(config);
+    const pool = await WorkerPool.create({ size: config.workers, listen, logger });
+    const sfu = new Sfu(config, pool, logger.child('sfu'), opts);
+    if (listen.mode === 'server') {
+      sfu.#logger.info('media: one WebRtcServer per worker (UDP + TCP), worker i on port + i', { port: listen.port, workers: pool.size });
+    } else {
+      sfu.#logger.info('media: one port per transport (RTC_MODE=range)', { port: listen.minPort, count: listen.maxPort - listen.minPort + 1 });
+    }
+    return sfu;
   }
 
   get closed(): boolean {
@@ -168,8 +177,8 @@ export class Sfu extends TypedEmitter<SfuEvents> {
   }
 
   /** `worker.dump()` of every live worker (diagnostics, tests). */
-  async dumpWorkers(): Promise<{ pid: number; routerIds: string[] }[]> {
-    return Promise.all(this.#pool.workers.map((w) => w.dump() as Promise<{ pid: number; routerIds: string[] }>));
+  async dumpWorkers(): Promise<ms.WorkerDump[]> {
+    return Promise.all(this.#pool.workers.map((w) => w.dump()));
   }
 
   /** Everything the SFU holds, as plain data (diagnostics; tests check it holds no secrets). */

@@ -5,34 +5,28 @@
  * dies it is logged, every router that lived on it is reported through `roomLost` (rooms on other
  * workers are unaffected) and a replacement worker is spawned (retried with backoff until it succeeds or
  * the pool is closed).
+ *
+ * Media ports (`listen`): in `server` mode every worker runs one WebRtcServer that carries the media of
+ * all its WebRTC transports on one UDP and one TCP port (worker slot i: `port + i`; a replacement worker
+ * takes the slot, and so the ports, of the one that died). In `range` mode each transport gets its own
+ * port from a range, as mediasoup did before WebRtcServer existed.
  */
-import type { types as ms } from 'mediasoup';
+import { createWorker, type types as ms } from 'mediasoup';
 import { errorMessage, type Logger } from './Logger.ts';
 import { TypedEmitter } from './TypedEmitter.ts';
-import { ensureWorkerBinEnv } from './workerBin.ts';
+import { resolveWorkerBin } from './workerBin.ts';
 
-type MediasoupApi = typeof import('mediasoup');
-let mediasoupApi: Promise<MediasoupApi> | undefined;
+/** Where WebRTC media is received. `port: 0` = any free port in `minPort`–`maxPort`. */
+export type MediaListen =
+  | { mode: 'server'; ip: string; announcedAddress?: string; port: number; minPort: number; maxPort: number }
+  | { mode: 'range'; ip: string; announcedAddress?: string; minPort: number; maxPort: number };
 
-/**
- * mediasoup reads MEDIASOUP_WORKER_BIN once, when its Worker module is first evaluated, so it is only
- * ever imported here, dynamically, after `ensureWorkerBinEnv()` has set the variable.
- */
-export function loadMediasoup(): Promise<MediasoupApi> {
-  if (!mediasoupApi) {
-    ensureWorkerBinEnv();
-    mediasoupApi = import('mediasoup').then((mod) => {
-      const m = mod as unknown as MediasoupApi & { default?: MediasoupApi };
-      return typeof m.createWorker === 'function' ? m : (m.default as MediasoupApi);
-    });
-  }
-  return mediasoupApi;
-}
+/** The listening part of WebRtcTransportOptions for a router placed by the pool. */
+export type TransportListen = { webRtcServer: ms.WebRtcServer } | { listenInfos: ms.TransportListenInfo[] };
 
 export interface WorkerPoolOptions {
   size: number;
-  rtcMinPort: number;
-  rtcMaxPort: number;
+  listen: MediaListen;
   logger: Logger;
   workerLogLevel?: ms.WorkerLogLevel;
 }
@@ -46,15 +40,17 @@ export type WorkerPoolEvents = {
   roomLost: [info: { roomId: string; routerId: string; pid: number }];
 };
 
-export interface RouterAppData {
+export type RouterAppData = {
   roomId: string;
-}
+};
 
 export class WorkerPool extends TypedEmitter<WorkerPoolEvents> {
   readonly #opts: Required<WorkerPoolOptions>;
   readonly #logger: Logger;
   /** Live workers and the routers placed on them. */
   readonly #workers = new Map<ms.Worker, Set<ms.Router>>();
+  /** Per live worker: its slot (0..size-1) and, in server mode, its WebRtcServer. */
+  readonly #slots = new Map<ms.Worker, { slot: number; webRtcServer: ms.WebRtcServer | undefined }>();
   #rr = 0;
   #closed = false;
   #respawnTimers = new Set<NodeJS.Timeout>();
@@ -68,7 +64,7 @@ export class WorkerPool extends TypedEmitter<WorkerPoolEvents> {
   static async create(opts: WorkerPoolOptions): Promise<WorkerPool> {
     const pool = new WorkerPool(opts);
     try {
-      await Promise.all(Array.from({ length: opts.size }, () => pool.#spawn()));
+      await Promise.all(Array.from({ length: opts.size }, (_, slot) => pool.#spawn(slot)));
     } catch (error) {
       pool.close();
       throw error;
@@ -97,10 +93,22 @@ export class WorkerPool extends TypedEmitter<WorkerPoolEvents> {
     return n;
   }
 
-  /** Creates a router for `roomId` on the least-loaded live worker. */
-  async createRouter(roomId: string, mediaCodecs: ms.RtpCodecCapability[]): Promise<{ router: ms.Router; worker: ms.Worker }> {
+  /** The WebRtcServer of each live worker (server mode; empty in range mode). */
+  get webRtcServers(): ms.WebRtcServer[] {
+    return [...this.#slots.values()].flatMap((s) => (s.webRtcServer ? [s.webRtcServer] : []));
+  }
+
+  /**
+   * Creates a router for `roomId` on the least-loaded live worker, and says where that router's WebRTC
+   * transports listen (its worker's WebRtcServer, or the port range).
+   */
+  async createRouter(
+    roomId: string,
+    mediaCodecs: ms.RouterRtpCodecCapability[],
+  ): Promise<{ router: ms.Router; worker: ms.Worker; listen: TransportListen }> {
     if (this.#closed) throw new Error('worker pool closed');
     const worker = this.#pick();
+    const webRtcServer = this.#slots.get(worker)?.webRtcServer;
     const appData: RouterAppData = { roomId };
     const router = await worker.createRouter({ mediaCodecs, appData });
     const routers = this.#workers.get(worker);
@@ -114,7 +122,7 @@ export class WorkerPool extends TypedEmitter<WorkerPoolEvents> {
       // When the worker itself closes (it died), keep the router listed so `died` can report it.
       if (!worker.closed) routers.delete(router);
     });
-    return { router, worker };
+    return { router, worker, listen: webRtcServer ? { webRtcServer } : { listenInfos: this.#listenInfos() } };
   }
 
   close(): void {
@@ -124,6 +132,7 @@ export class WorkerPool extends TypedEmitter<WorkerPoolEvents> {
     this.#respawnTimers.clear();
     for (const worker of this.#workers.keys()) worker.close();
     this.#workers.clear();
+    this.#slots.clear();
     this.removeAllListeners();
   }
 
@@ -137,18 +146,34 @@ export class WorkerPool extends TypedEmitter<WorkerPoolEvents> {
     return worker;
   }
 
-  async #spawn(): Promise<ms.Worker> {
-    const { createWorker } = await loadMediasoup();
-    const worker = await createWorker({
-      logLevel: this.#opts.workerLogLevel,
-      rtcMinPort: this.#opts.rtcMinPort,
-      rtcMaxPort: this.#opts.rtcMaxPort,
-    });
+  /** UDP + TCP listen infos: the WebRtcServer's (slot given) or each range-mode transport's. */
+  #listenInfos(slot?: number): ms.TransportListenInfo[] {
+    const { listen } = this.#opts;
+    const where =
+      listen.mode === 'server' && slot !== undefined && listen.port !== 0
+        ? { port: listen.port + slot }
+        : { portRange: { min: listen.minPort, max: listen.maxPort } };
+    const address = listen.announcedAddress !== undefined ? { announcedAddress: listen.announcedAddress } : {};
+    return (['udp', 'tcp'] as const).map((protocol) => ({ protocol, ip: listen.ip, ...address, ...where }));
+  }
+
+  async #spawn(slot: number): Promise<ms.Worker> {
+    const worker = await createWorker({ logLevel: this.#opts.workerLogLevel, workerBin: resolveWorkerBin() });
+    let webRtcServer: ms.WebRtcServer | undefined;
+    try {
+      if (this.#opts.listen.mode === 'server') {
+        webRtcServer = await worker.createWebRtcServer({ listenInfos: this.#listenInfos(slot) });
+      }
+    } catch (error) {
+      worker.close();
+      throw error;
+    }
     if (this.#closed) {
       worker.close();
       throw new Error('worker pool closed');
     }
     this.#workers.set(worker, new Set());
+    this.#slots.set(worker, { slot, webRtcServer });
     worker.on('died', (error: Error) => this.#onDied(worker, error));
     this.#logger.debug('worker started', { pid: worker.pid, workers: this.#workers.size });
     return worker;
@@ -156,7 +181,9 @@ export class WorkerPool extends TypedEmitter<WorkerPoolEvents> {
 
   #onDied(worker: ms.Worker, error: Error): void {
     const routers = this.#workers.get(worker) ?? new Set<ms.Router>();
+    const slot = this.#slots.get(worker)?.slot ?? 0;
     this.#workers.delete(worker);
+    this.#slots.delete(worker);
     if (this.#closed) return;
     this.#logger.error('mediasoup worker died', {
       pid: worker.pid,
@@ -170,12 +197,12 @@ export class WorkerPool extends TypedEmitter<WorkerPoolEvents> {
       this.emit('roomLost', { roomId, routerId: router.id, pid: worker.pid });
     }
     routers.clear();
-    this.#respawn(0);
+    this.#respawn(slot, 0);
   }
 
-  #respawn(attempt: number): void {
+  #respawn(slot: number, attempt: number): void {
     if (this.#closed) return;
-    this.#spawn().then(
+    this.#spawn(slot).then(
       (w) => {
         this.#logger.info('replacement worker running', { pid: w.pid, workers: this.#workers.size });
         this.emit('workerAdded', { pid: w.pid });
@@ -186,7 +213,7 @@ export class WorkerPool extends TypedEmitter<WorkerPoolEvents> {
         this.#logger.error('could not spawn a replacement worker; retrying', { error: errorMessage(error), ms: delay });
         const t = setTimeout(() => {
           this.#respawnTimers.delete(t);
-          this.#respawn(attempt + 1);
+          this.#respawn(slot, attempt + 1);
         }, delay);
         this.#respawnTimers.add(t);
       },

@@ -9,7 +9,7 @@ import type { types as ms } from 'mediasoup';
 
 export const AUDIO_LEVEL_URI = 'urn:ietf:params:rtp-hdrext:ssrc-audio-level';
 
-export const MEDIA_CODECS: ms.RtpCodecCapability[] = [
+export const MEDIA_CODECS: ms.RouterRtpCodecCapability[] = [
   {
     kind: 'audio',
     mimeType: 'audio/opus',

@@ -9,7 +9,9 @@
  * | HOST | localhost | bind host; localhost is bound as 127.0.0.1. Off localhost the server speaks HTTPS |
  * | LISTEN_IP | 127.0.0.1 local, else 0.0.0.0 | IP the mediasoup transports bind |
  * | ANNOUNCED_IP | 127.0.0.1 local, else first non-internal IPv4 (required if none) | IP in the ICE candidates |
- * | RTC_MIN_PORT / RTC_MAX_PORT | 40000 / 49999 | mediasoup RTC port range |
+ * | RTC_MODE | server | `server`: all media of a worker on one UDP + one TCP port (mediasoup WebRtcServer); `range`: one port per transport from RTC_MIN_PORT–RTC_MAX_PORT |
+ * | RTC_PORT | 40000 | server mode: UDP and TCP port of the first worker, worker i uses RTC_PORT + i (0 = any free port in RTC_MIN_PORT–RTC_MAX_PORT) |
+ * | RTC_MIN_PORT / RTC_MAX_PORT | 40000 / 49999 | range mode: mediasoup RTC port range (server mode with RTC_PORT=0: where the free port is picked) |
  * | TLS_CERT / TLS_KEY | - | PEM files; both or neither. Off localhost without them a self-signed cert is made |
  * | WORKERS | CPU count | mediasoup workers |
  * | ROOM_CAP | 50 | max peers per room |
@@ -56,6 +58,10 @@ export interface Config {
   isLocal: boolean;
   listenIp: string;
   announcedIp: string;
+  /** `server`: one WebRtcServer (one UDP + one TCP port) per worker; `range`: a port per transport. */
+  rtcMode: RtcMode;
+  /** server mode: port of worker 0 (worker i: rtcPort + i); 0 = any free port in rtcMinPort–rtcMaxPort. */
+  rtcPort: number;
   rtcMinPort: number;
   rtcMaxPort: number;
   tlsCert: string | undefined;
@@ -80,6 +86,9 @@ export interface Config {
   clientDir: string;
   allowedOrigins: string[];
 }
+
+export const RTC_MODES = ['server', 'range'] as const;
+export type RtcMode = (typeof RTC_MODES)[number];
 
 const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
 
@@ -112,6 +121,10 @@ const Input = z.object({
   host: z.string().min(1).default('localhost'),
   listenIp: ip.optional(),
   announcedIp: ip.optional(),
+  rtcMode: z.enum(RTC_MODES).default('server'),
+  rtcPort: int(0, 65535)
+    .refine((p) => p === 0 || p >= 1024, 'must be 0 (any free port) or 1024..65535')
+    .default(40000),
   rtcMinPort: int(1024, 65535).default(40000),
   rtcMaxPort: int(1024, 65535).default(49999),
   tlsCert: z.string().min(1).optional(),
@@ -143,6 +156,8 @@ const ENV_KEYS: Record<string, keyof ConfigInput> = {
   HOST: 'host',
   LISTEN_IP: 'listenIp',
   ANNOUNCED_IP: 'announcedIp',
+  RTC_MODE: 'rtcMode',
+  RTC_PORT: 'rtcPort',
   RTC_MIN_PORT: 'rtcMinPort',
   RTC_MAX_PORT: 'rtcMaxPort',
   TLS_CERT: 'tlsCert',
@@ -206,6 +221,10 @@ export function resolveConfig(input: ConfigInput | Config = {}, names?: Record<s
   const bindHost = c.host.toLowerCase() === 'localhost' ? '127.0.0.1' : c.host.replace(/^\[(.*)\]$/, '$1');
 
   if (c.rtcMinPort >= c.rtcMaxPort) issues.push(`${envName('rtcMinPort')} must be below ${envName('rtcMaxPort')}`);
+  const workers = c.workers ?? cpuCount();
+  if (c.rtcMode === 'server' && c.rtcPort !== 0 && c.rtcPort + workers - 1 > 65535) {
+    issues.push(`${envName('rtcPort')} + ${envName('workers')} - 1 must not exceed 65535 (one port per worker)`);
+  }
   if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) {
     issues.push(`${envName('tlsCert')} and ${envName('tlsKey')} must be given together`);
   }
@@ -245,11 +264,13 @@ export function resolveConfig(input: ConfigInput | Config = {}, names?: Record<s
     isLocal,
     listenIp,
     announcedIp: announcedIp as string,
+    rtcMode: c.rtcMode,
+    rtcPort: c.rtcPort,
     rtcMinPort: c.rtcMinPort,
     rtcMaxPort: c.rtcMaxPort,
     tlsCert: c.tlsCert,
     tlsKey: c.tlsKey,
-    workers: c.workers ?? cpuCount(),
+    workers,
     roomCap: c.roomCap,
     logLevel: c.logLevel,
     turnUrls: c.turnUrls,

@@ -234,10 +234,7 @@ export function createSignalingServer(
         logger.info('joined', { roomId: room.id, peerId: peer.id, peers: room.peerCount });
         return {
           peerId: peer.id,
-          routerRtpCapabilities: (hideVoiceActivity ? hideVoiceActivityCapabilities(room.rtpCapabilities) : room.rtpCapabilities) as unknown as Record<
-            string,
-            unknown
-          >,
+          routerRtpCapabilities: hideVoiceActivity ? hideVoiceActivityCapabilities(room.rtpCapabilities) : room.rtpCapabilities,
           peers: room
             .peers()
             .filter((p) => p.id !== peer.id)

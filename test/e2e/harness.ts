@@ -57,17 +57,17 @@ export class Harness {
 
   /**
    * `serverOpts`: extra startServer options (e.g. `{ tap: true }` for the media tap); the log sink is always set.
-   * `config`: server settings on top of the harness's (e.g. `{ hideVoiceActivity: true }`).
+   * `config`: server settings on top of the harness's (default: media over each worker's WebRtcServer on any free port; e.g. `{ hideVoiceActivity: true }`).
    */
   static async start(serverOpts: Omit<StartOptions, 'logSink'> = {}, config: ConfigInput = {}): Promise<Harness> {
     ensureChromium();
     // E2E_CLIENT_DIR: serve an already built TEST client from elsewhere; else the TEST build, (re)built if stale.
     const clientDir = process.env['E2E_CLIENT_DIR'] || ensureClientBuild('test');
     const log: string[] = [];
-    // Imported lazily: main.ts pulls in the SFU, which must load mediasoup after MEDIASOUP_WORKER_BIN is set.
+    // Imported lazily: only e2e runs that get this far start mediasoup workers.
     const { startServer } = await import('../../signaling/src/main.ts');
     const server = await startServer(
-      { port: 0, host: 'localhost', workers: 1, logLevel: (process.env['E2E_LOG_LEVEL'] as 'info' | undefined) ?? 'warn', ...config, clientDir },
+      { port: 0, host: 'localhost', workers: 1, rtcPort: 0, logLevel: (process.env['E2E_LOG_LEVEL'] as 'info' | undefined) ?? 'warn', ...config, clientDir },
       { ...serverOpts, logSink: (line: string) => log.push(line) },
     );
     return new Harness(server, log);

@@ -42,7 +42,7 @@ describe('active speaker', () => {
     const b = await joinWithTransports(server.url, roomId, token);
     const room = server.sfu.getRoom(roomId)!;
 
-    const plain = await room.router.createPlainTransport({ listenIp: { ip: '127.0.0.1' }, rtcpMux: true, comedia: true });
+    const plain = await room.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: true, comedia: true });
     await plain.produce({
       kind: 'audio',
       rtpParameters: {

@@ -12,6 +12,8 @@ describe('config', () => {
       isLocal: true,
       listenIp: '127.0.0.1',
       announcedIp: '127.0.0.1',
+      rtcMode: 'server',
+      rtcPort: 40000,
       rtcMinPort: 40000,
       rtcMaxPort: 49999,
       roomCap: 50,
@@ -32,6 +34,8 @@ describe('config', () => {
       HOST: '0.0.0.0',
       LISTEN_IP: '0.0.0.0',
       ANNOUNCED_IP: '203.0.113.7',
+      RTC_MODE: 'range',
+      RTC_PORT: '45000',
       RTC_MIN_PORT: '41000',
       RTC_MAX_PORT: '41100',
       WORKERS: '3',
@@ -51,6 +55,8 @@ describe('config', () => {
       bindHost: '0.0.0.0',
       listenIp: '0.0.0.0',
       announcedIp: '203.0.113.7',
+      rtcMode: 'range',
+      rtcPort: 45000,
       rtcMinPort: 41000,
       rtcMaxPort: 41100,
       workers: 3,
@@ -130,6 +136,9 @@ describe('config', () => {
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
     [{ RTC_MIN_PORT: '45000', RTC_MAX_PORT: '44000' }, /RTC_MIN_PORT must be below RTC_MAX_PORT/],
     [{ RTC_MIN_PORT: '80' }, /RTC_MIN_PORT/],
+    [{ RTC_MODE: 'ports' }, /RTC_MODE/],
+    [{ RTC_PORT: '80' }, /RTC_PORT: must be 0 \(any free port\) or 1024\.\.65535/],
+    [{ RTC_PORT: '65535', WORKERS: '2' }, /RTC_PORT \+ WORKERS - 1 must not exceed 65535/],
     [{ TLS_CERT: '/tmp/cert.pem' }, /TLS_CERT and TLS_KEY must be given together/],
     [{ LISTEN_IP: 'not-an-ip' }, /LISTEN_IP: must be an IP address/],
     [{ ANNOUNCED_IP: '0.0.0.0' }, /ANNOUNCED_IP must be a routable address/],
@@ -150,6 +159,12 @@ describe('config', () => {
       expect((err as ConfigError).message).toMatch(re);
     });
   }
+
+  it('RTC_PORT=0 (any free port) and the last port for one worker are accepted', () => {
+    expect(loadConfig({ RTC_PORT: '0', WORKERS: '4' })).toMatchObject({ rtcMode: 'server', rtcPort: 0, workers: 4 });
+    expect(loadConfig({ RTC_PORT: '65535', WORKERS: '1' })).toMatchObject({ rtcPort: 65535 });
+    expect(loadConfig({ RTC_MODE: 'range', RTC_PORT: '65535', WORKERS: '2' })).toMatchObject({ rtcMode: 'range' });
+  });
 
   it('resolveConfig takes objects (tests) and re-resolves a full Config', () => {
     const c = resolveConfig({ port: 0, workers: 1, roomCap: 2 });

@@ -3,6 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Server } from 'socket.io';
+import { createSocket } from 'node:dgram';
+import { createServer as createTcpServer } from 'node:net';
 import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client';
 import { vi } from 'vitest';
 import type { ConfigInput } from '../../sfu/src/config.ts';
@@ -31,7 +33,8 @@ const UNLIMITED_ADDRESS: ConfigInput = { maxSocketsPerAddress: 1_000_000, maxRoo
 export async function startTestServer(overrides: ConfigInput = {}, opts: StartOptions = {}): Promise<TestServer> {
   const logs: string[] = [];
   const server = await startServer(
-    { port: 0, workers: 1, logLevel: 'debug', rtcMinPort: 40000, rtcMaxPort: 49999, ...UNLIMITED_ADDRESS, ...overrides },
+    // rtcPort 0: each worker's WebRtcServer takes any free port of the range (test files run in parallel).
+    { port: 0, workers: 1, logLevel: 'debug', rtcPort: 0, rtcMinPort: 40000, rtcMaxPort: 49999, ...UNLIMITED_ADDRESS, ...overrides },
     { logSink: (line) => logs.push(line), ...opts },
   );
   return Object.assign(server, { logs });
@@ -262,14 +265,39 @@ export async function dumpCounts(server: StartedServer): Promise<{ routers: numb
   const dumps = await server.sfu.dumpWorkers();
   for (const d of dumps) routers += d.routerIds.length;
   for (const room of server.sfu.rooms()) {
-    const r = (await room.router.dump()) as {
-      transportIds: string[];
-      mapProducerIdConsumerIds: Record<string, string[]>;
-      mapConsumerIdProducerId: Record<string, string>;
-    };
+    const r = await room.router.dump();
     transports += r.transportIds.length;
-    producers += Object.keys(r.mapProducerIdConsumerIds).length;
-    consumers += Object.keys(r.mapConsumerIdProducerId).length;
+    producers += r.mapProducerIdConsumerIds.length;
+    consumers += r.mapConsumerIdProducerId.length;
   }
   return { routers, transports, producers, consumers };
+}
+
+/** Whether `port` can be bound for both UDP and TCP on 127.0.0.1 right now. */
+async function portFree(port: number): Promise<boolean> {
+  const udp = createSocket('udp4');
+  const udpOk = await new Promise<boolean>((resolve) => {
+    udp.once('error', () => resolve(false));
+    udp.bind(port, '127.0.0.1', () => resolve(true));
+  });
+  udp.close();
+  if (!udpOk) return false;
+  const tcp = createTcpServer();
+  const tcpOk = await new Promise<boolean>((resolve) => {
+    tcp.once('error', () => resolve(false));
+    tcp.listen(port, '127.0.0.1', () => resolve(true));
+  });
+  await new Promise<void>((resolve) => (tcpOk ? tcp.close(() => resolve()) : resolve()));
+  return tcpOk;
+}
+
+/** A base port such that base..base+n-1 are free for UDP and TCP (for a fixed RTC_PORT with n workers). */
+export async function freeConsecutivePorts(n: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 50000 + Math.floor(Math.random() * 9000);
+    let free = true;
+    for (let i = 0; i < n && free; i++) free = await portFree(base + i);
+    if (free) return base;
+  }
+  throw new Error('no free consecutive ports found');
 }

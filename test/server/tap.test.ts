@@ -112,7 +112,7 @@ describe('media tap (real RTP through the worker)', () => {
     const tap = server.tap!;
     expect(tap).toBeDefined();
 
-    const plain = await room.router.createPlainTransport({ listenIp: { ip: '127.0.0.1' }, rtcpMux: true, comedia: true });
+    const plain = await room.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: true, comedia: true });
     const VSSRC = 0x0badcafe;
     const ASSRC = 0x0a0d10;
     const video = await plain.produce({
@@ -315,7 +315,7 @@ describe('media tap (real RTP through the worker)', () => {
     const a = await joinWithTransports(server.url, roomId, newToken());
     const room = server.sfu.getRoom(roomId)!;
     const tap = server.tap!;
-    const plain = await room.router.createPlainTransport({ listenIp: { ip: '127.0.0.1' }, rtcpMux: true, comedia: true });
+    const plain = await room.router.createPlainTransport({ listenInfo: { protocol: 'udp', ip: '127.0.0.1' }, rtcpMux: true, comedia: true });
     const SSRC = 0x5eed;
     const video = await plain.produce({
       kind: 'video',
