@@ -36,6 +36,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."   # repo root; .cache/ and client/dist li
 
 # 0. The runtime the server, the tests and the bench run on (package.json scripts go through infra/node.sh).
 log "runtime: $(bash infra/node.sh --ensure)"
+# npm itself (a node script) runs on it too, so its engine checks see the runtime we use.
+PATH="$(dirname "$(bash infra/node.sh -p process.execPath)"):$PATH"
 
 # 1. Dependencies. Install scripts are off (.npmrc); step 2 replaces mediasoup's.
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
