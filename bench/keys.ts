@@ -4,11 +4,13 @@
  * (AES-128-GCM + Ed25519 signature per recipient). Reports envelopes, relay messages (batches, split under the
  * 48000-byte relay cap), bytes, sender ms, and per-recipient open ms. Plus one-off costs: session key generation,
  * announcement verification, liveness proof (sign + verify, once per pair per side), a room-code round (one
- * commitment signed, n-1 verified, n reveals opened: per member per roster change), safety number.
+ * commitment signed, n-1 verified, n reveals opened: per member per roster change), safety number, and one identity
+ * signature by each signer (identity-key.ts: the non-extractable WebCrypto key, the raw noble fallback).
  */
 import { openKeyBatch, sealKeyBatch, type KeyUpdate } from '../client/src/e2ee/envelope.ts';
 import type { SenderChannel } from '../client/src/e2ee/hpke.ts';
-import { generateIdentity, generateSessionKeyPair, newSession } from '../client/src/e2ee/identity.ts';
+import { generateSessionKeyPair, newSession } from '../client/src/e2ee/identity.ts';
+import { createIdentity, rawIdentity } from '../client/src/e2ee/identity-key.ts';
 import { deriveInviteKeysSync } from '../client/src/e2ee/invite.ts';
 import {
   decodeCodeReveal,
@@ -36,7 +38,7 @@ export async function benchKeys(): Promise<string[]> {
   const out: string[] = [];
   const keys = deriveInviteKeysSync(new Uint8Array(32).fill(1), ROOM);
   const psk = { key: keys.psk, id: keys.pskId };
-  const sender = { memberId: 'sender', identity: generateIdentity(), session: generateSessionKeyPair() };
+  const sender = { memberId: 'sender', identity: await createIdentity(), session: generateSessionKeyPair() };
   const update = (g: number): KeyUpdate => ({ reason: 'fresh', senderIndex: 1, generation: g, step: 0, kid: BigInt(g), baseKey: new Uint8Array(16).fill(g) });
 
   // warm-up (JIT, noble precomputes) so the first row is not charged for it
@@ -62,30 +64,39 @@ export async function benchKeys(): Promise<string[]> {
   const [, kg] = await time(() => {
     for (let i = 0; i < 10; i++) generateSessionKeyPair();
   });
-  const id = generateIdentity();
-  const sess = newSession(id, ROOM, 'm');
+  const id = await createIdentity();
+  const sess = await newSession(id, ROOM, 'm');
   const ann = encodeSignedAnnouncement(sess, keys.membershipMacKey);
   const [, av] = await time(() => {
     for (let i = 0; i < 20; i++) openSignedAnnouncement(ann, keys.membershipMacKey, ROOM);
   });
   const [, sn] = await time(() => safetyNumber(id.publicKey, sender.identity.publicKey));
+  const raw = rawIdentity();
+  const msg = randomBytes(200);
+  const [, sw] = await time(async () => {
+    for (let i = 0; i < 20; i++) await id.sign(msg);
+  });
+  const [, sr] = await time(async () => {
+    for (let i = 0; i < 20; i++) await raw.sign(msg);
+  });
+  out.push(`identity signature (200 B): ${id.kind} ${(sw / 20).toFixed(2)} ms, raw fallback ${(sr / 20).toFixed(2)} ms`);
   out.push(`one-off: X-Wing session keygen ${(kg / 10).toFixed(2)} ms, announcement MAC+signature check ${(av / 20).toFixed(2)} ms (${ann.length} B), safety number ${sn.toFixed(1)} ms`);
   const live = {
     roomId: ROOM,
     challenger: { memberId: 'c', sessionPublicKey: sender.session.publicKey, joinNonce: randomBytes(16) },
     responder: { memberId: 'm', sessionPublicKey: sess.keyPair.publicKey },
   };
-  const [, lv] = await time(() => {
-    for (let i = 0; i < 20; i++) if (!verifyLiveness(id.publicKey, live, proveLiveness(id, live))) throw new Error('liveness proof');
+  const [, lv] = await time(async () => {
+    for (let i = 0; i < 20; i++) if (!verifyLiveness(id.publicKey, live, await proveLiveness(id, live))) throw new Error('liveness proof');
   });
   out.push(`per pair, per side: liveness proof sign + verify ${(lv / 20).toFixed(2)} ms`);
   for (const n of [10, 100]) {
     const members = Array.from({ length: n }, (_, i) => ({ memberId: `m${i}`, identityPublicKey: id.publicKey, sessionPublicKey: sess.keyPair.publicKey }));
-    const [, rc] = await time(() => {
+    const [, rc] = await time(async () => {
       const R = rosterHash(members);
       const value = randomBytes(32);
       const c = { round: 1, rosterHash: R, commitment: roomCodeCommitment(ROOM, 'm0', 1, R, value) };
-      const commit = encodeCodeCommit(id, ROOM, 'm0', sess.keyPair.publicKey, c); // ours
+      const commit = await encodeCodeCommit(id, ROOM, 'm0', sess.keyPair.publicKey, c); // ours
       for (let i = 1; i < n; i++) openCodeCommit(commit, ROOM, { memberId: 'm0', identityPublicKey: id.publicKey, sessionPublicKey: sess.keyPair.publicKey }); // theirs
       const reveal = encodeCodeReveal(1, value);
       for (let i = 0; i < n; i++) roomCodeCommitment(ROOM, 'm0', 1, R, decodeCodeReveal(reveal).value); // open every reveal

@@ -18,7 +18,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateIdentity, newSession } from '../../client/src/e2ee/identity.ts';
+import { newSession } from '../../client/src/e2ee/identity.ts';
+import { createIdentity } from '../../client/src/e2ee/identity-key.ts';
 import { encodeRelay } from '../../client/src/e2ee/relay-framing.ts';
 import { encodeSignedAnnouncement } from '../../client/src/e2ee/membership-messages.ts';
 import { deriveInviteKeysSync, parseInviteFragment } from '../../client/src/e2ee/invite.ts';
@@ -223,7 +224,7 @@ describe('trust UI, chat and served-code integrity', () => {
 
   it('a member injected by a modified server gets no keys and triggers the warning', async () => {
     const ghostId = `ghost${tag}`;
-    const session = newSession(generateIdentity(), roomId, ghostId);
+    const session = await newSession(await createIdentity(), roomId, ghostId);
     // Valid identity signature, but the server cannot compute the membership MAC (no invite): random MAC key.
     const blob = Buffer.from(encodeRelay('announcement', encodeSignedAnnouncement(session, new Uint8Array(randomBytes(32))))).toString('base64url');
     const before = h.server.capture!.parsed().length;

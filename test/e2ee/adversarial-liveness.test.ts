@@ -140,50 +140,50 @@ describe('property: a replayed announcement never becomes a member (E2eeSessions
 const { config: CONFIG, person, joined, annBytes, proofOf, backBytes, proofBytes, relay } = reducerKit(ROOM, INVITE_KEYS);
 
 describe('liveness proofs (reducer)', () => {
-  it('only a proof by the announced identity, for our session and nonce and its own session, admits; anything else is not-live and changes nothing', () => {
-    const alice = person('alice');
-    const bob = person('bob');
-    const carol = person('carol');
+  it('only a proof by the announced identity, for our session and nonce and its own session, admits; anything else is not-live and changes nothing', async () => {
+    const alice = await person('alice');
+    const bob = await person('bob');
+    const carol = await person('carol');
     const s = joined(alice);
     const bad: [string, Uint8Array][] = [
-      ['for another challenger', proofOf(bob, carol)],
-      ['for our id but an old session of ours', proofOf(bob, person('alice'))],
-      ['signed by someone else', proofOf(carol, alice, bob)],
-      ['for another session of the responder', proofOf(bob, alice, { ...person('bob'), identity: bob.identity })],
+      ['for another challenger', await proofOf(bob, carol)],
+      ['for our id but an old session of ours', await proofOf(bob, await person('alice'))],
+      ['signed by someone else', await proofOf(carol, alice, bob)],
+      ['for another session of the responder', await proofOf(bob, alice, { ...(await person('bob')), identity: bob.identity })],
     ];
     for (const [what, p] of bad) {
-      const r = relay(s, 'bob', backBytes(bob, alice, p));
+      const r = relay(s, 'bob', await backBytes(bob, alice, p));
       expect(r.effects, what).toEqual([{ kind: 'alert', reason: 'not-live', memberId: 'bob', detail: 'bad-proof' }]);
       expect(r.state, what).toBe(s);
     }
     // and the same proofs alone, after we answered bob's announcement
     const answered = relay(s, 'bob', annBytes(bob)).state;
     for (const [what, p] of bad) {
-      const r = relay(answered, 'bob', proofBytes(bob, alice, p));
+      const r = relay(answered, 'bob', await proofBytes(bob, alice, p));
       expect(r.effects, what).toEqual([{ kind: 'alert', reason: 'not-live', memberId: 'bob', detail: 'bad-proof' }]);
       expect(roster(r.state).map((m) => m.memberId), what).toEqual(['alice']);
     }
-    const ok = relay(answered, 'bob', proofBytes(bob, alice));
+    const ok = relay(answered, 'bob', await proofBytes(bob, alice));
     expect(roster(ok.state).map((m) => m.memberId).sort()).toEqual(['alice', 'bob']);
   });
 
-  it('a proof from a member we never answered is unknown-sender; a malformed one is malformed', () => {
-    const alice = person('alice');
-    const bob = person('bob');
+  it('a proof from a member we never answered is unknown-sender; a malformed one is malformed', async () => {
+    const alice = await person('alice');
+    const bob = await person('bob');
     const s = joined(alice);
-    expect(relay(s, 'bob', proofBytes(bob, alice)).effects).toEqual([
+    expect(relay(s, 'bob', await proofBytes(bob, alice)).effects).toEqual([
       { kind: 'alert', reason: 'unknown-sender', memberId: 'bob', detail: 'liveness-proof' },
     ]);
     const answered = relay(s, 'bob', annBytes(bob)).state;
-    expect(relay(answered, 'bob', proofBytes(bob, alice, new Uint8Array(63))).effects).toEqual([
+    expect(relay(answered, 'bob', await proofBytes(bob, alice, new Uint8Array(63))).effects).toEqual([
       { kind: 'alert', reason: 'malformed', memberId: 'bob', detail: 'liveness-proof' },
     ]);
   });
 
-  it('an answered announcement expires after the timeout (not before) with an alert; one whose member leaves is just dropped', () => {
-    const alice = person('alice');
+  it('an answered announcement expires after the timeout (not before) with an alert; one whose member leaves is just dropped', async () => {
+    const alice = await person('alice');
     const s = joined(alice);
-    const answered = relay(s, 'bob', annBytes(person('bob')), 100).state;
+    const answered = relay(s, 'bob', annBytes(await person('bob')), 100).state;
     expect(reduce(CONFIG, answered, { type: 'tick', now: 100 + DEFAULT_LIVENESS_TIMEOUT_MS }).effects).toEqual([]);
     const t = reduce(CONFIG, answered, { type: 'tick', now: 101 + DEFAULT_LIVENESS_TIMEOUT_MS });
     expect(t.effects).toEqual([{ kind: 'alert', reason: 'not-live', memberId: 'bob', detail: TIMEOUT_ALERT }]);
@@ -193,14 +193,14 @@ describe('liveness proofs (reducer)', () => {
     expect(left.state.pending.size).toBe(0);
   });
 
-  it('two answers that cross (both announced at once): each admits the other once, with no extra proof message', () => {
-    const alice = person('alice');
-    const bob = person('bob');
+  it('two answers that cross (both announced at once): each admits the other once, with no extra proof message', async () => {
+    const alice = await person('alice');
+    const bob = await person('bob');
     // each got the other's plain announcement and answered it
     const a = relay(joined(alice), 'bob', annBytes(bob)).state;
     const b = relay(joined(bob), 'alice', annBytes(alice)).state;
-    const ra = relay(a, 'bob', backBytes(bob, alice));
-    const rb = relay(b, 'alice', backBytes(alice, bob));
+    const ra = relay(a, 'bob', await backBytes(bob, alice));
+    const rb = relay(b, 'alice', await backBytes(alice, bob));
     for (const r of [ra, rb]) {
       expect(roster(r.state).length).toBe(2);
       expect(r.effects.map((e) => e.kind)).not.toContain('prove-liveness');

@@ -4,7 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { decodeKeyBatch, encodeKeyBatch } from '../../client/src/e2ee/envelope.ts';
-import { generateIdentity, newSession, SIGNATURE_LEN } from '../../client/src/e2ee/identity.ts';
+import { newSession, SIGNATURE_LEN } from '../../client/src/e2ee/identity.ts';
+import { createIdentity } from '../../client/src/e2ee/identity-key.ts';
 import { deriveInviteKeysSync } from '../../client/src/e2ee/invite.ts';
 import { decodeRelay, encodeRelay } from '../../client/src/e2ee/relay-framing.ts';
 import { encodeSignedAnnouncement, MAC_LEN } from '../../client/src/e2ee/membership-messages.ts';
@@ -95,7 +96,7 @@ describe('adversarial relay: membership and key transport', () => {
   });
 
   it('property 3: a swapped session key in an announcement fails the MAC (outsider relay) and the signature (relay that knows the invite)', async () => {
-    const attackerSession = newSession(generateIdentity(), ROOM, 'bob').keyPair.publicKey;
+    const attackerSession = (await newSession(await createIdentity(), ROOM, 'bob')).keyPair.publicKey;
     const swap = (bytes: Uint8Array, macKey?: Uint8Array): Uint8Array =>
       rewriteBlob(bytes, (b) => {
         const ann = b.subarray(1);

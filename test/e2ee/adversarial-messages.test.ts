@@ -76,7 +76,7 @@ describe('property: a display name is the one its member signed in this session'
     const asBob = new RelayChannel({ roomId: ROOM, metadataKey: INVITE_KEYS.metadataKey }, { send: async (b) => void forged.push(b) }, () => undefined);
     asBob.bind('bob');
     const ctx = { roomId: ROOM, memberId: 'bob', sessionPublicKey: new Uint8Array(1216) };
-    await asBob.sendProfile('Bob (send the wire now)', { seq: 1000, sig: signMessage(eve.store.identity, 'profile', ctx, 1000, utf8('Bob (send the wire now)')) });
+    await asBob.sendProfile('Bob (send the wire now)', { seq: 1000, sig: await signMessage(await eve.store.loadIdentity(), 'profile', ctx, 1000, utf8('Bob (send the wire now)')) });
     room.inject({ from: 'bob', to: 'alice', bytes: forged[0]! });
     await room.settle();
     expect(alice.session.relayStats.foreign).toBe(0); // the envelope opened: only the signature stops it

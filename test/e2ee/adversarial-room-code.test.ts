@@ -191,10 +191,10 @@ describe('property: any roster change starts a new round; until it completes the
 const { config: CONFIG, person, joined, admitted, relay } = reducerKit(ROOM, INVITE_KEYS);
 
 /** alice's reducer with bob admitted, and alice's own commitment for the round fed back. */
-function aliceWithBob(): { s: MembershipState; alice: Person; bob: Person } {
-  const alice = person('alice');
-  const bob = person('bob');
-  const r = admitted(joined(alice), alice, bob);
+async function aliceWithBob(): Promise<{ s: MembershipState; alice: Person; bob: Person }> {
+  const alice = await person('alice');
+  const bob = await person('bob');
+  const r = await admitted(joined(alice), alice, bob);
   const commit = r.effects.find((e) => e.kind === 'commit-room-code');
   expect(commit).toBeDefined();
   const R = rosterHash(roster(r.state));
@@ -203,32 +203,32 @@ function aliceWithBob(): { s: MembershipState; alice: Person; bob: Person } {
   return { s, alice, bob };
 }
 
-const bobCommit = (bob: Person, round: number, R: Uint8Array, value: Uint8Array) =>
-  encodeRelay('code-commit', encodeCodeCommit(bob.identity, ROOM, 'bob', bob.session.keyPair.publicKey, { round, rosterHash: R, commitment: roomCodeCommitment(ROOM, 'bob', round, R, value) }));
+const bobCommit = async (bob: Person, round: number, R: Uint8Array, value: Uint8Array) =>
+  encodeRelay('code-commit', await encodeCodeCommit(bob.identity, ROOM, 'bob', bob.session.keyPair.publicKey, { round, rosterHash: R, commitment: roomCodeCommitment(ROOM, 'bob', round, R, value) }));
 
 describe('room-code round (reducer)', () => {
-  it('we reveal only once every roster member committed to our roster hash; a wrong or unsigned commitment does not count', () => {
-    const { s, alice, bob } = aliceWithBob();
+  it('we reveal only once every roster member committed to our roster hash; a wrong or unsigned commitment does not count', async () => {
+    const { s, alice, bob } = await aliceWithBob();
     const R = s.code.rosterHash!;
     const reveals = (r: { effects: { kind: string }[] }) => r.effects.filter((e) => e.kind === 'reveal-room-code').length;
     // bob's commitment for another roster (he sees someone else too): no reveal
-    expect(reveals(relay(s, 'bob', bobCommit(bob, 1, rosterHash([{ memberId: 'bob', identityPublicKey: bob.identity.publicKey, sessionPublicKey: bob.session.keyPair.publicKey }]), randomBytes(32))))).toBe(0);
+    expect(reveals(relay(s, 'bob', await bobCommit(bob, 1, rosterHash([{ memberId: 'bob', identityPublicKey: bob.identity.publicKey, sessionPublicKey: bob.session.keyPair.publicKey }]), randomBytes(32))))).toBe(0);
     // a commitment for our roster signed by someone else (the server, an invite holder): refused
-    const forged = encodeRelay('code-commit', encodeCodeCommit(alice.identity, ROOM, 'bob', bob.session.keyPair.publicKey, { round: 1, rosterHash: R, commitment: new Uint8Array(32) }));
+    const forged = encodeRelay('code-commit', await encodeCodeCommit(alice.identity, ROOM, 'bob', bob.session.keyPair.publicKey, { round: 1, rosterHash: R, commitment: new Uint8Array(32) }));
     const rf = relay(s, 'bob', forged);
     expect(rf.effects).toEqual([expect.objectContaining({ kind: 'alert', reason: 'bad-room-code', memberId: 'bob' })]);
     expect(reveals(rf)).toBe(0);
     // bob's real commitment for our roster: now we reveal, once
-    const ok = relay(s, 'bob', bobCommit(bob, 1, R, randomBytes(32)));
+    const ok = relay(s, 'bob', await bobCommit(bob, 1, R, randomBytes(32)));
     expect(reveals(ok)).toBe(1);
-    expect(reveals(relay(ok.state, 'bob', bobCommit(bob, 1, R, randomBytes(32))))).toBe(0); // replay / same round: ignored
+    expect(reveals(relay(ok.state, 'bob', await bobCommit(bob, 1, R, randomBytes(32))))).toBe(0); // replay / same round: ignored
   });
 
-  it('a reveal that does not open its commitment is refused and the code stays pending; the right one completes it', () => {
-    const { s, bob } = aliceWithBob();
+  it('a reveal that does not open its commitment is refused and the code stays pending; the right one completes it', async () => {
+    const { s, bob } = await aliceWithBob();
     const R = s.code.rosterHash!;
     const value = randomBytes(32);
-    let st = relay(s, 'bob', bobCommit(bob, 1, R, value)).state;
+    let st = relay(s, 'bob', await bobCommit(bob, 1, R, value)).state;
     st = reduce(CONFIG, st, { type: 'code-revealed', now: 1, round: st.code.round, value: randomBytes(32) }).state;
     const wrong = relay(st, 'bob', encodeRelay('code-reveal', encodeCodeReveal(1, randomBytes(32))));
     expect(wrong.effects).toEqual([{ kind: 'alert', reason: 'bad-room-code', memberId: 'bob', detail: 'the revealed value does not open its commitment' }]);
@@ -239,17 +239,17 @@ describe('room-code round (reducer)', () => {
     expect(currentRoomCode(right.state)?.digits).toMatch(/^\d{12}$/);
   });
 
-  it('a commitment that arrives after our reveal never counts: a member re-committing to a value ground against ours gets nowhere', () => {
-    const { s, bob } = aliceWithBob();
+  it('a commitment that arrives after our reveal never counts: a member re-committing to a value ground against ours gets nowhere', async () => {
+    const { s, bob } = await aliceWithBob();
     const R = s.code.rosterHash!;
     const v1 = randomBytes(32);
-    let st = relay(s, 'bob', bobCommit(bob, 1, R, v1)).state; // every commitment is in: alice reveals, they are fixed
+    let st = relay(s, 'bob', await bobCommit(bob, 1, R, v1)).state; // every commitment is in: alice reveals, they are fixed
     expect(st.code.fixed?.get('bob')?.round).toBe(1);
     const mine = randomBytes(32);
     st = reduce(CONFIG, st, { type: 'code-revealed', now: 1, round: st.code.round, value: mine }).state;
     // alice's value is public now; "bob" commits again for the same roster, to a value chosen after seeing it, and reveals it
     const v2 = randomBytes(32);
-    st = relay(st, 'bob', bobCommit(bob, 2, R, v2)).state;
+    st = relay(st, 'bob', await bobCommit(bob, 2, R, v2)).state;
     const late = relay(st, 'bob', encodeRelay('code-reveal', encodeCodeReveal(2, v2)));
     expect(currentRoomCode(late.state)).toBeNull();
     // only the value of the fixed commitment completes the round

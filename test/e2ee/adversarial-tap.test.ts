@@ -4,7 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import { safetyNumber } from '../../client/src/e2ee/codes.ts';
 import { fromUtf8, utf8 } from '../../client/src/e2ee/bytes.ts';
-import { generateIdentity, newSession } from '../../client/src/e2ee/identity.ts';
+import { newSession } from '../../client/src/e2ee/identity.ts';
+import { createIdentity } from '../../client/src/e2ee/identity-key.ts';
 import { encodeRelay } from '../../client/src/e2ee/relay-framing.ts';
 import { encodeSignedAnnouncement, proveLiveness } from '../../client/src/e2ee/membership-messages.ts';
 import { roster } from '../../client/src/e2ee/membership.ts';
@@ -85,14 +86,14 @@ describe('what the server sees', () => {
     await sim.join('alice');
     await sim.join('carol');
     // mallory holds the invite (valid MAC) and signs an announcement for member id "bob" with its own identity and session
-    const mallory = generateIdentity();
-    const fake = newSession(mallory, ROOM, 'bob');
+    const mallory = await createIdentity();
+    const fake = await newSession(mallory, ROOM, 'bob');
     const fakeBlob = encodeRelay('announcement', encodeSignedAnnouncement(fake, INVITE_KEYS.membershipMacKey));
     const alice = sim.member('alice');
     // mallory's liveness proof for alice's session (she holds the fake session, so she can answer alice's challenge)
     const fakeProof = encodeRelay(
       'liveness-proof',
-      proveLiveness(mallory, {
+      await proveLiveness(mallory, {
         roomId: ROOM,
         challenger: { memberId: 'alice', sessionPublicKey: alice.session.keyPair.publicKey, joinNonce: alice.session.announcement.joinNonce },
         responder: { memberId: 'bob', sessionPublicKey: fake.keyPair.publicKey },

@@ -10,7 +10,8 @@ import {
   type KeyUpdate,
   type OpenBatchInput,
 } from '../../client/src/e2ee/envelope.ts';
-import { generateIdentity, generateSessionKeyPair } from '../../client/src/e2ee/identity.ts';
+import { generateSessionKeyPair } from '../../client/src/e2ee/identity.ts';
+import { createIdentity } from '../../client/src/e2ee/identity-key.ts';
 import type { RecipientChannel, SenderChannel } from '../../client/src/e2ee/hpke.ts';
 import { isE2eeError } from '../../client/src/e2ee/errors.ts';
 
@@ -18,12 +19,12 @@ const ROOM = 'AAAAAAAAAAAAAAAAAAAAAA';
 const PSK = { key: new Uint8Array(32).fill(1), id: new Uint8Array(32).fill(2) };
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
-function member(id: string) {
-  return { memberId: id, identity: generateIdentity(), session: generateSessionKeyPair() };
+async function member(id: string) {
+  return { memberId: id, identity: await createIdentity(), session: generateSessionKeyPair() };
 }
-const alice = member('alice');
-const bob = member('bob');
-const carol = member('carol');
+const alice = await member('alice');
+const bob = await member('bob');
+const carol = await member('carol');
 
 function upd(gen: number, fill = gen): KeyUpdate {
   return { reason: 'fresh', senderIndex: 3, generation: gen, step: 0, kid: (3n << 16n) | BigInt(gen), baseKey: new Uint8Array(32).fill(fill) };
@@ -38,7 +39,7 @@ async function code(p: Promise<unknown>): Promise<string | undefined> {
   }
 }
 
-function openInput(me: ReturnType<typeof member>, from: ReturnType<typeof member>, extra: Partial<OpenBatchInput> = {}): OpenBatchInput {
+function openInput(me: Awaited<ReturnType<typeof member>>, from: Awaited<ReturnType<typeof member>>, extra: Partial<OpenBatchInput> = {}): OpenBatchInput {
   return {
     roomId: ROOM,
     fromMemberId: from.memberId,
@@ -113,7 +114,7 @@ describe('key batch', () => {
     expect(o2!.channel.lastSeq).toBe(1n);
 
     // Not for me -> null
-    const dave = member('dave');
+    const dave = await member('dave');
     expect(await openKeyBatch(r2.batches[0]!, openInput(dave, alice))).toBeNull();
 
     // Replayed (same batch again): replay

@@ -6,7 +6,8 @@ import { encodeSignedAnnouncement, openSignedAnnouncement } from '../../client/s
 import { reducerKit } from './reducer-kit.ts';
 import { initialMembershipState, reduce, roster, currentRoomCode, type MembershipEffect, type MembershipEvent } from '../../client/src/e2ee/membership.ts';
 import { KeyAgent } from '../../client/src/e2ee/key-agent.ts';
-import { generateIdentity, newSession, type Identity, type Session } from '../../client/src/e2ee/identity.ts';
+import { newSession, type Identity, type Session } from '../../client/src/e2ee/identity.ts';
+import { createIdentity } from '../../client/src/e2ee/identity-key.ts';
 import { deriveInviteKeysSync, type InviteKeys } from '../../client/src/e2ee/invite.ts';
 import { SendKeySlot } from '../../client/src/transform/send-key-slot.ts';
 import { ReceiveKeyRings } from '../../client/src/e2ee/receive-rings.ts';
@@ -21,13 +22,13 @@ const { config: CONFIG, person, joined, localJoin, annBytes: annBlob, backBytes:
 const kinds = (effects: MembershipEffect[]) => effects.map((e) => e.kind);
 
 describe('announcements', () => {
-  it('MAC + signature round trip; wrong MAC key -> bad-mac; wrong room -> wrong-context', () => {
-    const a = person('alice');
+  it('MAC + signature round trip; wrong MAC key -> bad-mac; wrong room -> wrong-context', async () => {
+    const a = await person('alice');
     const bytes = encodeSignedAnnouncement(a.session, KEYS.membershipMacKey);
     expect(openSignedAnnouncement(bytes, KEYS.membershipMacKey, ROOM).memberId).toBe('alice');
     expect(() => openSignedAnnouncement(bytes, new Uint8Array(32), ROOM)).toThrow(/bad-mac/);
     const other = deriveInviteKeysSync(SECRET, 'AAAAAAAAAAAAAAAAAAAAAB');
-    const b = person('bob', 'AAAAAAAAAAAAAAAAAAAAAB');
+    const b = await person('bob', 'AAAAAAAAAAAAAAAAAAAAAB');
     expect(() => openSignedAnnouncement(encodeSignedAnnouncement(b.session, KEYS.membershipMacKey), KEYS.membershipMacKey, ROOM)).toThrow(/wrong-context/);
     void other;
     fc.assert(
@@ -85,69 +86,69 @@ describe('sender indices', () => {
 });
 
 describe('membership reducer', () => {
-  it('local join: initial key, broadcast announce', () => {
-    const r = localJoin(person('alice'));
+  it('local join: initial key, broadcast announce', async () => {
+    const r = localJoin(await person('alice'));
     expect(kinds(r.effects)).toEqual(['switch-send-key', 'announce', 'roster-changed', 'commit-room-code']);
     expect(r.state.sendEpoch).toBe(1);
   });
 
-  it('joiner after us: announce back (with our liveness proof), then once it proved liveness: ratchet, envelope only to the joiner, keyframe', () => {
-    const a = person('alice');
-    const b = person('bob');
+  it('joiner after us: announce back (with our liveness proof), then once it proved liveness: ratchet, envelope only to the joiner, keyframe', async () => {
+    const a = await person('alice');
+    const b = await person('bob');
     const s = joined(a);
     const answered = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: annBlob(b) });
     expect(answered.effects).toEqual([
       { kind: 'announce-back', to: 'bob', challenge: { memberId: 'bob', sessionPublicKey: b.session.keyPair.publicKey, joinNonce: b.session.announcement.joinNonce } },
     ]);
     expect(roster(answered.state).map((m) => m.memberId)).toEqual(['alice']); // no keys, not in the roster yet
-    const r = reduce(CONFIG, answered.state, { type: 'relay', now: 1, from: 'bob', bytes: proofBlob(b, a) });
+    const r = reduce(CONFIG, answered.state, { type: 'relay', now: 1, from: 'bob', bytes: await proofBlob(b, a) });
     expect(r.effects).toContainEqual(expect.objectContaining({ kind: 'switch-send-key', mode: 'ratchet', epoch: 2 }));
     expect(r.effects).toContainEqual({ kind: 'send-envelopes', to: ['bob'], epoch: 2 });
     expect(kinds(r.effects)).toContain('request-keyframe');
     expect(roster(r.state).map((m) => m.memberId).sort()).toEqual(['alice', 'bob']);
     // duplicate announcement or proof: nothing
     expect(reduce(CONFIG, r.state, { type: 'relay', now: 2, from: 'bob', bytes: annBlob(b) }).effects).toEqual([]);
-    expect(reduce(CONFIG, r.state, { type: 'relay', now: 2, from: 'bob', bytes: proofBlob(b, a) }).effects).toEqual([]);
+    expect(reduce(CONFIG, r.state, { type: 'relay', now: 2, from: 'bob', bytes: await proofBlob(b, a) }).effects).toEqual([]);
   });
 
-  it('pre-existing member answering our announcement (with its proof): our proof back, current key, no ratchet', () => {
-    const a = person('alice');
-    const b = person('bob');
+  it('pre-existing member answering our announcement (with its proof): our proof back, current key, no ratchet', async () => {
+    const a = await person('alice');
+    const b = await person('bob');
     const s = joined(b, ['alice']);
-    const r = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'alice', bytes: backBlob(a, b) });
+    const r = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'alice', bytes: await backBlob(a, b) });
     // (our room-code commitment waited for the member listed at our join)
     expect(kinds(r.effects)).toEqual(['prove-liveness', 'send-envelopes', 'roster-changed', 'commit-room-code']);
     expect(r.effects[0]).toEqual({ kind: 'prove-liveness', to: 'alice', challenge: { memberId: 'alice', sessionPublicKey: a.session.keyPair.publicKey, joinNonce: a.session.announcement.joinNonce } });
     expect(r.effects[1]).toEqual({ kind: 'send-envelopes', to: ['alice'], epoch: 1 });
   });
 
-  it('pre-existing claim expires after the window: treated as a joiner (ratchet)', () => {
-    const a = person('alice');
-    const b = person('bob');
+  it('pre-existing claim expires after the window: treated as a joiner (ratchet)', async () => {
+    const a = await person('alice');
+    const b = await person('bob');
     const s = joined(b, ['alice'], 0);
-    const r = reduce(CONFIG, s, { type: 'relay', now: 60_001, from: 'alice', bytes: backBlob(a, b) });
+    const r = reduce(CONFIG, s, { type: 'relay', now: 60_001, from: 'alice', bytes: await backBlob(a, b) });
     expect(r.effects).toContainEqual(expect.objectContaining({ kind: 'switch-send-key', mode: 'ratchet' }));
     expect(r.effects).toContainEqual(expect.objectContaining({ kind: 'prove-liveness', to: 'alice' }));
   });
 
-  it('a departed session\'s replayed announcement is refused with an alert', () => {
-    const a = person('alice');
-    const b = person('bob');
+  it('a departed session\'s replayed announcement is refused with an alert', async () => {
+    const a = await person('alice');
+    const b = await person('bob');
     let s = joined(a);
-    s = admitted(s, a, b).state;
+    s = (await admitted(s, a, b)).state;
     s = reduce(CONFIG, s, { type: 'member-left', now: 2, memberId: 'bob' }).state;
     const r = reduce(CONFIG, s, { type: 'relay', now: 3, from: 'bob', bytes: annBlob(b) });
     expect(r.effects).toEqual([{ kind: 'alert', reason: 'replayed-announcement', memberId: 'bob' }]);
     expect(r.state.members.has('bob')).toBe(false);
   });
 
-  it('after maxRatchetsPerKey joins, the next join makes a fresh key for everyone', () => {
-    const a = person('alice');
+  it('after maxRatchetsPerKey joins, the next join makes a fresh key for everyone', async () => {
+    const a = await person('alice');
     let s = joined(a);
     const modes: string[] = [];
     for (let i = 0; i < 6; i++) {
-      const p = person(`j${i}`);
-      const r = admitted(s, a, p, 1 + i);
+      const p = await person(`j${i}`);
+      const r = await admitted(s, a, p, 1 + i);
       const sw = r.effects.find((e) => e.kind === 'switch-send-key') as { mode: string } | undefined;
       modes.push(sw!.mode);
       if (sw!.mode === 'fresh') expect(r.effects).toContainEqual(expect.objectContaining({ kind: 'send-envelopes', to: expect.arrayContaining([`j${i}`, 'j0']) }));
@@ -156,15 +157,15 @@ describe('membership reducer', () => {
     expect(modes).toEqual(['ratchet', 'ratchet', 'ratchet', 'ratchet', 'fresh', 'ratchet']);
   });
 
-  it('injected / forged announcements are ignored with alerts and never get keys', () => {
-    const a = person('alice');
+  it('injected / forged announcements are ignored with alerts and never get keys', async () => {
+    const a = await person('alice');
     const s = joined(a);
-    const m = person('mallory');
+    const m = await person('mallory');
     const cases: [string, Uint8Array, string][] = [
       ['mallory', annBlob(m, new Uint8Array(32).fill(7)), 'bad-mac'], // no invite secret
       ['eve', annBlob(m), 'member-id-mismatch'], // server re-attributes
       ['mallory', Uint8Array.of(0, 0, 0), 'malformed'],
-      ['alice', annBlob(person('alice')), 'impersonation'],
+      ['alice', annBlob(await person('alice')), 'impersonation'],
     ];
     for (const [from, bytes, reason] of cases) {
       const r = reduce(CONFIG, s, { type: 'relay', now: 1, from, bytes });
@@ -183,17 +184,17 @@ describe('membership reducer', () => {
       expect.objectContaining({ kind: 'alert', reason: 'unknown-sender' }),
     ]);
     // session change for a known member id
-    const b = person('bob');
-    const s2 = admitted(s, a, b).state;
-    expect(reduce(CONFIG, s2, { type: 'relay', now: 2, from: 'bob', bytes: annBlob(person('bob')) }).effects).toEqual([
+    const b = await person('bob');
+    const s2 = (await admitted(s, a, b)).state;
+    expect(reduce(CONFIG, s2, { type: 'relay', now: 2, from: 'bob', bytes: annBlob(await person('bob')) }).effects).toEqual([
       expect.objectContaining({ kind: 'alert', reason: 'session-changed' }),
     ]);
   });
 
-  it('leave: forget, fresh key to all remaining; unknown leaver: nothing; timer rotation', () => {
-    const a = person('alice');
+  it('leave: forget, fresh key to all remaining; unknown leaver: nothing; timer rotation', async () => {
+    const a = await person('alice');
     let s = joined(a);
-    for (const p of [person('bob'), person('carol')]) s = admitted(s, a, p).state;
+    for (const p of [await person('bob'), await person('carol')]) s = (await admitted(s, a, p)).state;
     expect(s.sendEpoch).toBe(3);
     const r = reduce(CONFIG, s, { type: 'member-left', now: 5, memberId: 'bob' });
     expect(kinds(r.effects)).toEqual(expect.arrayContaining(['forget-member', 'switch-send-key', 'send-envelopes', 'request-keyframe', 'roster-changed']));
@@ -206,11 +207,11 @@ describe('membership reducer', () => {
     expect(t.effects).toContainEqual({ kind: 'send-envelopes', to: ['carol'], epoch: 5 });
   });
 
-  it('envelope results: installs with the right index; mismatched index / KID / stale epoch alert', () => {
-    const a = person('alice');
-    const b = person('bob');
+  it('envelope results: installs with the right index; mismatched index / KID / stale epoch alert', async () => {
+    const a = await person('alice');
+    const b = await person('bob');
     let s = joined(a);
-    s = admitted(s, a, b).state;
+    s = (await admitted(s, a, b)).state;
     const idx = s.senderIndices.get('bob')!;
     const upd = (senderIndex: number, kid = makeKid(senderIndex, 0)) => ({ reason: 'initial' as const, senderIndex, generation: 0, step: 0, kid, baseKey: new Uint8Array(16) });
     const ok = reduce(CONFIG, s, { type: 'envelope-opened', now: 2, from: 'bob', epoch: 1, update: upd(idx) });
@@ -222,7 +223,7 @@ describe('membership reducer', () => {
     expect(reduce(CONFIG, s, { type: 'envelope-failed', now: 2, from: 'bob', code: 'replay' }).effects[0]).toMatchObject({ reason: 'envelope-rejected', detail: 'replay' });
   });
 
-  it('events before local join only alert', () => {
+  it('events before local join only alert', async () => {
     const r = reduce(CONFIG, initialMembershipState(), { type: 'tick', now: 0 });
     expect(r.effects).toEqual([{ kind: 'alert', reason: 'not-joined', detail: 'tick' }]);
   });
@@ -248,9 +249,9 @@ function network(keysFor: (id: string) => InviteKeys = () => KEYS, drop: (m: { f
   const tap: Uint8Array[] = [];
   const sentKeys: Uint8Array[] = [];
   let now = 1000;
-  function add(memberId: string): Node {
-    const identity = generateIdentity();
-    const session = newSession(identity, ROOM, memberId);
+  async function add(memberId: string): Promise<Node> {
+    const identity = await createIdentity();
+    const session = await newSession(identity, ROOM, memberId);
     const node: Node = { memberId, identity, session, send: new SendKeySlot(), recv: new ReceiveKeyRings(), alerts: [], agent: undefined as unknown as KeyAgent };
     node.agent = new KeyAgent(
       { roomId: ROOM, memberId, inviteKeys: keysFor(memberId), identity, session },
@@ -283,7 +284,7 @@ function network(keysFor: (id: string) => InviteKeys = () => KEYS, drop: (m: { f
   }
   async function join(memberId: string): Promise<Node> {
     const existing = [...nodes.keys()];
-    const n = add(memberId);
+    const n = await add(memberId);
     await n.agent.join(now, existing);
     await pump();
     return n;
@@ -327,7 +328,7 @@ describe('KeyAgent integration (3-5 members, real key rings and SFrame)', () => 
     const wrong = deriveInviteKeysSync(new Uint8Array(32).fill(1), ROOM);
     const netKeys = new Map<string, InviteKeys>([['mallory', wrong]]);
     void netKeys;
-    const mallory = net.add('mallory');
+    const mallory = await net.add('mallory');
     (mallory as unknown as { agent: KeyAgent }).agent = new KeyAgent(
       { roomId: ROOM, memberId: 'mallory', inviteKeys: wrong, identity: mallory.identity, session: mallory.session },
       {
@@ -435,14 +436,14 @@ describe('relay framing interop with metadata.ts', () => {
     expect(blob).toEqual(sealed);
     expect(decodeRelay(blob)).toEqual({ kind: 'metadata', body: sealed });
     expect(() => encodeRelay('metadata', new Uint8Array([2]))).toThrow(/malformed/);
-    const a = person('alice');
-    const b = person('bob');
+    const a = await person('alice');
+    const b = await person('bob');
     let s = joined(a);
     expect(reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: blob }).effects[0]).toMatchObject({ kind: 'alert', reason: 'unknown-sender' });
     s = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: annBlob(b) }).state;
     // answered, not yet live: still no metadata
     expect(reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: blob }).effects[0]).toMatchObject({ kind: 'alert', reason: 'unknown-sender' });
-    s = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: proofBlob(b, a) }).state;
+    s = reduce(CONFIG, s, { type: 'relay', now: 1, from: 'bob', bytes: await proofBlob(b, a) }).state;
     expect(reduce(CONFIG, s, { type: 'relay', now: 2, from: 'bob', bytes: blob }).effects).toEqual([{ kind: 'metadata', from: 'bob', bytes: sealed }]);
   });
 });
@@ -451,7 +452,7 @@ describe('KeyAgent robustness', () => {
   it('a failing hook raises internal-error and the remaining effects still run', async () => {
     const alerts: string[] = [];
     const seen: string[] = [];
-    const a = person('alice');
+    const a = await person('alice');
     const agent = new KeyAgent(
       { roomId: ROOM, memberId: 'alice', inviteKeys: KEYS, identity: a.identity, session: a.session },
       {
@@ -474,7 +475,7 @@ describe('KeyAgent robustness', () => {
   });
 
   it('dispatch runs events one at a time in order; a failing event rejects only its own promise', async () => {
-    const a = person('alice');
+    const a = await person('alice');
     const log: string[] = [];
     const agent = new KeyAgent(
       { roomId: ROOM, memberId: 'alice', inviteKeys: KEYS, identity: a.identity, session: a.session },

@@ -7,7 +7,8 @@
  */
 import { expect } from 'vitest';
 import { concat } from '../../client/src/e2ee/bytes.ts';
-import { generateIdentity, newSession, type Identity, type Session } from '../../client/src/e2ee/identity.ts';
+import { newSession, type Identity, type Session } from '../../client/src/e2ee/identity.ts';
+import { createIdentity } from '../../client/src/e2ee/identity-key.ts';
 import type { InviteKeys } from '../../client/src/e2ee/invite.ts';
 import { encodeSignedAnnouncement, proveLiveness } from '../../client/src/e2ee/membership-messages.ts';
 import { initialMembershipState, reduce, type MembershipConfig, type MembershipState, type ReduceResult } from '../../client/src/e2ee/membership.ts';
@@ -21,9 +22,9 @@ export interface Person {
 
 export function reducerKit(roomId: string, keys: InviteKeys) {
   const config: MembershipConfig = { roomId, membershipMacKey: keys.membershipMacKey };
-  const person = (memberId: string, room = roomId): Person => {
-    const identity = generateIdentity();
-    return { memberId, identity, session: newSession(identity, room, memberId) };
+  const person = async (memberId: string, room = roomId): Promise<Person> => {
+    const identity = await createIdentity();
+    return { memberId, identity, session: await newSession(identity, room, memberId) };
   };
   /** The state of `p` right after its local join (`existing`: the members the server listed). */
   const joined = (p: Person, existing: string[] = [], now = 0): MembershipState => localJoin(p, existing, now).state;
@@ -37,23 +38,23 @@ export function reducerKit(roomId: string, keys: InviteKeys) {
   /** `p`'s announcement as a relay message (0x41). */
   const annBytes = (p: Person, macKey = keys.membershipMacKey): Uint8Array => encodeRelay('announcement', encodeSignedAnnouncement(p.session, macKey));
   /** `signer`'s liveness proof, claimed for `responder`'s session (default: the signer's own), for `challenger`'s session and nonce. */
-  const proofOf = (signer: Person, challenger: Person, responder: Person = signer): Uint8Array =>
+  const proofOf = (signer: Person, challenger: Person, responder: Person = signer): Promise<Uint8Array> =>
     proveLiveness(signer.identity, {
       roomId,
       challenger: { memberId: challenger.memberId, sessionPublicKey: challenger.session.keyPair.publicKey, joinNonce: challenger.session.announcement.joinNonce },
       responder: { memberId: responder.memberId, sessionPublicKey: responder.session.keyPair.publicKey },
     });
   /** `p`'s answer to `to`'s announcement (0x42): its announcement and its proof for `to`. */
-  const backBytes = (p: Person, to: Person, proof = proofOf(p, to)): Uint8Array =>
-    encodeRelay('announce-back', concat(encodeSignedAnnouncement(p.session, keys.membershipMacKey), proof));
+  const backBytes = async (p: Person, to: Person, proof?: Uint8Array): Promise<Uint8Array> =>
+    encodeRelay('announce-back', concat(encodeSignedAnnouncement(p.session, keys.membershipMacKey), proof ?? (await proofOf(p, to))));
   /** `p`'s liveness proof for `to` alone (0x50). */
-  const proofBytes = (p: Person, to: Person, proof = proofOf(p, to)): Uint8Array => encodeRelay('liveness-proof', proof);
+  const proofBytes = async (p: Person, to: Person, proof?: Uint8Array): Promise<Uint8Array> => encodeRelay('liveness-proof', proof ?? (await proofOf(p, to)));
   const relay = (s: MembershipState, from: string, bytes: Uint8Array, now = 1): ReduceResult => reduce(config, s, { type: 'relay', now, from, bytes });
   /** `p` announces to `self` (whose state is `s`), is answered, and proves liveness: the result of the proof. */
-  const admitted = (s: MembershipState, self: Person, p: Person, now = 1): ReduceResult => {
+  const admitted = async (s: MembershipState, self: Person, p: Person, now = 1): Promise<ReduceResult> => {
     const answered = relay(s, p.memberId, annBytes(p), now);
     expect(answered.effects).toContainEqual(expect.objectContaining({ kind: 'announce-back', to: p.memberId }));
-    return relay(answered.state, p.memberId, proofBytes(p, self), now);
+    return relay(answered.state, p.memberId, await proofBytes(p, self), now);
   };
   return { config, person, joined, localJoin, annBytes, proofOf, backBytes, proofBytes, relay, admitted };
 }

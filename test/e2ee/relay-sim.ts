@@ -12,7 +12,8 @@
  * Test helper only: never imported by product code.
  */
 import { frameFromResult, protectFrame, splitProtected, unprotectFrame, type MediaCodec } from '../../client/src/e2ee/frame-codec.ts';
-import { generateIdentity, newSession, type Identity, type Session } from '../../client/src/e2ee/identity.ts';
+import { newSession, type Session } from '../../client/src/e2ee/identity.ts';
+import { rawIdentity, type RawIdentity } from '../../client/src/e2ee/identity-key.ts';
 import { deriveInviteKeysSync, type InviteKeys } from '../../client/src/e2ee/invite.ts';
 import { KeyAgent, type SendKeyFailure, type SendKeyInfo } from '../../client/src/e2ee/key-agent.ts';
 import { SendKeySlot } from '../../client/src/transform/send-key-slot.ts';
@@ -101,7 +102,8 @@ export interface InstalledKey {
 
 export interface SimMember {
   readonly memberId: string;
-  readonly identity: Identity;
+  /** A raw identity: the tap tests look for its secret key's bytes in everything the server saw. */
+  readonly identity: RawIdentity;
   readonly session: Session;
   readonly inviteKeys: InviteKeys;
   agent: KeyAgent;
@@ -164,9 +166,9 @@ export class Sim {
   }
 
   /** Creates a member (identity + session for this room); `inviteKeys` default to the real invite. */
-  create(memberId: string, inviteKeys: InviteKeys = INVITE_KEYS, room = ROOM): SimMember {
-    const identity = generateIdentity();
-    const session = newSession(identity, room, memberId);
+  async create(memberId: string, inviteKeys: InviteKeys = INVITE_KEYS, room = ROOM): Promise<SimMember> {
+    const identity = rawIdentity();
+    const session = await newSession(identity, room, memberId);
     const m: SimMember = {
       memberId,
       identity,
@@ -278,7 +280,7 @@ export class Sim {
 
   /** A member joins: the server's join response (possibly a lie), the member's KeyAgent starts, relay pumped. */
   async join(memberId: string, inviteKeys: InviteKeys = INVITE_KEYS): Promise<SimMember> {
-    const m = this.members.get(memberId) ?? this.create(memberId, inviteKeys);
+    const m = this.members.get(memberId) ?? (await this.create(memberId, inviteKeys));
     const truth = this.roster.filter((x) => !this.members.get(x)?.gone);
     this.roster.push(memberId);
     await m.agent.join(this.now, this.joinResponse(memberId, truth));

@@ -13,7 +13,7 @@ import { decodeKeyBatch } from '../../client/src/e2ee/envelope.ts';
 import { decodeRelay } from '../../client/src/e2ee/relay-framing.ts';
 import { KeyBridge, type BridgeEvent } from '../../client/src/session/key-bridge.ts';
 import { keyAlert } from '../../client/src/session/trust-monitor.ts';
-import { generateIdentity } from '../../client/src/e2ee/identity.ts';
+import { createIdentity } from '../../client/src/e2ee/identity-key.ts';
 import { ManualClock, RecordingFrames } from '../session/session-sim.ts';
 import { INVITE_KEYS, ROOM, Sim, vp8Frame, type Packet, type SimMember } from './relay-sim.ts';
 
@@ -114,8 +114,8 @@ describe('key bridge: a failed switch clears the worker send key and asks the se
     frames.setSendKey = () => {
       throw new Error('worker gone');
     };
-    const bridge = new KeyBridge(
-      { roomId: ROOM, memberId: 'alice', inviteKeys: INVITE_KEYS, identity: generateIdentity() },
+    const bridge = await KeyBridge.create(
+      { roomId: ROOM, memberId: 'alice', inviteKeys: INVITE_KEYS, identity: await createIdentity() },
       { frames, sendMembership: () => undefined, clock: new ManualClock(), emit: (e) => events.push(e) },
     );
     await bridge.start([]);

@@ -7,11 +7,12 @@ import {
   importVerifications,
   markVerified,
 } from '../../client/src/e2ee/verification.ts';
-import { fingerprint, generateIdentity } from '../../client/src/e2ee/identity.ts';
+import { fingerprint } from '../../client/src/e2ee/identity.ts';
+import { rawIdentity } from '../../client/src/e2ee/identity-key.ts';
 import { isE2eeError } from '../../client/src/e2ee/errors.ts';
 
-const fpA = fingerprint(generateIdentity().publicKey);
-const fpB = fingerprint(generateIdentity().publicKey);
+const fpA = fingerprint(rawIdentity().publicKey);
+const fpB = fingerprint(rawIdentity().publicKey);
 
 describe('verification records', () => {
   it('unverified -> verified; changed identity behind a known name warns; normalization', () => {
@@ -90,8 +91,8 @@ describe('creator fingerprint from the invite', () => {
   it('matches only the creator identity', async () => {
     const { isCreator } = await import('../../client/src/e2ee/verification.ts');
     const { generateInvite, parseInviteFragment } = await import('../../client/src/e2ee/invite.ts');
-    const creator = generateIdentity();
-    const other = generateIdentity();
+    const creator = rawIdentity();
+    const other = rawIdentity();
     const { fragment } = generateInvite(fingerprint(creator.publicKey));
     const fp = parseInviteFragment(fragment).creatorFingerprint;
     expect(isCreator(fp, creator.publicKey)).toBe(true);

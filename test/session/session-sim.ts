@@ -6,7 +6,8 @@
  *
  * Test helper only: never imported by product code.
  */
-import { generateIdentity, type Identity } from '../../client/src/e2ee/identity.ts';
+import type { Identity } from '../../client/src/e2ee/identity.ts';
+import { createIdentity } from '../../client/src/e2ee/identity-key.ts';
 import type { InviteKeys } from '../../client/src/e2ee/invite.ts';
 import { emptyVerifications, type Verifications } from '../../client/src/e2ee/verification.ts';
 import { E2eeSession, type SessionEvent, type TrustStore } from '../../client/src/session/e2ee-session.ts';
@@ -96,10 +97,11 @@ export class RecordingFrames implements FramePort {
 
 /** The identity and verification records of one browser profile, in memory. */
 export class MemoryStore implements TrustStore {
-  readonly identity: Identity = generateIdentity();
+  /** Made on first load, as the browser's store does: a non-extractable WebCrypto key (Node 20 has Ed25519). */
+  #identity: Promise<Identity> | undefined;
   verifications: Verifications = emptyVerifications();
   loadIdentity(): Promise<Identity> {
-    return Promise.resolve(this.identity);
+    return (this.#identity ??= createIdentity());
   }
   loadVerifications(): Promise<Verifications> {
     return Promise.resolve(this.verifications);

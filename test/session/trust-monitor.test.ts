@@ -3,7 +3,8 @@
  * they imply, and the bypass detector. Pure functions fed with numbers, as the call feeds them from getStats.
  */
 import { describe, expect, it } from 'vitest';
-import { fingerprint, generateIdentity } from '../../client/src/e2ee/identity.ts';
+import { fingerprint } from '../../client/src/e2ee/identity.ts';
+import { rawIdentity } from '../../client/src/e2ee/identity-key.ts';
 import type { MemberRecord } from '../../client/src/e2ee/membership.ts';
 import { emptyVerifications, markVerified } from '../../client/src/e2ee/verification.ts';
 import {
@@ -21,7 +22,7 @@ import {
 import type { SenderCount } from '../../client/src/transform/protocol.ts';
 
 function record(memberId: string): MemberRecord {
-  const id = generateIdentity();
+  const id = rawIdentity();
   return {
     memberId,
     identityPublicKey: id.publicKey,
@@ -57,7 +58,7 @@ describe('memberViews', () => {
 
   it('a verified name with another identity key shows "changed" and returns an identity-changed alert (it raises nothing itself)', () => {
     const bob = member('bob');
-    const ver = markVerified(emptyVerifications(), 'bob', fingerprint(generateIdentity().publicKey), 1);
+    const ver = markVerified(emptyVerifications(), 'bob', fingerprint(rawIdentity().publicKey), 1);
     const r = memberViews(input([bob], [], 0, { verifications: ver }), emptyMemory());
     expect(r.members[0]!.verification).toBe('changed');
     expect(r.members[0]!.keyState).toBe('encrypted');
@@ -99,7 +100,7 @@ describe('memberViews', () => {
 describe('the creator named in the invite', () => {
   it('members present but none of them the creator: a notice after the grace period, not before', () => {
     const bob = member('bob');
-    const creatorFingerprint = fingerprint(generateIdentity().publicKey);
+    const creatorFingerprint = fingerprint(rawIdentity().publicKey);
     const t0 = memberViews(input([bob], [], 1000, { creatorFingerprint }), emptyMemory());
     expect(t0.alerts).toEqual([]);
     const early = memberViews(input([bob], [], 1000 + CREATOR_GRACE_MS, { creatorFingerprint }), t0.memory);

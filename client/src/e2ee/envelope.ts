@@ -50,7 +50,7 @@ import {
   type RecipientChannel,
   type SenderChannel,
 } from './hpke.ts';
-import { sign, verify, SIGNATURE_LEN, XWING_ENC_LEN, type Identity } from './identity.ts';
+import { verify, SIGNATURE_LEN, XWING_ENC_LEN, type Identity } from './identity.ts';
 import { E2eeError } from './errors.ts';
 
 export const BATCH_VERSION = 0x01;
@@ -295,7 +295,7 @@ export async function sealKeyBatch(input: SealBatchInput): Promise<SealBatchResu
         recipientSessionPublicKey: rc.sessionPublicKey,
       });
       const ct = await sealOnChannel(ch.root, seq, t, payload);
-      const signature = sign(sender.identity, signatureInput(t, ct));
+      const signature = await sender.identity.sign(signatureInput(t, ct));
       const entry: BatchEntry = enc ? { recipientMemberId: rc.memberId, seq, flags, enc, ct, signature } : { recipientMemberId: rc.memberId, seq, flags, ct, signature };
       encoded.push({ entry, length: encodeEntry(entry).length });
       channels.set(rc.memberId, { enc: ch.enc, root: ch.root, nextSeq: seq + 1n });

@@ -1,8 +1,10 @@
 /**
  * Long-term identity (Ed25519, one per browser profile) and per-join session keys (X-Wing).
  *
- * - Signatures: Ed25519 (RFC 8032) via @noble/curves, verified strictly (`zip215: false`: canonical encodings,
- *   s < L, no small-order public keys accepted by the cofactorless equation).
+ * - Signatures: Ed25519 (RFC 8032). Signing goes through one seam, `Identity.sign` (async): a non-extractable
+ *   WebCrypto key where the browser has Ed25519, the raw seed with @noble/curves only where it has not (identity-key.ts
+ *   decides and holds both). Verification needs only public keys and stays synchronous: @noble/curves, strict
+ *   (`zip215: false`: canonical encodings, s < L, no small-order public keys accepted by the cofactorless equation).
  * - Fingerprint: SHA-256(UTF-8("sealed-meet v1 fingerprint") || publicKey), full 32 bytes (no truncation).
  *   Shown in invites (base64url) and stored in verification records.
  * - Session key: X-Wing (draft-connolly-cfrg-xwing-kem; `ml_kem768_x25519` in @noble/post-quantum), one per
@@ -18,10 +20,8 @@
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { ml_kem768_x25519 } from '@noble/post-quantum/hybrid.js';
-import * as z from 'zod/mini';
-import { concat, equalBytes, fromBase64urlExact, fromUtf8, lp16, randomBytes, Reader, toBase64url, utf8, wipe } from './bytes.ts';
+import { concat, fromUtf8, lp16, randomBytes, Reader, utf8, wipe } from './bytes.ts';
 import { E2eeError } from './errors.ts';
-import { parseJson } from './json.ts';
 
 export const IDENTITY_PUBLIC_LEN = 32;
 export const IDENTITY_SECRET_LEN = 32;
@@ -35,12 +35,13 @@ export const ANNOUNCEMENT_VERSION = 0x01;
 
 export const FINGERPRINT_LABEL = 'sealed-meet v1 fingerprint';
 export const ANNOUNCEMENT_SIG_LABEL = 'sealed-meet v1 announcement';
-export const IDENTITY_EXPORT_KIND = 'sealed-meet identity';
 
+/** This profile's long-term Ed25519 identity as the protocol sees it (identity-key.ts makes and stores them). */
 export interface Identity {
-  /** Ed25519 secret key (32-byte seed). Secret: wipe with `wipeIdentity` when dropped. */
-  secretKey: Uint8Array;
-  publicKey: Uint8Array;
+  /** Ed25519 public key, 32 bytes. */
+  readonly publicKey: Uint8Array;
+  /** Ed25519 signature (RFC 8032 §5.1.6, 64 bytes) over `message`; the secret key never leaves the implementation. */
+  sign(message: Uint8Array): Promise<Uint8Array>;
 }
 
 export interface SessionKeyPair {
@@ -67,15 +68,6 @@ export interface Session {
   signature: Uint8Array;
 }
 
-export function generateIdentity(): Identity {
-  const secretKey = randomBytes(IDENTITY_SECRET_LEN);
-  return { secretKey, publicKey: ed25519.getPublicKey(secretKey) };
-}
-
-export function sign(identity: Identity, message: Uint8Array): Uint8Array {
-  return ed25519.sign(message, identity.secretKey);
-}
-
 /** Strict RFC 8032 verification. Returns false (never throws) for any bad input. */
 export function verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   if (publicKey.length !== IDENTITY_PUBLIC_LEN || signature.length !== SIGNATURE_LEN) return false;
@@ -90,35 +82,6 @@ export function verify(publicKey: Uint8Array, message: Uint8Array, signature: Ui
 export function fingerprint(publicKey: Uint8Array): Uint8Array {
   if (publicKey.length !== IDENTITY_PUBLIC_LEN) throw new E2eeError('bad-key', 'identity public key must be 32 bytes');
   return sha256(concat(utf8(FINGERPRINT_LABEL), publicKey));
-}
-
-/**
- * Storage format (JSON string, for IndexedDB):
- * `{"kind":"sealed-meet identity","v":1,"sk":"<base64url 32>","pk":"<base64url 32>"}`.
- * The string contains the secret key: store it only in the profile's own storage.
- */
-export function exportIdentity(identity: Identity): string {
-  return JSON.stringify({ kind: IDENTITY_EXPORT_KIND, v: 1, sk: toBase64url(identity.secretKey), pk: toBase64url(identity.publicKey) });
-}
-
-const IdentityExport = z.strictObject({ kind: z.literal(IDENTITY_EXPORT_KIND), v: z.number(), sk: z.string(), pk: z.string() });
-
-/** @throws E2eeError('malformed' | 'unsupported-version' | 'bad-key') */
-export function importIdentity(s: string): Identity {
-  const r = parseJson(IdentityExport, s, 'identity export');
-  if (r.v !== 1) throw new E2eeError('unsupported-version', 'identity export version');
-  const sk = fromBase64urlExact(r.sk, IDENTITY_SECRET_LEN, 'identity secret key');
-  const pk = fromBase64urlExact(r.pk, IDENTITY_PUBLIC_LEN, 'identity public key');
-  const derived = ed25519.getPublicKey(sk);
-  if (!equalBytes(derived, pk)) {
-    wipe(sk);
-    throw new E2eeError('bad-key', 'identity public key does not match the secret key');
-  }
-  return { secretKey: sk, publicKey: pk };
-}
-
-export function wipeIdentity(identity: Identity): void {
-  wipe(identity.secretKey);
 }
 
 /** Fresh X-Wing key pair (noble `ml_kem768_x25519`). */
@@ -165,7 +128,7 @@ function announcementSigInput(body: Uint8Array): Uint8Array {
  * New session for one meeting join: a fresh X-Wing key pair and the signed announcement body.
  * `memberId` is the server-assigned peer id (from the join response); `joinNonce` defaults to 16 random bytes.
  */
-export function newSession(identity: Identity, roomId: string, memberId: string, joinNonce: Uint8Array = randomBytes(JOIN_NONCE_LEN)): Session {
+export async function newSession(identity: Identity, roomId: string, memberId: string, joinNonce: Uint8Array = randomBytes(JOIN_NONCE_LEN)): Promise<Session> {
   const keyPair = generateSessionKeyPair();
   const announcement: Announcement = {
     roomId,
@@ -175,7 +138,12 @@ export function newSession(identity: Identity, roomId: string, memberId: string,
     joinNonce: joinNonce.slice(),
   };
   const body = encodeAnnouncement(announcement);
-  return { keyPair, announcement, body, signature: sign(identity, announcementSigInput(body)) };
+  try {
+    return { keyPair, announcement, body, signature: await identity.sign(announcementSigInput(body)) };
+  } catch (e) {
+    wipe(keyPair.secretKey);
+    throw e;
+  }
 }
 
 /**

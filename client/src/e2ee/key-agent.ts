@@ -15,9 +15,10 @@
  * Events are processed one at a time in arrival order (a p-queue of concurrency 1), so the reducer sees a
  * linear history even though effects are async; a failing event rejects its own `dispatch` promise only.
  *
- * Secrets held: the invite keys (PSK, MAC key), the identity and session secret keys (owned by the caller),
- * the channel roots (wiped on `forget-member` and `destroy`), the current send base key (wiped on `destroy`), this
- * round's room-code value until it is revealed (then public; wiped when the next round draws one, and on `destroy`).
+ * Secrets held: the invite keys (PSK, MAC key), the session secret key and the identity (owned by the caller; the
+ * agent only calls `identity.sign`, identity.ts), the channel roots (wiped on `forget-member` and `destroy`), the
+ * current send base key (wiped on `destroy`), this round's room-code value until it is revealed (then public; wiped
+ * when the next round draws one, and on `destroy`).
  *
  * @module
  */
@@ -25,7 +26,7 @@ import PQueue from 'p-queue';
 import { concat, randomBytes } from './bytes.ts';
 import { decodeKeyBatch, openKeyBatch, sealKeyBatch, type KeyReason, type KeyUpdate } from './envelope.ts';
 import { closeChannel, type HpkePsk, type RecipientChannel, type SenderChannel } from './hpke.ts';
-import { sign, type Identity, type Session } from './identity.ts';
+import type { Identity, Session } from './identity.ts';
 import type { InviteKeys } from './invite.ts';
 import { isE2eeError, type E2eeErrorCode } from './errors.ts';
 import { initialMembershipState, reduce, type MembershipConfig, type MembershipEffect, type MembershipEvent, type MembershipState } from './membership.ts';
@@ -171,10 +172,10 @@ export class KeyAgent {
         this.hooks.send({ bytes: encodeRelay('announcement', this.#announcement) });
         return undefined;
       case 'announce-back':
-        this.hooks.send({ to: eff.to, bytes: encodeRelay('announce-back', concat(this.#announcement, this.#proof(eff.challenge))) });
+        this.hooks.send({ to: eff.to, bytes: encodeRelay('announce-back', concat(this.#announcement, await this.#proof(eff.challenge))) });
         return undefined;
       case 'prove-liveness':
-        this.hooks.send({ to: eff.to, bytes: encodeRelay('liveness-proof', this.#proof(eff.challenge)) });
+        this.hooks.send({ to: eff.to, bytes: encodeRelay('liveness-proof', await this.#proof(eff.challenge)) });
         return undefined;
       case 'commit-room-code': {
         this.#codeValue?.value.fill(0);
@@ -182,7 +183,8 @@ export class KeyAgent {
         this.#codeValue = { round: eff.round, value };
         const commitment = roomCodeCommitment(this.opts.roomId, this.opts.memberId, eff.round, eff.rosterHash, value);
         const c = { round: eff.round, rosterHash: eff.rosterHash, commitment };
-        this.hooks.send({ bytes: encodeRelay('code-commit', encodeCodeCommit(this.opts.identity, this.opts.roomId, this.opts.memberId, this.opts.session.keyPair.publicKey, c)) });
+        const commit = await encodeCodeCommit(this.opts.identity, this.opts.roomId, this.opts.memberId, this.opts.session.keyPair.publicKey, c);
+        this.hooks.send({ bytes: encodeRelay('code-commit', commit) });
         return { type: 'code-committed', now, ...c };
       }
       case 'reveal-room-code': {
@@ -287,7 +289,7 @@ export class KeyAgent {
         return undefined;
       case 'request-channel-reset': {
         const body = encodeChannelResetBody(this.opts.roomId, this.opts.memberId, eff.to, eff.epoch);
-        const sig = sign(this.opts.identity, channelResetSigInput(body));
+        const sig = await this.opts.identity.sign(channelResetSigInput(body));
         this.hooks.send({ to: eff.to, bytes: encodeRelay('channel-reset', concat(body, sig)) });
         this.hooks.onEffect?.(eff, this.#state);
         return undefined;
@@ -315,7 +317,7 @@ export class KeyAgent {
   }
 
   /** Our liveness proof for the member that set `challenge` (membership-messages.ts `livenessInput`). */
-  #proof(challenge: LivenessChallenge): Uint8Array {
+  #proof(challenge: LivenessChallenge): Promise<Uint8Array> {
     const c: LivenessContext = {
       roomId: this.opts.roomId,
       challenger: challenge,

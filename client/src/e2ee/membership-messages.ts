@@ -15,7 +15,7 @@ import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { concat, equalBytes, fromUtf8, lp16, Reader, u32be, utf8 } from './bytes.ts';
 import { ROOM_CODE_VALUE_LEN } from './codes.ts';
-import { JOIN_NONCE_LEN, SIGNATURE_LEN, sign, verify, verifyAnnouncement, type Announcement, type Identity, type Session } from './identity.ts';
+import { JOIN_NONCE_LEN, SIGNATURE_LEN, verify, verifyAnnouncement, type Announcement, type Identity, type Session } from './identity.ts';
 import { E2eeError } from './errors.ts';
 
 export const MEMBERSHIP_MAC_LABEL = 'sealed-meet v1 membership mac';
@@ -121,8 +121,8 @@ export function livenessInput(c: LivenessContext): Uint8Array {
 }
 
 /** The responder's proof (64-byte Ed25519 signature) that its session is live for the challenger's session. */
-export function proveLiveness(identity: Identity, c: LivenessContext): Uint8Array {
-  return sign(identity, livenessInput(c));
+export async function proveLiveness(identity: Identity, c: LivenessContext): Promise<Uint8Array> {
+  return identity.sign(livenessInput(c));
 }
 
 export function verifyLiveness(responderIdentityPublicKey: Uint8Array, c: LivenessContext, proof: Uint8Array): boolean {
@@ -162,9 +162,9 @@ function commitSigInput(roomId: string, senderId: string, senderSessionPublicKey
   return concat(utf8(ROOM_CODE_COMMIT_LABEL), lp16(utf8(roomId)), lp16(utf8(senderId)), sha256(senderSessionPublicKey), u32be(c.round), c.rosterHash, c.commitment);
 }
 
-export function encodeCodeCommit(identity: Identity, roomId: string, senderId: string, senderSessionPublicKey: Uint8Array, c: CodeCommit): Uint8Array {
+export async function encodeCodeCommit(identity: Identity, roomId: string, senderId: string, senderSessionPublicKey: Uint8Array, c: CodeCommit): Promise<Uint8Array> {
   if (c.rosterHash.length !== 32 || c.commitment.length !== 32) throw new E2eeError('malformed', 'roster hash and commitment must be 32 bytes');
-  return concat(u32be(c.round), c.rosterHash, c.commitment, sign(identity, commitSigInput(roomId, senderId, senderSessionPublicKey, c)));
+  return concat(u32be(c.round), c.rosterHash, c.commitment, await identity.sign(commitSigInput(roomId, senderId, senderSessionPublicKey, c)));
 }
 
 /** @throws E2eeError('malformed' | 'bad-signature') */

@@ -16,7 +16,7 @@
 import { sha256 } from '@noble/hashes/sha2.js';
 import { concat, lp16, u64be, utf8 } from './bytes.ts';
 import { E2eeError } from './errors.ts';
-import { sign, SIGNATURE_LEN, verify, type Identity } from './identity.ts';
+import { SIGNATURE_LEN, verify, type Identity } from './identity.ts';
 
 export const SIGNED_MESSAGE_LABEL = 'sealed-meet v1 signed message';
 export const SIGNED_KIND = { profile: 0x50, chat: 0x43 } as const;
@@ -41,8 +41,9 @@ export function chatBody(text: string, at: number): Uint8Array {
   return concat(u64be(at), utf8(text));
 }
 
-export function signMessage(identity: Identity, kind: SignedKind, ctx: SignedContext, seq: number, body: Uint8Array): Uint8Array {
-  return sign(identity, sigInput(kind, ctx, seq, body));
+/** @throws E2eeError('range') (rejects) for a sequence number out of range */
+export async function signMessage(identity: Identity, kind: SignedKind, ctx: SignedContext, seq: number, body: Uint8Array): Promise<Uint8Array> {
+  return identity.sign(sigInput(kind, ctx, seq, body));
 }
 
 /** False for a wrong signature, sender, session, room, sequence number or content (never throws for bad input). */

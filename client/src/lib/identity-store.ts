@@ -1,11 +1,28 @@
 /**
  * Per-browser-profile persistence (IndexedDB, database `sealed-meet`, object store `kv`):
- * - `identity`: the Ed25519 identity key (identity.ts export format), created on first use;
+ * - `identity`: the Ed25519 identity key, created on first use (e2ee/identity-key.ts formats): the non-extractable
+ *   WebCrypto `CryptoKey` itself with its public key where the browser has WebCrypto Ed25519, else the raw-key JSON
+ *   string. A JSON identity (every identity made before the WebCrypto key) is migrated once, on load, into a
+ *   non-extractable key that replaces it (same key: same fingerprint); where the browser has no WebCrypto Ed25519 it
+ *   stays raw, and is migrated on a later load by a browser that has;
  * - `verifications`: verified fingerprints per display name (verification.ts export format).
  *
  * If IndexedDB is unavailable (private mode in some browsers), an in-memory identity is used for this page only.
  */
-import { exportIdentity, generateIdentity, importIdentity, type Identity } from '../e2ee/identity.ts';
+import { wipe } from '../e2ee/bytes.ts';
+import { isE2eeError } from '../e2ee/errors.ts';
+import type { Identity } from '../e2ee/identity.ts';
+import {
+  createIdentity,
+  exportIdentity,
+  fromIdentityRecord,
+  identityRecord,
+  importIdentity,
+  toNonExtractable,
+  type IdentityKey,
+  type RawIdentity,
+  type WebCryptoIdentity,
+} from '../e2ee/identity-key.ts';
 import { emptyVerifications, exportVerifications, importVerifications, type Verifications } from '../e2ee/verification.ts';
 
 const DB_NAME = 'sealed-meet';
@@ -39,12 +56,17 @@ async function withStore<T>(mode: IDBTransactionMode, f: (s: IDBObjectStore) => 
   }
 }
 
+function getValue(key: string): Promise<unknown> {
+  return withStore<unknown>('readonly', (s) => s.get(key));
+}
+
 async function getString(key: string): Promise<string | undefined> {
-  const v = await withStore<unknown>('readonly', (s) => s.get(key));
+  const v = await getValue(key);
   return typeof v === 'string' ? v : undefined;
 }
 
-async function putString(key: string, value: string): Promise<void> {
+/** `value`: a string, or a structured-clonable object (the identity record with its CryptoKey). */
+async function putValue(key: string, value: unknown): Promise<void> {
   await withStore('readwrite', (s) => s.put(value, key));
 }
 
@@ -52,29 +74,48 @@ async function deleteKey(key: string): Promise<void> {
   await withStore('readwrite', (s) => s.delete(key));
 }
 
-let memoryIdentity: Identity | null = null;
+let memoryIdentity: Promise<Identity> | null = null;
 let loading: Promise<Identity> | null = null;
+
+/** What `identity` holds for `id`: the CryptoKey record, or the raw JSON only for a raw key. */
+function storedForm(id: IdentityKey): unknown {
+  return id.kind === 'webcrypto' ? identityRecord(id) : exportIdentity(id);
+}
+
+/** The old JSON identity once into a non-extractable key that replaces it; raw as it was if that cannot be done. */
+async function migrate(raw: RawIdentity): Promise<Identity> {
+  let key: WebCryptoIdentity | null;
+  try {
+    key = await toNonExtractable(raw);
+    if (key === null) return raw; // no WebCrypto Ed25519 here: keep the raw key (and its JSON)
+    await putValue(IDENTITY_KEY, identityRecord(key)); // replaces the JSON (one transaction)
+  } catch {
+    console.warn('[identity] could not move the identity into a non-extractable key: keeping it as it is');
+    return raw;
+  }
+  wipe(raw.secretKey);
+  return key;
+}
+
+async function loadStored(): Promise<Identity> {
+  const stored = await getValue(IDENTITY_KEY);
+  if (stored !== undefined) {
+    try {
+      return typeof stored === 'string' ? await migrate(importIdentity(stored)) : await fromIdentityRecord(stored);
+    } catch (e) {
+      // A key this page cannot use now (no WebCrypto, a failing sign) is left stored for the next page: memory identity.
+      if (!isE2eeError(e) || e.code === 'state') throw e;
+      console.warn('[identity] stored identity is unreadable: creating a new one');
+    }
+  }
+  const id = await createIdentity();
+  await putValue(IDENTITY_KEY, storedForm(id));
+  return id;
+}
 
 /** The identity of this browser profile, created and stored on first use. */
 export function loadIdentity(): Promise<Identity> {
-  loading ??= (async () => {
-    try {
-      const stored = await getString(IDENTITY_KEY);
-      if (stored !== undefined) {
-        try {
-          return importIdentity(stored);
-        } catch {
-          console.warn('[identity] stored identity is unreadable: creating a new one');
-        }
-      }
-      const id = generateIdentity();
-      await putString(IDENTITY_KEY, exportIdentity(id));
-      return id;
-    } catch {
-      memoryIdentity ??= generateIdentity();
-      return memoryIdentity;
-    }
-  })();
+  loading ??= loadStored().catch(() => (memoryIdentity ??= createIdentity()));
   return loading;
 }
 
@@ -100,7 +141,7 @@ export async function loadVerifications(): Promise<Verifications> {
 
 export async function saveVerifications(v: Verifications): Promise<void> {
   try {
-    await putString(VERIFICATIONS_KEY, exportVerifications(v));
+    await putValue(VERIFICATIONS_KEY, exportVerifications(v));
   } catch {
     /* not persisted */
   }

@@ -76,6 +76,8 @@ export class E2eeSession {
   #senders: readonly SenderCount[] = [];
   #members: E2eeMember[] = [];
   #myName = '';
+  /** Counts `leave()`s: a join that was left (or superseded) while it made its bridge drops that bridge. */
+  #joinAttempt = 0;
   #closed = false;
 
   constructor(opts: E2eeSessionOptions, ports: E2eeSessionPorts, onEvent: (e: SessionEvent) => void) {
@@ -132,10 +134,11 @@ export class E2eeSession {
    */
   async join(memberId: string, existing: readonly string[]): Promise<void> {
     this.leave();
+    const attempt = this.#joinAttempt;
     const identity = (this.#identity ??= await this.#ports.store.loadIdentity());
     this.#verifications ??= await this.#ports.store.loadVerifications();
     if (this.#closed) return;
-    const bridge = new KeyBridge(
+    const bridge = await KeyBridge.create(
       { roomId: this.#opts.roomId, memberId, inviteKeys: this.#opts.inviteKeys, identity, keyLog: this.#opts.keyLog },
       {
         frames: this.#ports.frames,
@@ -146,6 +149,10 @@ export class E2eeSession {
         },
       },
     );
+    if (this.#closed || attempt !== this.#joinAttempt) {
+      bridge.destroy(); // never started: wipes its session key only
+      return;
+    }
     this.#bridge = bridge;
     this.#channel.bind(memberId);
     await bridge.start(existing);
@@ -156,6 +163,7 @@ export class E2eeSession {
 
   /** This join is over (rejoin, leave): its keys are wiped and relay traffic is held until the next join. */
   leave(): void {
+    this.#joinAttempt += 1;
     this.#channel.reset();
     this.#channel.bind(null);
     const bridge = this.#bridge;
@@ -212,8 +220,11 @@ export class E2eeSession {
 
   /** Send our display name (signed, sealed) to `to`, or to everyone. Each member gets it once it admitted us. */
   async sendProfile(to?: string): Promise<void> {
-    if (!this.#bridge || !this.#myName) return;
-    await this.#channel.sendProfile(this.#myName, this.#bridge.signProfile(this.#myName), to);
+    const bridge = this.#bridge;
+    if (!bridge || !this.#myName) return;
+    const name = this.#myName;
+    const signed = await bridge.signProfile(name);
+    if (this.#bridge === bridge) await this.#channel.sendProfile(name, signed, to);
   }
 
   /** Seal and send a chat message to everyone. */

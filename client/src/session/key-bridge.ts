@@ -9,8 +9,9 @@
  *   are dropped, never sealed under the old key) and our chat key; the session must rejoin (new member id, new
  *   session key, new key schedule) to send again.
  *
- * One bridge per join: `destroy()` wipes its session key, chat keys and channel roots and clears the worker's keys,
- * so a rejoin starts from nothing (new member id, new session key, new epoch).
+ * One bridge per join, made by `KeyBridge.create` (async: this join's announcement is signed with the identity key):
+ * `destroy()` wipes its session key, chat keys and channel roots and clears the worker's keys (once started), so a
+ * rejoin starts from nothing (new member id, new session key, new epoch).
  *
  * @module
  */
@@ -90,13 +91,19 @@ export class KeyBridge {
   #seq = 0;
   /** The agent's last event (its events run in order: once this settles, all earlier ones have). */
   #last: Promise<void> = Promise.resolve();
+  #started = false;
   #destroyed = false;
 
-  constructor(opts: KeyBridgeOptions, ports: KeyBridgePorts) {
+  /** A bridge for one join: a fresh session key pair and its announcement, signed by `opts.identity`. */
+  static async create(opts: KeyBridgeOptions, ports: KeyBridgePorts): Promise<KeyBridge> {
+    return new KeyBridge(opts, ports, await newSession(opts.identity, opts.roomId, opts.memberId));
+  }
+
+  private constructor(opts: KeyBridgeOptions, ports: KeyBridgePorts, session: Session) {
     this.memberId = opts.memberId;
     this.#opts = opts;
     this.#ports = ports;
-    this.#session = newSession(opts.identity, opts.roomId, opts.memberId);
+    this.#session = session;
     this.#agent = new KeyAgent(
       { roomId: opts.roomId, memberId: opts.memberId, inviteKeys: opts.inviteKeys, identity: opts.identity, session: this.#session },
       {
@@ -123,6 +130,7 @@ export class KeyBridge {
 
   /** Join the key exchange (after the server's join answer); `existing`: the members the server listed. */
   async start(existing: readonly string[]): Promise<void> {
+    this.#started = true;
     const clock = this.#ports.clock;
     this.#stopTick = clock.every(KEY_TICK_MS, () => void this.#track(this.#agent.tick(clock.now())));
     await this.#track(this.#agent.join(clock.now(), existing));
@@ -204,11 +212,13 @@ export class KeyBridge {
 
   /** A chat message sealed under our current media-derived chat key (inner blob, e2ee/chat.ts), signed and numbered. */
   async sealChat(text: string): Promise<Uint8Array> {
-    const k = this.#chatKeys.get(this.memberId);
-    if (!k || this.#destroyed) throw new Error('not in the call yet');
+    if (!this.#chatKeys.has(this.memberId) || this.#destroyed) throw new Error('not in the call yet');
     const at = Math.floor(this.#ports.clock.now());
     const seq = this.#nextSeq();
-    const sig = signMessage(this.#opts.identity, 'chat', this.#selfContext(), seq, chatBody(text, at));
+    const sig = await signMessage(this.#opts.identity, 'chat', this.#selfContext(), seq, chatBody(text, at));
+    // the key as it is now (a rekey while we signed wiped the one we saw before)
+    const k = this.#chatKeys.get(this.memberId);
+    if (!k || this.#destroyed) throw new Error('not in the call yet');
     return sealChatInner(k.baseKey, k.kid, this.#opts.roomId, this.memberId, { text, at, seq, sig });
   }
 
@@ -259,11 +269,11 @@ export class KeyBridge {
     }
   }
 
-  /** Our signature over a display-name profile, with its sequence number. */
-  signProfile(name: string): { seq: number; sig: Uint8Array } {
+  /** Our signature over a display-name profile, with its sequence number (taken when called, in call order). */
+  async signProfile(name: string): Promise<{ seq: number; sig: Uint8Array }> {
     if (this.#destroyed) throw new Error('not in the call yet');
     const seq = this.#nextSeq();
-    return { seq, sig: signMessage(this.#opts.identity, 'profile', this.#selfContext(), seq, utf8(name)) };
+    return { seq, sig: await signMessage(this.#opts.identity, 'profile', this.#selfContext(), seq, utf8(name)) };
   }
 
   /** Whether a profile is signed by `from`'s identity for its current session (false if it is not admitted). */
@@ -288,8 +298,11 @@ export class KeyBridge {
     this.#destroyed = true;
     this.#stopTick?.();
     this.#agent.destroy();
-    this.#ports.frames.clearSendKey();
-    this.#ports.frames.forgetAllSenders();
+    // a bridge that never started gave the worker nothing (and must not clear what a newer join gave it)
+    if (this.#started) {
+      this.#ports.frames.clearSendKey();
+      this.#ports.frames.forgetAllSenders();
+    }
     wipeSession(this.#session);
     for (const k of this.#chatKeys.values()) k.baseKey.fill(0);
     this.#chatKeys.clear();
