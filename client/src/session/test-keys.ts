@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { hex } from '@scure/base';
 import type { KeyLog } from './key-bridge.ts';
 
 declare global {
@@ -34,7 +35,6 @@ export interface TestKeySource {
   current: { kid: bigint; baseKey: Uint8Array } | null;
 }
 
-const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 
 export class TestKeyRecorder implements KeyLog {
   readonly #send: { kid: string; key: string }[] = [];
@@ -46,16 +46,16 @@ export class TestKeyRecorder implements KeyLog {
   }
 
   send(kid: bigint, baseKey: Uint8Array): void {
-    this.#send.push({ kid: kid.toString(), key: hex(baseKey) });
+    this.#send.push({ kid: kid.toString(), key: hex.encode(baseKey) });
   }
 
   receive(memberId: string, senderIndex: number, kid: bigint, baseKey: Uint8Array): void {
-    this.#receive.push({ peerId: memberId, senderIndex, kid: kid.toString(), key: hex(baseKey) });
+    this.#receive.push({ peerId: memberId, senderIndex, kid: kid.toString(), key: hex.encode(baseKey) });
   }
 
   export(): TestKeyExport {
     const { peerId, senderIndex, current } = this.#source();
-    const send = current ? { kid: current.kid.toString(), key: hex(current.baseKey) } : null;
+    const send = current ? { kid: current.kid.toString(), key: hex.encode(current.baseKey) } : null;
     current?.baseKey.fill(0);
     return { peerId, senderIndex, send, sendHistory: [...this.#send], receive: [...this.#receive] };
   }

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { hex } from '@scure/base';
 import { fingerprint as identityFingerprint } from '../e2ee/identity.ts';
 import type { MemberRecord } from '../e2ee/membership.ts';
 import { check as checkVerification, isCreator, type Verifications } from '../e2ee/verification.ts';
@@ -68,9 +69,8 @@ export const UNLISTED_GRACE_MS = 2_000;
 /** Drop reasons that mean "frames arrive under this sender's key and do not open" (not merely early or late). */
 const BAD_REASONS = ['auth', 'expired', 'overflow', 'malformed'] as const;
 
-const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 /** Fingerprint as shown: the first 20 bytes as 40 hex digits in groups of 4. */
-export const fingerprintDisplay = (fp: Uint8Array): string => hex(fp).slice(0, 40).replace(/(.{4})(?=.)/g, '$1 ');
+export const fingerprintDisplay = (fp: Uint8Array): string => hex.encode(fp).slice(0, 40).replace(/(.{4})(?=.)/g, '$1 ');
 export const identityDisplay = (identityPublicKey: Uint8Array): string => fingerprintDisplay(identityFingerprint(identityPublicKey));
 
 export interface MemberInput {
