@@ -14,8 +14,10 @@
 #                       client/ (or package-lock.json) changed since the last build;
 #                       --for-test also the TEST build (--mode test-hooks, with the e2e
 #                       key export) into .cache/client-test/ (test/client-build.ts)
-#   4. Chromium         --for-test only: Debian's chromium from apt if /usr/bin/chromium
-#                       is missing (the e2e tests drive it with playwright-core)
+#   4. Test programs    --for-test only, from Debian's apt when missing: chromium (driven by
+#                       playwright-core), firefox-esr (puppeteer-core over WebDriver BiDi),
+#                       coturn (TURN tests), nginx (reverse-proxy test); the tests start
+#                       their own instances on loopback, none is enabled as a service
 #
 # Usage: bash infra/setup.sh [--for-test] [--no-client]
 set -euo pipefail
@@ -71,12 +73,23 @@ if ((CLIENT)); then
   fi
 fi
 
-# 4. Browser for the e2e tests.
-if ((FOR_TEST)) && [[ ! -x /usr/bin/chromium ]]; then
-  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
-  log "installing Debian's chromium (apt)"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
+# 4. Programs the tests start themselves (browsers, TURN server, reverse proxy).
+if ((FOR_TEST)); then
+  missing=()
+  [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+  [[ -x /usr/bin/firefox-esr ]] || missing+=(firefox-esr)
+  [[ -x /usr/bin/turnserver ]] || missing+=(coturn)
+  [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+  if ((${#missing[@]})); then
+    SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+    log "installing from apt: ${missing[*]}"
+    $SUDO apt-get update -qq
+    # policy-rc.d 101: apt must not start nginx/coturn as services (the tests run their own).
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+    $SUDO rm -f /usr/sbin/policy-rc.d
+  fi
 fi
 
 log "ready"
