@@ -84,11 +84,15 @@ if ((FOR_TEST)); then
     SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
     log "installing from apt: ${missing[*]}"
     $SUDO apt-get update -qq
-    # policy-rc.d 101: apt must not start nginx/coturn as services (the tests run their own).
-    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-    $SUDO chmod +x /usr/sbin/policy-rc.d
+    # policy-rc.d exit 101: apt must not start nginx/coturn as services (the tests run their own).
+    made_policy=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+      printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+      $SUDO chmod +x /usr/sbin/policy-rc.d
+      made_policy=1
+    fi
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
-    $SUDO rm -f /usr/sbin/policy-rc.d
+    if ((made_policy)); then $SUDO rm -f /usr/sbin/policy-rc.d; fi
   fi
 fi
 
