@@ -1,6 +1,6 @@
 /** Configuration from env: defaults, derivations and clear errors. */
 import { describe, expect, it } from 'vitest';
-import { ConfigError, iceServersOf, loadConfig, resolveConfig } from '../../sfu/src/config.ts';
+import { ConfigError, firstExternalIPv4, iceServersOf, loadConfig, localMediaWarning, resolveConfig } from '../../sfu/src/config.ts';
 
 describe('config', () => {
   it('defaults for localhost', () => {
@@ -124,8 +124,73 @@ describe('config', () => {
     expect(loadConfig({ HOST: '127.0.0.1' })).toMatchObject({ isLocal: true, bindHost: '127.0.0.1' });
   });
 
+  it('METRICS_LISTEN (off by default) and DRAIN_TIMEOUT (30 s by default)', () => {
+    expect(loadConfig({})).toMatchObject({ metricsListen: undefined, drainTimeout: 30 });
+    expect(loadConfig({ METRICS_LISTEN: '127.0.0.1:9464' }).metricsListen).toEqual({ host: '127.0.0.1', port: 9464 });
+    expect(loadConfig({ METRICS_LISTEN: 'localhost:9464' }).metricsListen).toEqual({ host: '127.0.0.1', port: 9464 });
+    expect(loadConfig({ METRICS_LISTEN: '[::1]:9464' }).metricsListen).toEqual({ host: '::1', port: 9464 });
+    expect(loadConfig({ METRICS_LISTEN: '10.0.0.5:9100' }).metricsListen).toEqual({ host: '10.0.0.5', port: 9100 });
+    expect(loadConfig({ METRICS_LISTEN: 'off' }).metricsListen).toBeUndefined();
+    expect(loadConfig({ METRICS_LISTEN: '' }).metricsListen).toBeUndefined();
+    expect(loadConfig({ DRAIN_TIMEOUT: '0' }).drainTimeout).toBe(0);
+    expect(loadConfig({ DRAIN_TIMEOUT: '120' }).drainTimeout).toBe(120);
+    const c = loadConfig({ METRICS_LISTEN: '[::1]:9464', DRAIN_TIMEOUT: '5' });
+    expect(resolveConfig(c)).toEqual(c);
+    for (const [env, re] of [
+      [{ METRICS_LISTEN: '9464' }, /METRICS_LISTEN: "9464" is not ip:port/],
+      [{ METRICS_LISTEN: 'on' }, /METRICS_LISTEN: "on" is not ip:port/],
+      [{ METRICS_LISTEN: 'metrics.example.org:9464' }, /METRICS_LISTEN: "metrics\.example\.org:9464" is not ip:port/],
+      [{ METRICS_LISTEN: '127.0.0.1:70000' }, /METRICS_LISTEN: "127\.0\.0\.1:70000" is not ip:port/],
+      [{ METRICS_LISTEN: '::1:9464' }, /METRICS_LISTEN: "::1:9464" is not ip:port/],
+      [{ METRICS_LISTEN: '127.0.0.1:3000' }, /METRICS_LISTEN: port 3000 is the public PORT; metrics need a separate listen address/],
+      [{ METRICS_LISTEN: '0.0.0.0:8443', PORT: '8443' }, /METRICS_LISTEN: port 8443 is the public PORT/],
+      [{ DRAIN_TIMEOUT: '-1' }, /DRAIN_TIMEOUT/],
+      [{ DRAIN_TIMEOUT: '3601' }, /DRAIN_TIMEOUT/],
+      [{ DRAIN_TIMEOUT: '1.5' }, /DRAIN_TIMEOUT/],
+      [{ DRAIN_TIMEOUT: 'soon' }, /DRAIN_TIMEOUT/],
+    ] as const) {
+      expect(() => loadConfig(env), JSON.stringify(env)).toThrow(ConfigError);
+      expect(() => loadConfig(env), JSON.stringify(env)).toThrow(re);
+    }
+  });
+
   it('a specific LISTEN_IP off localhost is announced as itself', () => {
     expect(loadConfig({ HOST: '10.1.2.3', LISTEN_IP: '10.1.2.3' })).toMatchObject({ listenIp: '10.1.2.3', announcedIp: '10.1.2.3' });
+  });
+
+  it('LOCAL_LAN_MEDIA (default on): a local HOST also uses the first non-loopback IPv4, for Firefox', () => {
+    const lan = firstExternalIPv4();
+    expect(lan, 'this machine has a non-loopback IPv4 (the LOCAL_LAN_MEDIA tests need one)').toBeDefined();
+    expect(loadConfig({})).toMatchObject({ localLanMedia: true, localLanIp: lan, listenIp: '127.0.0.1', announcedIp: '127.0.0.1' });
+    expect(loadConfig({ RTC_MODE: 'range' })).toMatchObject({ localLanIp: lan });
+    expect(loadConfig({ LOCAL_LAN_MEDIA: 'off' })).toMatchObject({ localLanMedia: false, localLanIp: undefined });
+    expect(loadConfig({ LOCAL_LAN_IP: lan! })).toMatchObject({ localLanMedia: true, localLanIp: lan });
+    // Not on a public HOST, nor when the admin chose the media address themselves.
+    expect(loadConfig({ HOST: '0.0.0.0', ANNOUNCED_IP: '203.0.113.7' }).localLanIp).toBeUndefined();
+    expect(loadConfig({ LISTEN_IP: '0.0.0.0' }).localLanIp).toBeUndefined();
+    expect(loadConfig({ ANNOUNCED_IP: lan! }).localLanIp).toBeUndefined();
+    const c = loadConfig({});
+    expect(resolveConfig(c)).toEqual(c);
+    const off = loadConfig({ LOCAL_LAN_MEDIA: 'off' });
+    expect(resolveConfig(off)).toEqual(off);
+  });
+
+  it('first non-internal IPv4 of an interface list; none = a plain warning that Firefox cannot connect', () => {
+    const lo = { address: '127.0.0.1', netmask: '255.0.0.0', family: 'IPv4', mac: '00:00:00:00:00:00', internal: true, cidr: '127.0.0.1/8' } as const;
+    const v6 = { address: 'fd00::2', netmask: 'ffff:ffff:ffff:ffff::', family: 'IPv6', mac: '02:00:00:00:00:01', internal: false, cidr: 'fd00::2/64', scopeid: 0 } as const;
+    const v4 = { address: '10.9.8.7', netmask: '255.0.0.0', family: 'IPv4', mac: '02:00:00:00:00:01', internal: false, cidr: '10.9.8.7/8' } as const;
+    expect(firstExternalIPv4({ lo: [lo] })).toBeUndefined();
+    expect(firstExternalIPv4({ lo: [lo], eth0: [v6] })).toBeUndefined();
+    expect(firstExternalIPv4({ lo: [lo], eth0: [v6, v4] })).toBe('10.9.8.7');
+
+    const base = { isLocal: true, localLanMedia: true, localLanIp: undefined, listenIp: '127.0.0.1', announcedIp: '127.0.0.1' };
+    expect(localMediaWarning(base)).toMatch(/Firefox cannot connect.*\(Chromium can\).*LOCAL_LAN_IP/);
+    expect(localMediaWarning({ ...base, localLanIp: '10.9.8.7' })).toBeUndefined();
+    // Turned off on purpose, or not a local setup, or media not on loopback: nothing to warn about.
+    expect(localMediaWarning({ ...base, localLanMedia: false })).toBeUndefined();
+    expect(localMediaWarning({ ...base, isLocal: false })).toBeUndefined();
+    expect(localMediaWarning({ ...base, announcedIp: '10.9.8.7' })).toBeUndefined();
+    expect(localMediaWarning(loadConfig({}))).toBeUndefined();
   });
 
   const bad: [Record<string, string>, RegExp][] = [
@@ -146,6 +211,12 @@ describe('config', () => {
     [{ TURN_URLS: 'turn:x:3478' }, /TURN_USERNAME and TURN_CREDENTIAL are required/],
     [{ AUDIO_LEVEL_EXT: 'maybe' }, /AUDIO_LEVEL_EXT/],
     [{ ALLOWED_ORIGINS: 'localhost:5173' }, /ALLOWED_ORIGINS/],
+    [{ LOCAL_LAN_MEDIA: 'maybe' }, /LOCAL_LAN_MEDIA/],
+    [{ LOCAL_LAN_IP: 'eth0' }, /LOCAL_LAN_IP: must be an IP address/],
+    [{ LOCAL_LAN_IP: '127.0.0.2' }, /LOCAL_LAN_IP: must be a non-loopback address of this machine/],
+    [{ LOCAL_LAN_IP: '203.0.113.9' }, /LOCAL_LAN_IP: 203\.0\.113\.9 is not an address of this machine/],
+    [{ LOCAL_LAN_IP: '203.0.113.9', LOCAL_LAN_MEDIA: 'off' }, /LOCAL_LAN_IP: contradicts LOCAL_LAN_MEDIA=off/],
+    [{ LOCAL_LAN_IP: '203.0.113.9', HOST: '0.0.0.0', ANNOUNCED_IP: '203.0.113.7' }, /LOCAL_LAN_IP: only applies with a local HOST/],
   ];
   for (const [env, re] of bad) {
     it(`rejects ${JSON.stringify(env)}`, () => {
