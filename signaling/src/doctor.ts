@@ -20,10 +20,11 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseEnv } from 'node:util';
 import ipaddr from 'ipaddr.js';
-import { ConfigError, loadConfig, type Config } from '../../sfu/src/config.ts';
+import { ConfigError, loadConfig, localMediaWarning, type Config } from '../../sfu/src/config.ts';
 import { REPO_ROOT } from '../../sfu/src/paths.ts';
 import { DEFAULT_WORKER_BIN } from '../../sfu/src/workerBin.ts';
 import { probeIceServer, type ProbeOptions } from './stun-probe.ts';
+import { turnCredentials } from './turn.ts';
 
 export type Level = 'ok' | 'warn' | 'fail';
 
@@ -85,7 +86,7 @@ const isPublic = (ip: string): boolean => ipaddr.process(ip).range() === 'unicas
  * The address put in the ICE candidates must reach this machine: one of its own addresses, or (1:1 NAT, as in
  * most clouds) a public address the provider maps to it, which no local interface shows.
  */
-export function checkAnnouncedIp(config: Pick<Config, 'announcedIp' | 'isLocal' | 'localLanIp'>, interfaces: Interfaces): Finding[] {
+export function checkAnnouncedIp(config: Pick<Config, 'announcedIp' | 'isLocal'>, interfaces: Interfaces): Finding[] {
   const name = 'announced IP';
   const local = localAddresses(interfaces);
   const ip = ipaddr.process(config.announcedIp).toString();
@@ -114,9 +115,6 @@ export function checkAnnouncedIp(config: Pick<Config, 'announcedIp' | 'isLocal' 
         `set ANNOUNCED_IP to this machine's address (${[...local].filter((a) => !a.startsWith('127.') && a !== '::1').join(', ') || 'none found'}) or to the public IP forwarded to it`,
       ),
     );
-  }
-  if (config.localLanIp !== undefined && !local.has(ipaddr.process(config.localLanIp).toString())) {
-    out.push(fail('LAN media address', `LOCAL_LAN_IP ${config.localLanIp} is not an address of this machine`, 'unset LOCAL_LAN_IP (the first LAN address is used) or set it to one of this machine\'s addresses'));
   }
   return out;
 }
@@ -199,13 +197,12 @@ export async function checkRtcPorts(config: Pick<Config, 'rtcMode' | 'rtcPort' |
   return [warn(name, `${p.message} (other ports of ${what} are free; mediasoup skips busy ones)`, p.fix)];
 }
 
-/** The HTTP(S) port on the address the server binds. */
-export async function checkHttpPort(config: Pick<Config, 'port' | 'bindHost'>): Promise<Finding> {
-  const name = 'HTTP port';
-  if (config.port === 0) return ok(name, 'PORT=0: any free port is taken at start');
-  const err = await tryBind('tcp', config.bindHost, config.port);
-  if (!err) return ok(name, `TCP port ${config.port} on ${config.bindHost} is free`);
-  const p = bindProblem(`TCP port ${config.port} on ${config.bindHost}`, config.port, err);
+/** A TCP listener the server opens: the HTTP(S) port, or METRICS_LISTEN. */
+export async function checkTcpPort(name: string, host: string, port: number): Promise<Finding> {
+  if (port === 0) return ok(name, 'port 0: any free port is taken at start');
+  const err = await tryBind('tcp', host, port);
+  if (!err) return ok(name, `TCP port ${port} on ${host} is free`);
+  const p = bindProblem(`TCP port ${port} on ${host}`, port, err);
   return fail(name, p.message, p.fix);
 }
 
@@ -390,30 +387,37 @@ export async function runChecks(inputs: DoctorInputs): Promise<Finding[]> {
   const base = [finding, checkNode(inputs.nodeVersion, inputs.engines), checkWorkerBin(inputs.workerBin.file, inputs.workerBin.source)];
   if (!config) return [...base, checkClientBundle(inputs.env['CLIENT_DIR'] || path.join(REPO_ROOT, 'client', 'dist'))];
   const turn = turnOf(config);
-  const [rtc, http, reach] = await Promise.all([
+  const lanWarning = localMediaWarning(config);
+  const [rtc, http, metrics, reach] = await Promise.all([
     checkRtcPorts(config),
-    checkHttpPort(config),
+    checkTcpPort('HTTP port', config.bindHost, config.port),
+    config.metricsListen ? checkTcpPort('metrics port', config.metricsListen.host, config.metricsListen.port) : ok('metrics port', 'METRICS_LISTEN off: no /metrics'),
     checkTurnReachable(config.turnUrls, { ...(inputs.timeoutMs ? { timeoutMs: inputs.timeoutMs } : {}), ...(turn.credentials ? { credentials: turn.credentials } : {}) }),
   ]);
   return [
     ...base,
     checkClientBundle(config.clientDir),
     ...checkAnnouncedIp(config, inputs.interfaces),
+    ...(lanWarning ? [warn('LAN media', lanWarning, 'set LOCAL_LAN_IP to an address of this machine')] : []),
     ...rtc,
     http,
+    metrics,
     checkTls(config, inputs.now),
     ...checkTurnSettings({ isLocal: config.isLocal, turnUrls: config.turnUrls, turnSecret: turn.secret }),
     ...reach,
   ];
 }
 
-/** TURN credentials the server would hand out: static ones, or (TURN_SECRET) the REST scheme's. */
+/** TURN credentials like the server hands out: the TURN_SECRET scheme's (turn.ts), or the static ones. */
 function turnOf(config: Config): { secret?: string; credentials?: { username: string; password: string } } {
-  const c = config as Config & { turnSecret?: string };
-  if (config.turnUsername !== undefined && config.turnCredential !== undefined) {
-    return { ...(c.turnSecret ? { secret: c.turnSecret } : {}), credentials: { username: config.turnUsername, password: config.turnCredential } };
+  if (config.turnSecret !== undefined) {
+    const { username, credential } = turnCredentials(config.turnSecret, config.turnTtl);
+    return { secret: config.turnSecret, credentials: { username, password: credential } };
   }
-  return c.turnSecret ? { secret: c.turnSecret } : {};
+  if (config.turnUsername !== undefined && config.turnCredential !== undefined) {
+    return { credentials: { username: config.turnUsername, password: config.turnCredential } };
+  }
+  return {};
 }
 
 const LABEL: Record<Level, string> = { ok: 'ok  ', warn: 'warn', fail: 'FAIL' };
