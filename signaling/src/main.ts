@@ -10,7 +10,7 @@ import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, iceServersOf, loadConfig, resolveConfig, type Config, type ConfigInput } from '../../sfu/src/config.ts';
+import { ConfigError, loadConfig, resolveConfig, type Config, type ConfigInput } from '../../sfu/src/config.ts';
 import { Logger, type LogSink } from '../../sfu/src/Logger.ts';
 import type { MediaTap, MediaTapOptions } from '../../sfu/src/MediaTap.ts';
 import { Sfu } from '../../sfu/src/Sfu.ts';
@@ -18,6 +18,7 @@ import { MessageCapture, type MessageCaptureOptions } from './capture.ts';
 import { createSignalingServer, type SignalingIo, type SignalingOptions } from './server.ts';
 import { createStaticHandler } from './static.ts';
 import { loadTls } from './tls.ts';
+import { TurnIssuer } from './turn.ts';
 
 export interface StartedServer {
   url: string;
@@ -38,7 +39,7 @@ export interface StartOptions {
   /** Where log lines go (default stdout). */
   logSink?: LogSink;
   /** Extra signaling options (e.g. a smaller maxPayloadBytes in tests). */
-  signaling?: Omit<SignalingOptions, 'logger' | 'iceServers' | 'rateLimit' | 'addressLimits' | 'relayBudget' | 'hideVoiceActivity'>;
+  signaling?: Omit<SignalingOptions, 'logger' | 'turn' | 'rateLimit' | 'addressLimits' | 'relayBudget' | 'hideVoiceActivity'>;
   /** Directory for the generated self-signed certificate (default .cache/tls). */
   tlsCacheDir?: string;
   /**
@@ -88,7 +89,7 @@ export async function startServer(input: ConfigInput | Config = {}, opts: StartO
   const signaling = createSignalingServer(httpServer, sfu, {
     ...opts.signaling,
     logger,
-    iceServers: iceServersOf(config),
+    turn: new TurnIssuer(config),
     allowedOrigins: config.allowedOrigins,
     rateLimit: { perSec: config.rateLimitPerSec, burst: config.rateLimitBurst },
     addressLimits: { maxSockets: config.maxSocketsPerAddress, maxRooms: config.maxRoomsPerAddress, trustProxy: config.trustProxy },

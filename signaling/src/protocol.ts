@@ -95,8 +95,13 @@ export interface JoinResponse {
   routerRtpCapabilities: Record<string, unknown>;
   peers: PeerInfo[];
   producers: ProducerInfo[];
-  /** ICE servers (TURN) the client should use, if configured. */
+  /**
+   * ICE servers (TURN) the client should use, if configured. With TURN_SECRET the credentials are this join's own
+   * (username `<expiry unix s>:<random>`, valid TURN_TTL seconds for new allocations); a new join gets new ones.
+   */
   iceServers: { urls: string | string[]; username?: string; credential?: string }[];
+  /** RTCPeerConnection `iceTransportPolicy` for both transports: `relay` = media only through the TURN server (ICE_TRANSPORT_POLICY). */
+  iceTransportPolicy: 'all' | 'relay';
   /**
    * HIDE_VOICE_ACTIVITY=on: send the mic without DTX at a constant bitrate and pad every Opus frame to a fixed size
    * inside SFrame (docs/protocol.md A §2.1), and strip that padding from every Opus frame received in this room.

@@ -15,8 +15,8 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import { Server, type Socket } from 'socket.io';
-import { iceServersOf, type IceServer } from '../../sfu/src/config.ts';
 import { hideVoiceActivityCapabilities } from '../../sfu/src/codecs.ts';
+import { TurnIssuer } from './turn.ts';
 import { Logger } from '../../sfu/src/Logger.ts';
 import type { Peer } from '../../sfu/src/Peer.ts';
 import type { Room } from '../../sfu/src/Room.ts';
@@ -46,8 +46,8 @@ export interface SignalingOptions {
   maxPayloadBytes?: number;
   /** Per-socket token bucket (default 50 events/s, burst 100). */
   rateLimit?: { perSec: number; burst: number };
-  /** ICE servers handed to clients on join (default: none). */
-  iceServers?: IceServer[];
+  /** ICE servers and transport policy of each join answer (per-join TURN credentials with TURN_SECRET; default: none, `all`). */
+  turn?: TurnIssuer;
   logger?: Logger;
   /** socket.io path (default /socket.io). */
   path?: string;
@@ -91,7 +91,7 @@ export function createSignalingServer(
 ): SignalingServer {
   const maxPayloadBytes = opts.maxPayloadBytes ?? MAX_PAYLOAD_BYTES;
   const rate = opts.rateLimit ?? { perSec: 50, burst: 100 };
-  const iceServers = opts.iceServers ?? iceServersOf({ turnUrls: [], turnUsername: undefined, turnCredential: undefined });
+  const turn = opts.turn ?? TurnIssuer.none();
   const logger = (opts.logger ?? new Logger('info')).child('signaling');
   const allowAnyOrigin = opts.allowedOrigins?.includes('*') ?? false;
   const allowedOrigins = new Set(opts.allowedOrigins ?? []);
@@ -240,7 +240,8 @@ export function createSignalingServer(
             .filter((p) => p.id !== peer.id)
             .map((p) => ({ peerId: p.id })),
           producers: room.producerInfos(peer.id),
-          iceServers: iceServers.map((s) => ({ ...s })),
+          // Only here, after sfu.join checked the access token: no TURN credentials without it.
+          ...turn.forJoin(),
           hideVoiceActivity,
         };
       },

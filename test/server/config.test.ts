@@ -154,6 +154,25 @@ describe('config', () => {
     }
   });
 
+  it('TURN: TURN_SECRET / TURN_TTL (600 s default) / ICE_TRANSPORT_POLICY (all by default); static credentials stay an alternative', () => {
+    expect(loadConfig({})).toMatchObject({ turnSecret: undefined, turnTtl: 600, iceTransportPolicy: 'all' });
+    const secret = 'a'.repeat(16);
+    const c = loadConfig({
+      TURN_URLS: 'turn:t.example.org:3478?transport=udp,turn:t.example.org:3478?transport=tcp,turns:t.example.org:443?transport=tcp',
+      TURN_SECRET: secret,
+      TURN_TTL: '60',
+      ICE_TRANSPORT_POLICY: 'relay',
+    });
+    expect(c).toMatchObject({ turnSecret: secret, turnTtl: 60, iceTransportPolicy: 'relay', turnUsername: undefined, turnCredential: undefined });
+    expect(loadConfig({ TURN_URLS: 'turn:t:3478', TURN_SECRET: secret, TURN_TTL: '3600' }).turnTtl).toBe(3600);
+    // A TURN server without the REST scheme: fixed credentials for everyone.
+    const s = loadConfig({ TURN_URLS: 'turn:t:3478', TURN_USERNAME: 'u', TURN_CREDENTIAL: 'p', ICE_TRANSPORT_POLICY: 'all' });
+    expect(s).toMatchObject({ turnSecret: undefined, turnUsername: 'u', turnCredential: 'p', iceTransportPolicy: 'all' });
+    // stun: alone needs no credentials; a full Config re-resolves to itself.
+    expect(loadConfig({ TURN_URLS: 'stun:t:3478' }).turnUrls).toEqual(['stun:t:3478']);
+    expect(resolveConfig(c)).toEqual(c);
+  });
+
   it('a specific LISTEN_IP off localhost is announced as itself', () => {
     expect(loadConfig({ HOST: '10.1.2.3', LISTEN_IP: '10.1.2.3' })).toMatchObject({ listenIp: '10.1.2.3', announcedIp: '10.1.2.3' });
   });
@@ -209,6 +228,17 @@ describe('config', () => {
     [{ ANNOUNCED_IP: '0.0.0.0' }, /ANNOUNCED_IP must be a routable address/],
     [{ TURN_URLS: 'http://x' }, /TURN_URLS/],
     [{ TURN_URLS: 'turn:x:3478' }, /TURN_USERNAME and TURN_CREDENTIAL are required/],
+    [{ TURN_URLS: 'turn:x:3478', TURN_SECRET: 'short' }, /TURN_SECRET: must be at least 16 characters/],
+    [{ TURN_URLS: 'turn:x:3478', TURN_SECRET: 's'.repeat(16), TURN_USERNAME: 'u', TURN_CREDENTIAL: 'p' }, /TURN_SECRET and TURN_USERNAME\/TURN_CREDENTIAL exclude each other/],
+    [{ TURN_URLS: 'turn:x:3478', TURN_SECRET: 's'.repeat(16), TURN_USERNAME: 'u' }, /TURN_SECRET and TURN_USERNAME\/TURN_CREDENTIAL exclude each other/],
+    [{ TURN_SECRET: 's'.repeat(16) }, /TURN_SECRET is set but TURN_URLS has no turn:\/turns: URL/],
+    [{ TURN_URLS: 'stun:x:3478', TURN_SECRET: 's'.repeat(16) }, /TURN_SECRET is set but TURN_URLS has no turn:\/turns: URL/],
+    [{ TURN_URLS: 'turn:x:3478', TURN_SECRET: 's'.repeat(16), TURN_TTL: '59' }, /TURN_TTL/],
+    [{ TURN_URLS: 'turn:x:3478', TURN_SECRET: 's'.repeat(16), TURN_TTL: '86400' }, /TURN_TTL/],
+    [{ TURN_URLS: 'turn:x:3478', TURN_SECRET: 's'.repeat(16), TURN_TTL: '10m' }, /TURN_TTL/],
+    [{ ICE_TRANSPORT_POLICY: 'relay' }, /ICE_TRANSPORT_POLICY=relay needs a turn:\/turns: URL in TURN_URLS/],
+    [{ ICE_TRANSPORT_POLICY: 'relay', TURN_URLS: 'stun:x:3478' }, /ICE_TRANSPORT_POLICY=relay needs a turn:\/turns: URL/],
+    [{ ICE_TRANSPORT_POLICY: 'none', TURN_URLS: 'turn:x:3478', TURN_USERNAME: 'u', TURN_CREDENTIAL: 'p' }, /ICE_TRANSPORT_POLICY/],
     [{ AUDIO_LEVEL_EXT: 'maybe' }, /AUDIO_LEVEL_EXT/],
     [{ ALLOWED_ORIGINS: 'localhost:5173' }, /ALLOWED_ORIGINS/],
     [{ LOCAL_LAN_MEDIA: 'maybe' }, /LOCAL_LAN_MEDIA/],

@@ -113,7 +113,9 @@ export class MediaPlane {
       iceParameters: info.iceParameters as unknown as types.IceParameters,
       iceCandidates: info.iceCandidates as unknown as types.IceCandidate[],
       dtlsParameters: info.dtlsParameters as unknown as types.DtlsParameters,
+      // This join's TURN servers and credentials (fresh on every join) and the operator's policy (`relay`: TURN only).
       iceServers: join.iceServers as RTCIceServer[],
+      iceTransportPolicy: join.iceTransportPolicy,
       additionalSettings: peerConnectionSettings(api),
     });
     this.#send = device.createSendTransport(options(sendInfo));
