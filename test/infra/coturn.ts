@@ -71,8 +71,29 @@ export interface CoturnOptions {
   realm?: string;
   /** Extra turnserver.conf lines (e.g. `user-quota=1`). */
   extra?: string[];
-  /** Peers coturn may relay to (default 127.0.0.1). */
+  /** Peers coturn may relay to (default 127.0.0.1, with `allow-loopback-peers`; `[]`: coturn's own rules only). */
   allowedPeers?: string[];
+  /**
+   * A turnserver.conf to start from (e.g. infra/coturn/turnserver.conf, to test the production file): its lines are
+   * kept except those the test instance must set itself (ports, addresses, secret, realm, cert, logging, pid, user),
+   * which the helper's replace.
+   */
+  baseConfig?: string;
+}
+
+/** Keys the helper always sets for a loopback test instance (a base config's own values for them are dropped). */
+const OWN_KEYS = new Set([
+  'listening-ip', 'relay-ip', 'external-ip', 'listening-port', 'tls-listening-port', 'alt-listening-port', 'alt-tls-listening-port',
+  'min-port', 'max-port', 'static-auth-secret', 'realm', 'cert', 'pkey', 'pidfile', 'log-file', 'syslog', 'no-stdout-log',
+  'simple-log', 'proc-user', 'proc-group', 'userdb', 'verbose', 'allowed-peer-ip', 'allow-loopback-peers',
+]);
+
+/** The lines of a turnserver.conf without comments, blanks and the keys in `OWN_KEYS`. */
+function baseLines(file: string): string[] {
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#') && !OWN_KEYS.has(l.split('=')[0]!.trim()));
 }
 
 /** A port free for both TCP and UDP on 127.0.0.1 (probed, then released; fine for tests). */
@@ -155,7 +176,9 @@ export async function startCoturn(opts: CoturnOptions = {}): Promise<Coturn> {
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     const tlsPort = await freePort();
+    const allowed = opts.allowedPeers ?? [host];
     const conf = [
+      ...(opts.baseConfig ? baseLines(opts.baseConfig) : []),
       `listening-ip=${host}`,
       `relay-ip=${host}`,
       `listening-port=${port}`,
@@ -174,11 +197,12 @@ export async function startCoturn(opts: CoturnOptions = {}): Promise<Coturn> {
       'no-tlsv1_1',
       'no-cli',
       'no-multicast-peers',
-      ...(opts.allowedPeers ?? [host]).map((p) => `allowed-peer-ip=${p}`),
+      ...allowed.map((p) => `allowed-peer-ip=${p}`),
+      // coturn refuses loopback peers unless told; allowed-peer-ip alone does not lift that.
+      ...(allowed.some((p) => p.startsWith('127.')) ? ['allow-loopback-peers'] : []),
       `pidfile=${path.join(dir, 'turnserver.pid')}`,
       `log-file=${path.join(dir, 'turnserver.log')}`,
       'no-stdout-log',
-      'allow-loopback-peers',
       'simple-log',
       'no-software-attribute',
       // usage lines (traffic counters) and session open/close are logged in verbose mode only
