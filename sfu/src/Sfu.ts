@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { types as ms } from 'mediasoup';
-import type { Config } from './config.ts';
+import { localMediaWarning, type Config } from './config.ts';
 import { errorMessage, Logger } from './Logger.ts';
 import { MediaTap, type MediaTapOptions } from './MediaTap.ts';
 import type { BaseTransportOptions, Peer, PeerLimits } from './Peer.ts';
@@ -16,7 +16,18 @@ import { WorkerPool, type MediaListen } from './WorkerPool.ts';
 
 export type SfuConfig = Pick<
   Config,
-  'workers' | 'rtcMode' | 'rtcPort' | 'rtcMinPort' | 'rtcMaxPort' | 'listenIp' | 'announcedIp' | 'roomCap' | 'audioLevelExt'
+  | 'workers'
+  | 'rtcMode'
+  | 'rtcPort'
+  | 'rtcMinPort'
+  | 'rtcMaxPort'
+  | 'listenIp'
+  | 'announcedIp'
+  | 'isLocal'
+  | 'localLanMedia'
+  | 'localLanIp'
+  | 'roomCap'
+  | 'audioLevelExt'
 >;
 
 export interface SfuStats {
@@ -52,6 +63,7 @@ export function mediaListen(config: SfuConfig): MediaListen {
   const base = {
     ip: config.listenIp,
     ...(config.announcedIp && config.announcedIp !== config.listenIp ? { announcedAddress: config.announcedIp } : {}),
+    ...(config.localLanIp !== undefined ? { lanIp: config.localLanIp } : {}),
     minPort: config.rtcMinPort,
     maxPort: config.rtcMaxPort,
   };
@@ -101,6 +113,12 @@ export class Sfu extends TypedEmitter<SfuEvents> {
     } else {
       sfu.#logger.info('media: one port per transport (RTC_MODE=range)', { port: listen.minPort, count: listen.maxPort - listen.minPort + 1 });
     }
+    if (listen.lanIp !== undefined) {
+      // The server's own address (not a client's): Firefox pairs no loopback candidates.
+      sfu.#logger.info('media: also on this non-loopback address, for Firefox (LOCAL_LAN_MEDIA)', { host: listen.lanIp });
+    }
+    const warning = localMediaWarning(config);
+    if (warning) sfu.#logger.warn(warning);
     return sfu;
   }
 

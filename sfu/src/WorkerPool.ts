@@ -10,6 +10,9 @@
  * all its WebRTC transports on one UDP and one TCP port (worker slot i: `port + i`; a replacement worker
  * takes the slot, and so the ports, of the one that died). In `range` mode each transport gets its own
  * port from a range, as mediasoup did before WebRtcServer existed.
+ *
+ * `lanIp` (LOCAL_LAN_MEDIA, local HOST only): a second UDP + TCP pair bound to that non-loopback address
+ * itself (not 0.0.0.0) and announced as it, after the loopback pair: Firefox pairs no loopback candidates.
  */
 import { createWorker, type types as ms } from 'mediasoup';
 import { errorMessage, type Logger } from './Logger.ts';
@@ -18,8 +21,8 @@ import { resolveWorkerBin } from './workerBin.ts';
 
 /** Where WebRTC media is received. `port: 0` = any free port in `minPort`–`maxPort`. */
 export type MediaListen =
-  | { mode: 'server'; ip: string; announcedAddress?: string; port: number; minPort: number; maxPort: number }
-  | { mode: 'range'; ip: string; announcedAddress?: string; minPort: number; maxPort: number };
+  | { mode: 'server'; ip: string; announcedAddress?: string; lanIp?: string; port: number; minPort: number; maxPort: number }
+  | { mode: 'range'; ip: string; announcedAddress?: string; lanIp?: string; minPort: number; maxPort: number };
 
 /** The listening part of WebRtcTransportOptions for a router placed by the pool. */
 export type TransportListen = { webRtcServer: ms.WebRtcServer } | { listenInfos: ms.TransportListenInfo[] };
@@ -146,7 +149,7 @@ export class WorkerPool extends TypedEmitter<WorkerPoolEvents> {
     return worker;
   }
 
-  /** UDP + TCP listen infos: the WebRtcServer's (slot given) or each range-mode transport's. */
+  /** UDP + TCP listen infos (and the LAN pair): the WebRtcServer's (slot given) or each range-mode transport's. */
   #listenInfos(slot?: number): ms.TransportListenInfo[] {
     const { listen } = this.#opts;
     const where =
@@ -154,7 +157,8 @@ export class WorkerPool extends TypedEmitter<WorkerPoolEvents> {
         ? { port: listen.port + slot }
         : { portRange: { min: listen.minPort, max: listen.maxPort } };
     const address = listen.announcedAddress !== undefined ? { announcedAddress: listen.announcedAddress } : {};
-    return (['udp', 'tcp'] as const).map((protocol) => ({ protocol, ip: listen.ip, ...address, ...where }));
+    const binds = [{ ip: listen.ip, ...address }, ...(listen.lanIp !== undefined ? [{ ip: listen.lanIp }] : [])];
+    return binds.flatMap((bind) => (['udp', 'tcp'] as const).map((protocol) => ({ protocol, ...bind, ...where })));
   }
 
   async #spawn(slot: number): Promise<ms.Worker> {

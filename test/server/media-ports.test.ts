@@ -4,9 +4,15 @@
  *   on one UDP and one TCP port; worker i listens on RTC_PORT + i, and a replacement for a dead worker
  *   takes over its ports.
  * - `range`: each transport gets its own port from RTC_MIN_PORT–RTC_MAX_PORT.
- * (test/e2e/webrtc-server.test.ts runs a browser call over the one port.)
+ * - LOCAL_LAN_MEDIA (default on a local HOST): a second UDP + TCP pair bound to the machine's first
+ *   non-loopback IPv4 itself and announced as it, since Firefox pairs no loopback candidates.
+ * (test/e2e/webrtc-server.test.ts runs a browser call over the one port, test/e2e/firefox.test.ts a
+ * Firefox call over the LAN address.)
  */
+import { createSocket } from 'node:dgram';
+import { createServer as createTcpServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { firstExternalIPv4 } from '../../sfu/src/config.ts';
 import {
   freeConsecutivePorts,
   joinWithTransports,
@@ -47,9 +53,36 @@ async function candidatesOf(c: JoinedClient): Promise<Candidate[][]> {
   return [extra.iceCandidates as Candidate[]];
 }
 
+/** This machine's first non-loopback IPv4 (the LOCAL_LAN_MEDIA default); these tests need one. */
+function lanIp(): string {
+  const ip = firstExternalIPv4();
+  if (ip === undefined) throw new Error('this machine has no non-loopback IPv4 address; LOCAL_LAN_MEDIA has nothing to bind');
+  return ip;
+}
+
+/** The error binding `ip:port` gives right now (UDP or TCP), or null when it could be bound. */
+async function bindError(protocol: 'udp' | 'tcp', ip: string, port: number): Promise<string | null> {
+  if (protocol === 'udp') {
+    const sock = createSocket('udp4');
+    const err = await new Promise<string | null>((resolve) => {
+      sock.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+      sock.bind(port, ip, () => resolve(null));
+    });
+    sock.close();
+    return err;
+  }
+  const srv = createTcpServer();
+  const err = await new Promise<string | null>((resolve) => {
+    srv.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    srv.listen(port, ip, () => resolve(null));
+  });
+  if (err === null) await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return err;
+}
+
 describe('media ports', () => {
-  it('server mode: every transport of every room on a worker uses its WebRtcServer’s one UDP + one TCP port', async () => {
-    const server = await start({ workers: 1, rtcMode: 'server', rtcPort: 0 });
+  it('LOCAL_LAN_MEDIA=off: every transport of every room on a worker uses its WebRtcServer’s one UDP + one TCP port on 127.0.0.1', async () => {
+    const server = await start({ workers: 1, rtcMode: 'server', rtcPort: 0, localLanMedia: false });
     const [webRtcServer] = server.sfu.pool.webRtcServers;
     expect(server.sfu.pool.webRtcServers).toHaveLength(1);
     const dump = await webRtcServer!.dump();
@@ -77,6 +110,32 @@ describe('media ports', () => {
       expect(handled).toContain(c.sendTransportId);
       expect(handled).toContain(c.recvTransportId);
     }
+  });
+
+  it('server mode, local default: a second UDP + TCP pair bound to the LAN address itself, announced after loopback', async () => {
+    const lan = lanIp();
+    const server = await start({ workers: 1, rtcMode: 'server', rtcPort: 0 });
+    expect(server.config).toMatchObject({ localLanMedia: true, localLanIp: lan, listenIp: '127.0.0.1', announcedIp: '127.0.0.1' });
+    const dump = await server.sfu.pool.webRtcServers[0]!.dump();
+    // Bound to the addresses themselves: no wildcard socket that would put media on every interface.
+    const socks = [...dump.udpSockets.map((s) => ({ p: 'udp' as const, ...s })), ...dump.tcpServers.map((s) => ({ p: 'tcp' as const, ...s }))];
+    expect(socks.map((s) => `${s.p}:${s.ip}`).sort()).toEqual([`tcp:127.0.0.1`, `tcp:${lan}`, `udp:127.0.0.1`, `udp:${lan}`]);
+    const port = (p: 'udp' | 'tcp', ip: string): number => socks.find((s) => s.p === p && s.ip === ip)!.port;
+
+    const token = newToken();
+    const roomId = newRoomId();
+    const c1 = await join(server, roomId, token);
+    const c2 = await join(server, roomId, token);
+    for (const candidates of [...(await candidatesOf(c1)), ...(await candidatesOf(c2))]) {
+      expect(candidates.map((c) => `${c.protocol}:${c.ip}:${c.port}`).sort()).toEqual(
+        [`tcp:127.0.0.1:${port('tcp', '127.0.0.1')}`, `tcp:${lan}:${port('tcp', lan)}`, `udp:127.0.0.1:${port('udp', '127.0.0.1')}`, `udp:${lan}:${port('udp', lan)}`].sort(),
+      );
+      // Loopback first (Chromium keeps pairing it); the LAN pair for Firefox.
+      expect(candidates[0]!.ip).toBe('127.0.0.1');
+    }
+    // The worker really holds those ports on the LAN address: binding them there fails.
+    expect(await bindError('udp', lan, port('udp', lan))).toBe('EADDRINUSE');
+    expect(await bindError('tcp', lan, port('tcp', lan))).toBe('EADDRINUSE');
   });
 
   it('server mode with RTC_PORT: worker i listens on RTC_PORT + i; a replacement worker takes the dead one’s ports', async () => {
@@ -125,5 +184,19 @@ describe('media ports', () => {
       return cands.find((x) => x.protocol === 'udp')!.port;
     });
     expect(new Set(udpPorts).size).toBe(udpPorts.length);
+  });
+
+  it('range mode, local default: each transport also gets its own UDP + TCP port on the LAN address', async () => {
+    const lan = lanIp();
+    const server = await start({ workers: 1, rtcMode: 'range', rtcMinPort: 43000, rtcMaxPort: 43999 });
+    const c = await join(server, newRoomId(), newToken());
+    const [cands] = await candidatesOf(c);
+    expect(cands!.map((x) => `${x.protocol}:${x.ip}`).sort()).toEqual([`tcp:127.0.0.1`, `tcp:${lan}`, `udp:127.0.0.1`, `udp:${lan}`]);
+    for (const x of cands!) {
+      expect(x.port).toBeGreaterThanOrEqual(43000);
+      expect(x.port).toBeLessThanOrEqual(43999);
+    }
+    const lanUdp = cands!.find((x) => x.protocol === 'udp' && x.ip === lan)!;
+    expect(await bindError('udp', lan, lanUdp.port)).toBe('EADDRINUSE');
   });
 });
