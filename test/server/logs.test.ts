@@ -2,6 +2,7 @@
  * What the server keeps and writes down: a whole session (join, transports, produce, consume, key frames,
  * relay, errors, leave, disconnect, shutdown) logged at debug level through `logSink`, then:
  * - no log line contains the relayed text, the relay blob, the access token or any encoding of its hash;
+ * - no log line contains the room id (it is in the invite link) or a peer id: only their per-process pseudonyms;
  * - no state we can reach (Sfu/Room/Peer snapshots, mediasoup dumps of workers, routers, transports,
  *   producers, consumers) contains the token or the relayed text; the room holds exactly sha256(token).
  * The token is the real one: HKDF-derived from a fresh invite secret by the client's own invite code.
@@ -9,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect } from 'vitest';
 import { deriveInviteKeysSync, generateInvite } from '../../client/src/e2ee/invite.ts';
+import { pseudonym } from '../../sfu/src/Logger.ts';
 import { test as it } from './fixtures.ts';
 import {
   clientRtpCapabilities,
@@ -133,6 +135,21 @@ describe.each([
     ];
     const logText = lines.join('\n');
     for (const s of secrets) expect(logText, `log contains ${s}`).not.toContain(s);
+    // Nothing in the log names the room (its id is in the invite link) or a member: ids appear only as
+    // this process's keyed pseudonyms, which the log does carry (so lines of one session correlate).
+    const ids = [roomId, a.peerId, b.peerId];
+    for (const id of ids) {
+      expect(logText, `log contains id ${id}`).not.toContain(id);
+      for (const f of forms(Buffer.from(id, 'base64url'))) expect(logText, `log contains ${f} (${id})`).not.toContain(f);
+    }
+    const byMsg = (m: string) => logs.filter((l) => l.msg === m) as unknown as Record<string, unknown>[];
+    expect(byMsg('room created').map((l) => l.room)).toEqual([pseudonym('roomId', roomId)]);
+    expect(byMsg('joined').map((l) => l.peer)).toEqual([pseudonym('peerId', a.peerId), pseudonym('peerId', b.peerId)]);
+    expect(new Set(byMsg('joined').map((l) => l.room))).toEqual(new Set([pseudonym('roomId', roomId)]));
+    for (const l of logs as unknown as Record<string, unknown>[]) {
+      expect(l).not.toHaveProperty('roomId');
+      expect(l).not.toHaveProperty('peerId');
+    }
     const state = stateTexts.join('\n');
     for (const s of [MARKER_TEXT, 'Zebulon', CHAT_TEXT, blob, chatBlob, token, token.slice(0, 16), Buffer.from(secret).toString('base64url')]) {
       expect(state, `server state contains ${s}`).not.toContain(s);

@@ -1,6 +1,7 @@
 /** Small units of the server: token bucket, JSON logger, typed emitter. */
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { errorMessage, Logger } from '../../sfu/src/Logger.ts';
+import { errorMessage, Logger, pseudonym } from '../../sfu/src/Logger.ts';
 import { TypedEmitter } from '../../sfu/src/TypedEmitter.ts';
 import { TokenBucket } from '../../signaling/src/RateLimiter.ts';
 
@@ -33,8 +34,34 @@ describe('Logger', () => {
     log.error('e');
     expect(lines).toHaveLength(2);
     const first = JSON.parse(lines[0]!) as Record<string, unknown>;
-    expect(first).toMatchObject({ level: 'warn', msg: 'w', roomId: 'r1', peerId: 'p1', code: 'NOT_FOUND' });
+    expect(first).toMatchObject({ level: 'warn', msg: 'w', room: pseudonym('roomId', 'r1'), peer: pseudonym('peerId', 'p1'), code: 'NOT_FOUND' });
     expect(typeof first.t).toBe('string');
+  });
+
+  it('writes room and peer ids only as per-process keyed pseudonyms (r-/p- + 8 hex)', () => {
+    const lines: string[] = [];
+    const log = new Logger('debug', (l) => lines.push(l));
+    const roomId = 'Room_Id_In_The_Link_0001';
+    log.info('a', { roomId, peerId: 'peer-A' });
+    log.child('other').info('b', { roomId, peerId: 'peer-B' });
+    log.info('c', { roomId: null, peerId: null });
+    const [a, b, c] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(a!.room).toMatch(/^r-[0-9a-f]{8}$/);
+    expect(a!.peer).toMatch(/^p-[0-9a-f]{8}$/);
+    // Same room, same pseudonym in every logger of the process; different peers, different pseudonyms.
+    expect(b!.room).toBe(a!.room);
+    expect(b!.peer).not.toBe(a!.peer);
+    expect(c).toMatchObject({ room: null, peer: null });
+    for (const line of lines) {
+      expect(line).not.toContain(roomId);
+      expect(line).not.toContain('peer-A');
+      expect(line).not.toContain('"roomId"');
+      expect(line).not.toContain('"peerId"');
+    }
+    // Keyed: not a plain hash of the id that anyone holding the link could compute.
+    const plain = createHash('sha256').update(roomId).digest('hex');
+    expect(plain).not.toContain((a!.room as string).slice(2));
+    expect(createHash('sha256').update(`roomId\0${roomId}`).digest('hex').slice(0, 8)).not.toBe((a!.room as string).slice(2));
   });
 
   it('silent logs nothing; long values are truncated; the sink may throw', () => {
