@@ -82,6 +82,15 @@ function localAddresses(interfaces: Interfaces): Set<string> {
 
 const isPublic = (ip: string): boolean => ipaddr.process(ip).range() === 'unicast';
 
+/** Addresses worth announcing: not loopback, not link-local. */
+const announceable = (local: Set<string>): string =>
+  [...local].filter((a) => !['loopback', 'linkLocal'].includes(ipaddr.process(a).range())).join(', ') || 'none found';
+
+/** Browsers on other machines use this server: not localhost, or localhost behind a proxy with a reachable ANNOUNCED_IP. */
+export function servesOthers(config: Pick<Config, 'isLocal' | 'announcedIp'>): boolean {
+  return !config.isLocal || ipaddr.process(config.announcedIp).range() !== 'loopback';
+}
+
 /**
  * The address put in the ICE candidates must reach this machine: one of its own addresses, or (1:1 NAT, as in
  * most clouds) a public address the provider maps to it, which no local interface shows.
@@ -104,7 +113,7 @@ export function checkAnnouncedIp(config: Pick<Config, 'announcedIp' | 'isLocal'>
       warn(
         name,
         `${ip} is not an address of this machine. That is right behind 1:1 NAT (a cloud VM's public or elastic IP, which the VM itself never sees)${hasPublic ? ', but this machine has public addresses of its own' : ''}; otherwise media will not arrive`,
-        `make sure ${ip} is forwarded to this machine for the RTC ports (UDP and TCP), or set ANNOUNCED_IP to one of: ${[...local].filter((a) => !a.startsWith('127.') && a !== '::1').join(', ') || 'none found'}`,
+        `make sure ${ip} is forwarded to this machine for the RTC ports (UDP and TCP), or set ANNOUNCED_IP to one of: ${announceable(local)}`,
       ),
     );
   } else {
@@ -112,7 +121,7 @@ export function checkAnnouncedIp(config: Pick<Config, 'announcedIp' | 'isLocal'>
       fail(
         name,
         `${ip} is a ${range === 'private' ? 'private' : `non-public (${range})`} address but not one of this machine's: clients would send their media to another host`,
-        `set ANNOUNCED_IP to this machine's address (${[...local].filter((a) => !a.startsWith('127.') && a !== '::1').join(', ') || 'none found'}) or to the public IP forwarded to it`,
+        `set ANNOUNCED_IP to this machine's address (${announceable(local)}) or to the public IP forwarded to it`,
       ),
     );
   }
@@ -206,6 +215,17 @@ export async function checkTcpPort(name: string, host: string, port: number): Pr
   return fail(name, p.message, p.fix);
 }
 
+/**
+ * A loopback HOST serving other machines sits behind a reverse proxy: then the client address is only known from
+ * X-Forwarded-For (TRUST_PROXY=on), or every client counts as the proxy's one address in the per-address quotas.
+ */
+export function checkProxy(config: Pick<Config, 'isLocal' | 'announcedIp' | 'trustProxy'>): Finding[] {
+  if (config.isLocal && servesOthers(config) && !config.trustProxy) {
+    return [warn('reverse proxy', 'HOST is loopback but ANNOUNCED_IP is not: behind a reverse proxy every client arrives from the proxy\'s address, so all share one per-address quota', 'set TRUST_PROXY=on (the proxy must set X-Forwarded-For, as infra/nginx/sealed-meet.conf does)')];
+  }
+  return [];
+}
+
 // -------------------------------------------------------------------------------------------------
 // TLS
 // -------------------------------------------------------------------------------------------------
@@ -218,10 +238,10 @@ function readProblem(what: string, file: string, e: unknown): Finding {
 }
 
 /** TLS_CERT/TLS_KEY: readable, a certificate for HOST, valid now and for 14 more days, the key belonging to it. */
-export function checkTls(config: Pick<Config, 'host' | 'isLocal' | 'tlsCert' | 'tlsKey'>, now: Date = new Date()): Finding {
+export function checkTls(config: Pick<Config, 'host' | 'isLocal' | 'announcedIp' | 'tlsCert' | 'tlsKey'>, now: Date = new Date()): Finding {
   const name = 'TLS certificate';
   if (!config.tlsCert || !config.tlsKey) {
-    if (config.isLocal) return ok(name, 'none needed: plain HTTP on localhost');
+    if (config.isLocal) return ok(name, `none: plain HTTP on ${config.host}${servesOthers(config) ? ' (TLS must end in the reverse proxy in front, see infra/nginx/)' : ''}`);
     return warn(name, `no TLS_CERT/TLS_KEY: the server makes a self-signed certificate for ${config.host}, and browsers will warn`, 'set TLS_CERT and TLS_KEY to a real certificate (e.g. Let\'s Encrypt), or terminate TLS in the reverse proxy (infra/nginx/)');
   }
   let certPem: Buffer;
@@ -271,7 +291,8 @@ export function checkTls(config: Pick<Config, 'host' | 'isLocal' | 'tlsCert' | '
 // -------------------------------------------------------------------------------------------------
 
 export interface TurnSettings {
-  isLocal: boolean;
+  /** Browsers on other machines use this server (`servesOthers`). */
+  servesOthers: boolean;
   turnUrls: string[];
   /** Shared TURN secret (TURN_SECRET), if the configuration has one. */
   turnSecret?: string | undefined;
@@ -285,7 +306,7 @@ export function checkTurnSettings(c: TurnSettings): Finding[] {
     return [fail(name, 'TURN_SECRET is set but TURN_URLS has no turn:/turns: URL, so clients are given no TURN server', 'set TURN_URLS, e.g. turn:turn.example.com:3478?transport=udp,turn:turn.example.com:3478?transport=tcp,turns:turn.example.com:443?transport=tcp')];
   }
   if (turn.length === 0) {
-    if (c.isLocal) return [ok(name, 'not configured (not needed on localhost)')];
+    if (!c.servesOthers) return [ok(name, 'not configured (not needed on localhost)')];
     return [warn(name, 'no TURN server configured: people behind firewalls that block UDP, or let only HTTPS out, cannot connect', 'run coturn (infra/) and set TURN_URLS and TURN_SECRET')];
   }
   if (!turn.some((u) => /^turns:/i.test(u) || /transport=tcp/i.test(u))) {
@@ -402,8 +423,9 @@ export async function runChecks(inputs: DoctorInputs): Promise<Finding[]> {
     ...rtc,
     http,
     metrics,
+    ...checkProxy(config),
     checkTls(config, inputs.now),
-    ...checkTurnSettings({ isLocal: config.isLocal, turnUrls: config.turnUrls, turnSecret: turn.secret }),
+    ...checkTurnSettings({ servesOthers: servesOthers(config), turnUrls: config.turnUrls, turnSecret: turn.secret }),
     ...reach,
   ];
 }

@@ -17,6 +17,7 @@ import {
   checkConfig,
   checkTcpPort,
   checkNode,
+  checkProxy,
   checkRtcPorts,
   checkTls,
   checkTurnReachable,
@@ -131,7 +132,7 @@ describe('ports', () => {
 
 describe('TLS certificate', () => {
   const host = 'meet.example.com';
-  const tls = (tlsCert: string, tlsKey: string, h = host) => ({ host: h, isLocal: false, tlsCert, tlsKey });
+  const tls = (tlsCert: string, tlsKey: string, h = host) => ({ host: h, isLocal: false, announcedIp: '34.120.1.5', tlsCert, tlsKey });
 
   it('a certificate for the HOST, valid a year, with its key: ok', () => {
     const [cert, key] = makeCert('good', `DNS:${host}`, 365);
@@ -180,8 +181,9 @@ describe('TLS certificate', () => {
   });
 
   it('no certificate: ok on localhost, warn (self-signed) elsewhere', () => {
-    expect(checkTls({ host: 'localhost', isLocal: true, tlsCert: undefined, tlsKey: undefined }).level).toBe('ok');
-    expect(checkTls({ host, isLocal: false, tlsCert: undefined, tlsKey: undefined }).message).toContain('self-signed');
+    expect(checkTls({ host: 'localhost', isLocal: true, announcedIp: '127.0.0.1', tlsCert: undefined, tlsKey: undefined })).toMatchObject({ level: 'ok', message: 'none: plain HTTP on localhost' });
+    expect(checkTls({ host: '127.0.0.1', isLocal: true, announcedIp: '34.120.1.5', tlsCert: undefined, tlsKey: undefined }).message).toContain('TLS must end in the reverse proxy');
+    expect(checkTls({ host, isLocal: false, announcedIp: '34.120.1.5', tlsCert: undefined, tlsKey: undefined }).message).toContain('self-signed');
   });
 });
 
@@ -212,6 +214,16 @@ describe('announced IP', () => {
     expect(lan.message).toContain("private address but not one of this machine's");
     expect(only(checkAnnouncedIp({ announcedIp: '127.0.0.1', isLocal: false }, cloudVm)).level).toBe('fail');
     expect(only(checkAnnouncedIp({ announcedIp: '10.0.3.15', isLocal: false }, cloudVm)).level).toBe('ok');
+  });
+});
+
+describe('reverse proxy', () => {
+  it('loopback HOST with a public ANNOUNCED_IP (behind a proxy) and TRUST_PROXY off → warn; on → nothing', () => {
+    const f = only(checkProxy({ isLocal: true, announcedIp: '34.120.1.5', trustProxy: false }));
+    expect(f.level).toBe('warn');
+    expect(f.fix).toContain('TRUST_PROXY=on');
+    expect(checkProxy({ isLocal: true, announcedIp: '34.120.1.5', trustProxy: true })).toEqual([]);
+    expect(checkProxy({ isLocal: true, announcedIp: '127.0.0.1', trustProxy: false })).toEqual([]);
   });
 });
 
@@ -253,10 +265,11 @@ describe('TURN', () => {
   });
 
   it('settings: a secret without TURN URLs → FAIL; none off localhost → warn; UDP only → warn', () => {
-    expect(only(checkTurnSettings({ isLocal: false, turnUrls: [], turnSecret: 'x' })).level).toBe('fail');
-    expect(only(checkTurnSettings({ isLocal: false, turnUrls: [] })).level).toBe('warn');
-    expect(only(checkTurnSettings({ isLocal: false, turnUrls: ['turn:t.example:3478'] })).message).toContain('UDP only');
-    expect(checkTurnSettings({ isLocal: false, turnUrls: ['turn:t.example:3478', 'turns:t.example:443?transport=tcp'] })).toEqual([]);
+    expect(only(checkTurnSettings({ servesOthers: false, turnUrls: [] })).level).toBe('ok');
+    expect(only(checkTurnSettings({ servesOthers: true, turnUrls: [], turnSecret: 'x' })).level).toBe('fail');
+    expect(only(checkTurnSettings({ servesOthers: true, turnUrls: [] })).level).toBe('warn');
+    expect(only(checkTurnSettings({ servesOthers: true, turnUrls: ['turn:t.example:3478'] })).message).toContain('UDP only');
+    expect(checkTurnSettings({ servesOthers: true, turnUrls: ['turn:t.example:3478', 'turns:t.example:443?transport=tcp'] })).toEqual([]);
   });
 });
 
