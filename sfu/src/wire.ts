@@ -17,6 +17,7 @@ export const ERROR_CODES = [
   'CANNOT_CONSUME', // router.canConsume() said no
   'SFU_ERROR', // mediasoup threw
   'UNAVAILABLE', // the room's worker died; rejoin
+  'DRAINING', // the server is restarting and takes no new joins; join again (with backoff) until it is back
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 

@@ -15,6 +15,8 @@ import { Logger, type LogSink } from '../../sfu/src/Logger.ts';
 import type { MediaTap, MediaTapOptions } from '../../sfu/src/MediaTap.ts';
 import { Sfu } from '../../sfu/src/Sfu.ts';
 import { MessageCapture, type MessageCaptureOptions } from './capture.ts';
+import { serveProbe, waitForRoomsEmpty, type ReadinessSource } from './health.ts';
+import { Metrics, startMetricsServer, type MetricsServer } from './metrics.ts';
 import { createSignalingServer, type SignalingIo, type SignalingOptions } from './server.ts';
 import { createStaticHandler } from './static.ts';
 import { loadTls } from './tls.ts';
@@ -31,6 +33,15 @@ export interface StartedServer {
   tap?: MediaTap;
   /** TEST-ONLY socket.io message capture (`startServer(config, { capture: true })`); undefined unless turned on. */
   capture?: MessageCapture;
+  /** The metrics listener's base URL (METRICS_LISTEN); undefined when metrics are off. */
+  metricsUrl?: string;
+  /** True once `drain()` was called: /readyz is 503 and joins are refused with DRAINING. */
+  readonly draining: boolean;
+  /**
+   * Graceful restart (SIGTERM): refuse new joins, tell every client (`draining`), wait until every room is empty or
+   * `timeoutMs` (default DRAIN_TIMEOUT) passed, then `close()`. Resolves true if the rooms emptied in time. Idempotent.
+   */
+  drain(timeoutMs?: number): Promise<boolean>;
   /** Graceful, idempotent shutdown: sockets, rooms, workers, HTTP server. */
   close(): Promise<void>;
 }
@@ -60,7 +71,13 @@ export async function startServer(input: ConfigInput | Config = {}, opts: StartO
   const sfu = await Sfu.create(config, { logger, ...(opts.tap ? { tap: opts.tap } : {}) });
   const capture = opts.capture ? new MessageCapture(opts.capture === true ? {} : opts.capture) : undefined;
 
-  const handler = createStaticHandler(config.clientDir);
+  // Read at request time (the signaling server is made below).
+  const readiness: ReadinessSource = { draining: () => signaling.draining, liveWorkers: () => (sfu.closed ? 0 : sfu.pool.size) };
+  const metrics = config.metricsListen ? new Metrics(sfu, readiness) : undefined;
+  const files = createStaticHandler(config.clientDir);
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    if (!serveProbe(req, res, readiness)) files(req, res);
+  };
   let httpServer: http.Server | https.Server;
   let secure = false;
   if (config.isLocal && !config.tlsCert) {
@@ -96,8 +113,10 @@ export async function startServer(input: ConfigInput | Config = {}, opts: StartO
     relayBudget: { bytesPerSec: config.relayBytesPerSec, burstBytes: config.relayBurstBytes },
     hideVoiceActivity: config.hideVoiceActivity,
     ...(capture ? { capture } : {}),
+    ...(metrics ? { metrics } : {}),
   });
 
+  let metricsServer: MetricsServer | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
       httpServer.once('error', reject);
@@ -106,31 +125,62 @@ export async function startServer(input: ConfigInput | Config = {}, opts: StartO
         resolve();
       });
     });
+    if (metrics && config.metricsListen) metricsServer = await startMetricsServer(config.metricsListen, metrics, readiness, logger);
   } catch (error) {
     await signaling.close();
     sfu.close();
+    if (httpServer.listening) httpServer.close();
     throw error;
   }
   const port = (httpServer.address() as AddressInfo).port;
   const urlHost = config.host.toLowerCase() === 'localhost' ? 'localhost' : config.bindHost.includes(':') ? `[${config.bindHost}]` : config.bindHost;
   const url = `${secure ? 'https' : 'http'}://${urlHost}:${port}`;
   logger.info('listening', { url, workers: sfu.pool.size });
+  if (metricsServer) logger.info('metrics listening', { url: `${metricsServer.url}/metrics` });
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
       await signaling.close();
       sfu.close();
-      await new Promise<void>((resolve) => {
-        httpServer.close(() => resolve());
-        httpServer.closeAllConnections();
-      });
+      await Promise.all([
+        new Promise<void>((resolve) => {
+          httpServer.close(() => resolve());
+          httpServer.closeAllConnections();
+        }),
+        metricsServer?.close(),
+      ]);
       logger.info('stopped');
     })();
     return closing;
   };
 
-  const started: StartedServer = { url, port, config, sfu, io: signaling.io, httpServer, close };
+  let draining: Promise<boolean> | undefined;
+  const drain = (timeoutMs = config.drainTimeout * 1000): Promise<boolean> => {
+    draining ??= (async () => {
+      signaling.drain(timeoutMs);
+      const empty = await waitForRoomsEmpty(sfu, timeoutMs);
+      logger.info(empty ? 'drained: every room is empty' : 'drain deadline reached; closing the rooms left', { rooms: sfu.rooms().length });
+      await close();
+      return empty;
+    })();
+    return draining;
+  };
+
+  const started: StartedServer = {
+    url,
+    port,
+    config,
+    sfu,
+    io: signaling.io,
+    httpServer,
+    get draining() {
+      return signaling.draining;
+    },
+    drain,
+    close,
+  };
+  if (metricsServer) started.metricsUrl = metricsServer.url;
   if (sfu.tap) started.tap = sfu.tap;
   if (capture) started.capture = capture;
   return started;
@@ -150,15 +200,18 @@ async function cli(): Promise<void> {
   const server = await startServer(config);
   process.stdout.write(`\n  sealed-meet is running at ${server.url}\n\n`);
   let stopping = false;
+  // SIGTERM/SIGINT: drain (no new joins, clients told, calls go on) until the rooms are empty or DRAIN_TIMEOUT, then
+  // close and exit 0. A second signal exits at once.
   const stop = (signal: string): void => {
     if (stopping) {
       process.stderr.write(`sealed-meet: ${signal} again, exiting now\n`);
       process.exit(1);
     }
     stopping = true;
-    const force = setTimeout(() => process.exit(1), 10_000);
+    process.stderr.write(`sealed-meet: ${signal}: draining for up to ${config.drainTimeout} s (send it again to exit now)\n`);
+    const force = setTimeout(() => process.exit(1), config.drainTimeout * 1000 + 10_000);
     force.unref();
-    server.close().then(
+    server.drain().then(
       () => process.exit(0),
       () => process.exit(1),
     );

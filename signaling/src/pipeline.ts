@@ -42,6 +42,8 @@ export interface PipelineOptions {
   capture?: MessageCapture | undefined;
   /** Last word on a handler's failure before it is sent (e.g. SFU_ERROR → UNAVAILABLE once a room is lost). */
   mapError?: (error: ProtocolError) => ProtocolError;
+  /** Told the code of every error answer (unknown events included), e.g. for metrics. */
+  onFailure?: (code: ErrorCode) => void;
 }
 
 export interface SocketPipeline {
@@ -110,6 +112,7 @@ export function servePipeline<S extends SchemaTable>(
     const last = packet[packet.length - 1];
     const code: ErrorCode = bucket.take() ? 'BAD_REQUEST' : 'RATE_LIMITED';
     logger.debug('rejected unknown event', { code });
+    opts.onFailure?.(code);
     const message = code === 'BAD_REQUEST' ? 'unknown event' : 'rate limited';
     answer(typeof event === 'string' ? event : String(event), typeof last === 'function' ? (last as AnyAck) : undefined, {
       ok: false,
@@ -124,7 +127,10 @@ export function servePipeline<S extends SchemaTable>(
       const ack = typeof args[args.length - 1] === 'function' ? (args.pop() as AnyAck) : undefined;
       // Every path below replies once (and socket.io's ack drops any second call).
       const reply = (res: AckResult<unknown>): void => {
-        if (!res.ok) logger[res.error.code === 'SFU_ERROR' ? 'warn' : 'debug']('request failed', { event, code: res.error.code, ...where() });
+        if (!res.ok) {
+          logger[res.error.code === 'SFU_ERROR' ? 'warn' : 'debug']('request failed', { event, code: res.error.code, ...where() });
+          opts.onFailure?.(res.error.code);
+        }
         answer(event, ack, res);
       };
       const fail = (code: ErrorCode, message: string): void => reply({ ok: false, error: { code, message } });

@@ -150,6 +150,11 @@ export interface ServerToClientEvents {
   activeSpeaker: (p: { peerId: string | null }) => void;
   /** The room's SFU state was lost (worker died): drop all media objects and join again. */
   rejoin: (p: { reason: 'worker-died' }) => void;
+  /**
+   * The server is draining for a restart (SIGTERM): the call goes on, new joins get DRAINING, and the server stops at
+   * the latest `deadlineMs` from now. Clients say so and, once it is gone, reconnect and rejoin by themselves.
+   */
+  draining: (p: { deadlineMs: number }) => void;
   relay: (p: { from: string; blob: string }) => void;
 }
 

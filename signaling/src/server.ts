@@ -23,6 +23,7 @@ import type { Room } from '../../sfu/src/Room.ts';
 import type { Sfu } from '../../sfu/src/Sfu.ts';
 import { SfuError } from '../../sfu/src/SfuError.ts';
 import type { MessageCapture } from './capture.ts';
+import type { SignalingMetrics } from './metrics.ts';
 import { forward, PEER_EVENTS, ROOM_EVENTS } from './forward.ts';
 import { AddressLimits, RelayBudget, type AddressLimitOptions, type RelayBudgetOptions } from './limits.ts';
 import { servePipeline } from './pipeline.ts';
@@ -30,6 +31,7 @@ import {
   MAX_PAYLOAD_BYTES,
   schemas,
   type ClientToServerEvents,
+  type ErrorCode,
   type InterServerEvents,
   type Requests,
   type Responses,
@@ -64,12 +66,21 @@ export interface SignalingOptions {
   relayBudget?: RelayBudgetOptions;
   /** HIDE_VOICE_ACTIVITY: told to clients in the join answer, with Opus send parameters for constant-size audio. */
   hideVoiceActivity?: boolean;
+  /** Counting hooks (metrics.ts; METRICS_LISTEN): joins, relays, errors. None by default. */
+  metrics?: SignalingMetrics;
 }
 
 export interface SignalingServer {
   io: SignalingIo;
   /** Disconnects every socket (freeing their SFU state) and closes socket.io. Does not close the HTTP server. */
   close(): Promise<void>;
+  /** Set by `drain()`: joins are refused with DRAINING. */
+  readonly draining: boolean;
+  /**
+   * Start draining for a restart (idempotent): every new join is refused with DRAINING, and every connected socket
+   * (and each that connects later) gets `draining { deadlineMs }`. Calls in progress go on.
+   */
+  drain(deadlineMs: number): void;
 }
 
 const roomKey = (roomId: string): string => `room:${roomId}`;
@@ -99,6 +110,10 @@ export function createSignalingServer(
   const limits = new AddressLimits(opts.addressLimits ?? { maxSockets: 64, maxRooms: 16, trustProxy: false });
   const relayBudget = new RelayBudget<Room>(opts.relayBudget ?? { bytesPerSec: 4_000_000, burstBytes: 32_000_000 });
   const hideVoiceActivity = opts.hideVoiceActivity ?? false;
+  const metrics = opts.metrics;
+  /** When a drain started, the time by which the server stops (ms since the epoch). */
+  let drainEndsAt: number | undefined;
+  const drainNotice = (): { deadlineMs: number } => ({ deadlineMs: Math.max(0, (drainEndsAt ?? 0) - Date.now()) });
 
   const io: SignalingIo = new Server(httpServer, {
     path: opts.path ?? '/socket.io',
@@ -148,6 +163,7 @@ export function createSignalingServer(
     logger.debug('connected');
     // Before the pipeline's middleware: the capture sees every packet as received.
     capture?.watch(socket);
+    if (drainEndsAt !== undefined) socket.emit('draining', drainNotice());
 
     const dropState = (): void => {
       state.detach?.();
@@ -203,7 +219,9 @@ export function createSignalingServer(
 
     const handlers: { [K in EventName]: (req: Requests[K]) => Promise<Responses[K]> } = {
       join: async ({ roomId, accessToken }) => {
+        const started = performance.now();
         if (state.peer) throw new SfuError('ALREADY_JOINED', 'already joined a room; leave first');
+        if (drainEndsAt !== undefined) throw new SfuError('DRAINING', 'the server is restarting; join again in a moment');
         // Reserved before the room can be created, so a refused join creates nothing.
         const leaveAddressRoom = limits.enterRoom(address, roomId);
         if (!leaveAddressRoom) throw new SfuError('RATE_LIMITED', 'too many rooms joined from this address');
@@ -232,6 +250,7 @@ export function createSignalingServer(
         void socket.join(roomKey(room.id));
         attach(room, peer);
         logger.info('joined', { roomId: room.id, peerId: peer.id, peers: room.peerCount });
+        metrics?.joined((performance.now() - started) / 1000);
         return {
           peerId: peer.id,
           routerRtpCapabilities: hideVoiceActivity ? hideVoiceActivityCapabilities(room.rtpCapabilities) : room.rtpCapabilities,
@@ -309,9 +328,11 @@ export function createSignalingServer(
           if (!target || !targetSocket || targetSocket.data.roomId !== room.id) throw new SfuError('NOT_FOUND', 'peer not found');
           if (overBudget(1)) throw limited();
           targetSocket.emit('relay', { from: peer.id, blob });
+          metrics?.relayed('member', blob.length);
         } else {
           if (overBudget(room.peerCount - 1)) throw limited();
           socket.to(roomKey(room.id)).emit('relay', { from: peer.id, blob });
+          metrics?.relayed('room', blob.length * (room.peerCount - 1));
         }
         return {};
       },
@@ -322,6 +343,7 @@ export function createSignalingServer(
       rateLimit: rate,
       logger,
       capture,
+      ...(metrics ? { onFailure: (code: ErrorCode) => metrics.failed(code) } : {}),
       // A mediasoup call that failed because the room's worker died meanwhile: tell the client to rejoin.
       mapError: (err) => (err.code === 'SFU_ERROR' && state.lost ? { ...err, code: 'UNAVAILABLE' } : err),
     });
@@ -336,6 +358,15 @@ export function createSignalingServer(
   let closed = false;
   return {
     io,
+    get draining() {
+      return drainEndsAt !== undefined;
+    },
+    drain(deadlineMs: number): void {
+      if (drainEndsAt !== undefined || closed) return;
+      drainEndsAt = Date.now() + deadlineMs;
+      logger.info('draining: new joins refused, clients told', { ms: deadlineMs, rooms: sfu.rooms().length });
+      io.emit('draining', drainNotice());
+    },
     async close(): Promise<void> {
       if (closed) return;
       closed = true;
