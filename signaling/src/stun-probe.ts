@@ -214,7 +214,6 @@ async function streamChannel(t: IceTarget, deadline: number, opts: ProbeOptions)
             : net.connect({ host: t.host, port: t.port });
         s.once(t.transport === 'tls' ? 'secureConnect' : 'connect', () => resolve(s));
         s.once('error', (e) => (s.destroy(), reject(e)));
-        s.once('timeout', () => s.destroy());
       }),
       deadline,
       'timed out connecting',

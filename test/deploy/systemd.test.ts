@@ -30,8 +30,11 @@ function unitAt(root: string, extra = ''): string {
   return file;
 }
 
+const SYSTEMD_ANALYZE = '/usr/bin/systemd-analyze';
+
 function analyze(args: string[]): { status: number | null; out: string } {
-  const r = spawnSync('systemd-analyze', args, { encoding: 'utf8', env: { ...process.env, SYSTEMD_LOG_COLOR: '0', SYSTEMD_COLORS: '0', LC_ALL: 'C.UTF-8' } });
+  if (!existsSync(SYSTEMD_ANALYZE)) throw new Error(`${SYSTEMD_ANALYZE} is missing: \`apt-get install -y systemd\` (it only installs the tools here; nothing is started)`);
+  const r = spawnSync(SYSTEMD_ANALYZE, args, { encoding: 'utf8', env: { ...process.env, SYSTEMD_LOG_COLOR: '0', SYSTEMD_COLORS: '0', LC_ALL: 'C.UTF-8' } });
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
