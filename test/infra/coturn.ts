@@ -20,7 +20,7 @@
  * Note: reports lag (up to ~1024 packets per session until close), so read totals after `stop()` or a session end.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import * as dgram from 'node:dgram';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
@@ -54,6 +54,11 @@ export interface Coturn {
   /** PEM of the self-signed certificate the TLS listener uses (CN/SAN 127.0.0.1, localhost). */
   certPem: string;
   certPath: string;
+  /**
+   * base64 SHA-256 of the certificate's public key (SPKI). Chromium checks the turns: certificate; a participant
+   * launched with `--ignore-certificate-errors-spki-list=<this>` trusts this one key only (any other cert still fails).
+   */
+  spkiSha256: string;
   dir: string;
   /** coturn's log file (verbose). */
   logPath: string;
@@ -171,6 +176,9 @@ export async function startCoturn(opts: CoturnOptions = {}): Promise<Coturn> {
     { stdio: 'ignore' },
   );
   const certPem = readFileSync(certPath, 'utf8');
+  const spkiSha256 = createHash('sha256')
+    .update(new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('base64');
 
   let lastError: Error | undefined;
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -265,6 +273,7 @@ export async function startCoturn(opts: CoturnOptions = {}): Promise<Coturn> {
       tlsPort,
       certPem,
       certPath,
+      spkiSha256,
       dir,
       logPath,
       log: readLog,
