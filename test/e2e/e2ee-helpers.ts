@@ -10,7 +10,7 @@ import { open as sframeOpen } from '../e2ee/sframe-oneshot.ts';
 import type { TestKeyExport } from '../../client/src/lib/call.svelte.ts';
 import type { TapFrame } from '../../sfu/src/MediaTap.ts';
 import type { DebugMedia, DebugSnapshot, RtpSummary } from '../../client/src/lib/debug.ts';
-import { joinFromLobby, snapshot, type Participant, type TransformApi } from './harness.ts';
+import { joinFromLobby, snapshot, type AnyParticipant, type Participant, type TransformApi } from './harness.ts';
 
 export function hooked(url: string, api: TransformApi): string {
   const u = new URL(url);
@@ -34,7 +34,7 @@ export async function joinHooked(p: Participant, link: string, api: TransformApi
   await joinFromLobby(p);
 }
 
-export async function exportKeys(p: Participant): Promise<TestKeyExport> {
+export async function exportKeys(p: AnyParticipant): Promise<TestKeyExport> {
   const k = await p.page.evaluate(() => window.__meet!.exportKeysForTest?.() ?? null);
   if (!k) throw new Error(`${p.name}: no key export (page opened without ?e2ee-test-hooks=1, or not the TEST build?)`);
   return k;
@@ -123,7 +123,7 @@ export function isPlausibleOpus(f: Uint8Array): boolean {
   return f.length >= 2 && (f[1]! & 0x3f) > 0;
 }
 
-export async function e2eeSnapshot(p: Participant) {
+export async function e2eeSnapshot(p: AnyParticipant) {
   return (await snapshot(p)).e2ee;
 }
 
@@ -136,7 +136,7 @@ export interface LedgerEntry {
 }
 
 /** Fresh worker counts (refresh) and every producer's/consumer's RTCStats, requested together inside the page. */
-export async function frameLedger(p: Participant): Promise<{ snap: DebugSnapshot; send: LedgerEntry[]; recv: LedgerEntry[] }> {
+export async function frameLedger(p: AnyParticipant): Promise<{ snap: DebugSnapshot; send: LedgerEntry[]; recv: LedgerEntry[] }> {
   return p.page.evaluate(async () => {
     const m = window.__meet!;
     const first = m.snapshot();
@@ -214,7 +214,7 @@ export function ledgerProblems(name: string, l: { send: LedgerEntry[]; recv: Led
  * (a) checks for one participant, 3 s apart: every producer's sealed count and every consumer's opened count rise; the
  * frame ledger (ledgerProblems) holds at both moments; every member's key state is encrypted/verified; no bypass alert.
  */
-export async function expectEncryptedFlow(p: Participant, expectedConsumers: number): Promise<void> {
+export async function expectEncryptedFlow(p: AnyParticipant, expectedConsumers: number): Promise<void> {
   const la = await frameLedger(p);
   await new Promise((r) => setTimeout(r, 3000));
   const lb = await frameLedger(p);

@@ -19,6 +19,7 @@ import type { StartedServer, StartOptions } from '../../signaling/src/main.ts';
 import type { ConfigInput } from '../../sfu/src/config.ts';
 import type { DebugSnapshot, RtpSummary } from '../../client/src/lib/debug.ts';
 import { ensureClientBuild } from '../client-build.ts';
+import { launchFirefox, type FirefoxParticipant } from './firefox.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
@@ -32,18 +33,32 @@ export function ensureChromium(): void {
   }
 }
 
-export interface Participant {
+/** What the evaluate-only helpers need of a page: Playwright's (Chromium) and Puppeteer's (Firefox, firefox.ts) both fit. */
+export interface EvaluatePage {
+  evaluate<R>(fn: () => R | Promise<R>): Promise<R>;
+  evaluate<R, A>(fn: (arg: A) => R | Promise<R>, arg: A): Promise<R>;
+}
+
+/** A participant in any browser: what snapshot(), rtpStats(), expectMediaFlowing() etc. need. */
+export interface AnyParticipant {
   name: string;
-  context: BrowserContext;
-  page: Page;
+  page: EvaluatePage;
   dir: string;
   logs: string[];
   close(): Promise<void>;
 }
 
+/** A Chromium participant (Harness.participant): the Playwright page, for getByTestId and the like. */
+export interface Participant extends AnyParticipant {
+  context: BrowserContext;
+  page: Page;
+}
+
 export class Harness {
   readonly server: StartedServer;
   readonly participants: Participant[] = [];
+  /** Participants in other browsers (h.firefox), closed with the harness too. */
+  readonly others: AnyParticipant[] = [];
   readonly serverLog: string[];
 
   private constructor(server: StartedServer, serverLog: string[]) {
@@ -58,6 +73,8 @@ export class Harness {
   /**
    * `serverOpts`: extra startServer options (e.g. `{ tap: true }` for the media tap); the log sink is always set.
    * `config`: server settings on top of the harness's (default: media over each worker's WebRtcServer on any free port; e.g. `{ hideVoiceActivity: true }`).
+   * Media stays on loopback (`localLanMedia: false`, which Chromium pairs and the single-port tests count on) unless
+   * `config` turns LOCAL_LAN_MEDIA on, as firefox.test.ts does: Firefox pairs no loopback candidates.
    */
   static async start(serverOpts: Omit<StartOptions, 'logSink'> = {}, config: ConfigInput = {}): Promise<Harness> {
     ensureChromium();
@@ -67,73 +84,31 @@ export class Harness {
     // Imported lazily: only e2e runs that get this far start mediasoup workers.
     const { startServer } = await import('../../signaling/src/main.ts');
     const server = await startServer(
-      { port: 0, host: 'localhost', workers: 1, rtcPort: 0, logLevel: (process.env['E2E_LOG_LEVEL'] as 'info' | undefined) ?? 'warn', ...config, clientDir },
+      { port: 0, host: 'localhost', workers: 1, rtcPort: 0, localLanMedia: false, logLevel: (process.env['E2E_LOG_LEVEL'] as 'info' | undefined) ?? 'warn', ...config, clientDir },
       { ...serverOpts, logSink: (line: string) => log.push(line) },
     );
     return new Harness(server, log);
   }
 
-  /** A fresh Chromium profile (persistent context in a temp dir) with fake media devices. */
+  /** A fresh Chromium profile (persistent context in a temp dir) with fake media devices (launchChromium), closed with the harness. */
   async participant(name: string, extraArgs: string[] = []): Promise<Participant> {
-    const dir = mkdtempSync(path.join(tmpdir(), 'sealed-meet-e2e-'));
-    const home = path.join(dir, 'home');
-    const profile = path.join(dir, 'profile');
-    for (const d of [home, profile, path.join(dir, 'tmp'), path.join(dir, 'cache'), path.join(dir, 'config'), path.join(dir, 'data')]) mkdirSync(d, { recursive: true });
-    const context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1280, height: 720 },
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--use-fake-ui-for-media-stream',
-        // 15 fps fake camera: three encoders + six decoders share 2 cores in CI.
-        '--use-fake-device-for-media-stream=fps=15',
-        '--autoplay-policy=no-user-gesture-required',
-        // getDisplayMedia without a picker: capture a fake screen.
-        '--auto-select-desktop-capture-source=Entire screen',
-        '--enable-usermedia-screen-capturing',
-        ...extraArgs,
-      ],
-      env: {
-        ...process.env,
-        HOME: home,
-        XDG_CONFIG_HOME: path.join(dir, 'config'),
-        XDG_CACHE_HOME: path.join(dir, 'cache'),
-        XDG_DATA_HOME: path.join(dir, 'data'),
-        XDG_RUNTIME_DIR: path.join(dir, 'tmp'),
-        TMPDIR: path.join(dir, 'tmp'),
-      },
-    });
-    const page = context.pages()[0] ?? (await context.newPage());
-    const logs: string[] = [];
-    page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
-    page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
-    let closed = false;
-    const p: Participant = {
-      name,
-      context,
-      page,
-      dir,
-      logs,
-      close: async () => {
-        if (closed) return;
-        closed = true;
-        await context.close().catch(() => undefined);
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
+    const p = await launchChromium(name, extraArgs);
     this.participants.push(p);
     return p;
   }
 
+  /** A Firefox participant (puppeteer-core over WebDriver BiDi, see firefox.ts); the server needs LOCAL_LAN_MEDIA on. */
+  async firefox(name: string): Promise<FirefoxParticipant> {
+    if (this.server.config.localLanIp === undefined) {
+      throw new Error('Firefox pairs no loopback ICE candidates: start the harness with { localLanMedia: true } on a machine with a non-loopback IPv4');
+    }
+    const p = await launchFirefox(name);
+    this.others.push(p);
+    return p;
+  }
+
   async close(): Promise<void> {
-    await Promise.all(this.participants.map((p) => p.close()));
+    await Promise.all([...this.participants, ...this.others].map((p) => p.close()));
     await this.server.close();
   }
 
@@ -143,6 +118,67 @@ export class Harness {
     if (!room) throw new Error(`room ${roomId} not found on the server`);
     return room.workerPid;
   }
+}
+
+/**
+ * A fresh Chromium profile (persistent context in a temp dir) with fake media devices. `Harness.participant` for the
+ * harness's own server; on its own for a server started elsewhere (drain.test.ts runs the real CLI). Close it yourself.
+ */
+export async function launchChromium(name: string, extraArgs: string[] = []): Promise<Participant> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sealed-meet-e2e-'));
+  const home = path.join(dir, 'home');
+  const profile = path.join(dir, 'profile');
+  for (const d of [home, profile, path.join(dir, 'tmp'), path.join(dir, 'cache'), path.join(dir, 'config'), path.join(dir, 'data')]) mkdirSync(d, { recursive: true });
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1280, height: 720 },
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--use-fake-ui-for-media-stream',
+      // 15 fps fake camera: three encoders + six decoders share 2 cores in CI.
+      '--use-fake-device-for-media-stream=fps=15',
+      '--autoplay-policy=no-user-gesture-required',
+      // getDisplayMedia without a picker: capture a fake screen.
+      '--auto-select-desktop-capture-source=Entire screen',
+      '--enable-usermedia-screen-capturing',
+      ...extraArgs,
+    ],
+    env: {
+      ...process.env,
+      HOME: home,
+      XDG_CONFIG_HOME: path.join(dir, 'config'),
+      XDG_CACHE_HOME: path.join(dir, 'cache'),
+      XDG_DATA_HOME: path.join(dir, 'data'),
+      XDG_RUNTIME_DIR: path.join(dir, 'tmp'),
+      TMPDIR: path.join(dir, 'tmp'),
+    },
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const logs: string[] = [];
+  page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
+  let closed = false;
+  const p: Participant = {
+    name,
+    context,
+    page,
+    dir,
+    logs,
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      await context.close().catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return p;
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -189,15 +225,15 @@ export async function joinByLink(p: Participant, link: string, api?: TransformAp
   await joinFromLobby(p);
 }
 
-export async function snapshot(p: Participant): Promise<DebugSnapshot> {
+export async function snapshot(p: AnyParticipant): Promise<DebugSnapshot> {
   return p.page.evaluate(() => window.__meet!.snapshot());
 }
 
-export async function refresh(p: Participant): Promise<DebugSnapshot> {
+export async function refresh(p: AnyParticipant): Promise<DebugSnapshot> {
   return p.page.evaluate(() => window.__meet!.refresh());
 }
 
-export async function rtpStats(p: Participant, id: string): Promise<RtpSummary | null> {
+export async function rtpStats(p: AnyParticipant, id: string): Promise<RtpSummary | null> {
   return p.page.evaluate((i) => window.__meet!.stats(i), id);
 }
 
@@ -215,7 +251,7 @@ export interface FrameSample {
 }
 
 /** Worker counts and RTCStats frame counters for every producer/consumer, taken together inside the page. */
-export async function sampleFrames(p: Participant): Promise<Map<string, FrameSample>> {
+export async function sampleFrames(p: AnyParticipant): Promise<Map<string, FrameSample>> {
   const list = await p.page.evaluate(async () => {
     const m = window.__meet!;
     // Worker counts and RTCStats are requested at the same moment so the two windows line up.
@@ -262,7 +298,7 @@ export interface RemoteVideoState {
 }
 
 /** Remote video tiles as rendered in the DOM. */
-export async function remoteVideos(p: Participant): Promise<RemoteVideoState[]> {
+export async function remoteVideos(p: AnyParticipant): Promise<RemoteVideoState[]> {
   return p.page.evaluate(() =>
     [...document.querySelectorAll<HTMLElement>('[data-testid="tile"][data-local="false"]')].map((tile) => {
       const v = tile.querySelector('video');
@@ -278,7 +314,7 @@ export async function remoteVideos(p: Participant): Promise<RemoteVideoState[]> 
 }
 
 /** Sums of frames decoded / bytes received per consumer, sampled twice `ms` apart. */
-export async function consumerProgress(p: Participant, ms = 1500): Promise<Map<string, { before: RtpSummary; after: RtpSummary }>> {
+export async function consumerProgress(p: AnyParticipant, ms = 1500): Promise<Map<string, { before: RtpSummary; after: RtpSummary }>> {
   const snap = await snapshot(p);
   const ids = snap.consumers.map((c) => c.id);
   const before = new Map<string, RtpSummary>();
@@ -300,7 +336,7 @@ export async function consumerProgress(p: Participant, ms = 1500): Promise<Map<s
  * Every remote peer in `expectedPeers` has a camera tile with real video (videoWidth > 0) whose decoder is
  * advancing, and an audio consumer whose bytes/packets are rising.
  */
-export async function expectMediaFlowing(p: Participant, expectedPeers: string[], timeoutMs = 30_000): Promise<void> {
+export async function expectMediaFlowing(p: AnyParticipant, expectedPeers: string[], timeoutMs = 30_000): Promise<void> {
   let why = 'not checked yet';
   try {
     await waitUntil(
@@ -346,7 +382,7 @@ export async function expectMediaFlowing(p: Participant, expectedPeers: string[]
 
 export function dumpLogs(h: Harness): string {
   return [
-    ...h.participants.map((p) => `--- ${p.name} console ---\n${p.logs.slice(-60).join('\n')}`),
+    ...[...h.participants, ...h.others].map((p) => `--- ${p.name} console ---\n${p.logs.slice(-60).join('\n')}`),
     `--- server ---\n${h.serverLog.slice(-60).join('\n')}`,
   ].join('\n');
 }
