@@ -294,17 +294,15 @@ export interface TurnSettings {
   /** Browsers on other machines use this server (`servesOthers`). */
   servesOthers: boolean;
   turnUrls: string[];
-  /** Shared TURN secret (TURN_SECRET), if the configuration has one. */
-  turnSecret?: string | undefined;
 }
 
-/** What the configuration says about TURN, before any network probe. */
+/**
+ * What the configuration says about TURN, before any network probe. (Contradictions such as TURN_SECRET without
+ * a turn: URL are the configuration's own errors, reported by `checkConfig`.)
+ */
 export function checkTurnSettings(c: TurnSettings): Finding[] {
   const name = 'TURN';
   const turn = c.turnUrls.filter((u) => /^turns?:/i.test(u));
-  if (c.turnSecret !== undefined && turn.length === 0) {
-    return [fail(name, 'TURN_SECRET is set but TURN_URLS has no turn:/turns: URL, so clients are given no TURN server', 'set TURN_URLS, e.g. turn:turn.example.com:3478?transport=udp,turn:turn.example.com:3478?transport=tcp,turns:turn.example.com:443?transport=tcp')];
-  }
   if (turn.length === 0) {
     if (!c.servesOthers) return [ok(name, 'not configured (not needed on localhost)')];
     return [warn(name, 'no TURN server configured: people behind firewalls that block UDP, or let only HTTPS out, cannot connect', 'run coturn (infra/) and set TURN_URLS and TURN_SECRET')];
@@ -407,13 +405,13 @@ export async function runChecks(inputs: DoctorInputs): Promise<Finding[]> {
   const { config, finding } = checkConfig(inputs.env);
   const base = [finding, checkNode(inputs.nodeVersion, inputs.engines), checkWorkerBin(inputs.workerBin.file, inputs.workerBin.source)];
   if (!config) return [...base, checkClientBundle(inputs.env['CLIENT_DIR'] || path.join(REPO_ROOT, 'client', 'dist'))];
-  const turn = turnOf(config);
+  const credentials = turnCredentialsOf(config);
   const lanWarning = localMediaWarning(config);
   const [rtc, http, metrics, reach] = await Promise.all([
     checkRtcPorts(config),
     checkTcpPort('HTTP port', config.bindHost, config.port),
     config.metricsListen ? checkTcpPort('metrics port', config.metricsListen.host, config.metricsListen.port) : ok('metrics port', 'METRICS_LISTEN off: no /metrics'),
-    checkTurnReachable(config.turnUrls, { ...(inputs.timeoutMs ? { timeoutMs: inputs.timeoutMs } : {}), ...(turn.credentials ? { credentials: turn.credentials } : {}) }),
+    checkTurnReachable(config.turnUrls, { ...(inputs.timeoutMs ? { timeoutMs: inputs.timeoutMs } : {}), ...(credentials ? { credentials } : {}) }),
   ]);
   return [
     ...base,
@@ -425,21 +423,19 @@ export async function runChecks(inputs: DoctorInputs): Promise<Finding[]> {
     metrics,
     ...checkProxy(config),
     checkTls(config, inputs.now),
-    ...checkTurnSettings({ servesOthers: servesOthers(config), turnUrls: config.turnUrls, turnSecret: turn.secret }),
+    ...checkTurnSettings({ servesOthers: servesOthers(config), turnUrls: config.turnUrls }),
     ...reach,
   ];
 }
 
 /** TURN credentials like the server hands out: the TURN_SECRET scheme's (turn.ts), or the static ones. */
-function turnOf(config: Config): { secret?: string; credentials?: { username: string; password: string } } {
+function turnCredentialsOf(config: Config): { username: string; password: string } | undefined {
   if (config.turnSecret !== undefined) {
     const { username, credential } = turnCredentials(config.turnSecret, config.turnTtl);
-    return { secret: config.turnSecret, credentials: { username, password: credential } };
+    return { username, password: credential };
   }
-  if (config.turnUsername !== undefined && config.turnCredential !== undefined) {
-    return { credentials: { username: config.turnUsername, password: config.turnCredential } };
-  }
-  return {};
+  if (config.turnUsername !== undefined && config.turnCredential !== undefined) return { username: config.turnUsername, password: config.turnCredential };
+  return undefined;
 }
 
 const LABEL: Record<Level, string> = { ok: 'ok  ', warn: 'warn', fail: 'FAIL' };
@@ -463,6 +459,7 @@ async function cli(argv: string[]): Promise<number> {
     Object.assign(env, parseEnv(readFileSync(file, 'utf8')));
   }
   const fromEnv = env['MEDIASOUP_WORKER_BIN'];
+  const started = performance.now();
   const findings = await runChecks({
     env,
     interfaces: os.networkInterfaces(),
@@ -474,7 +471,8 @@ async function cli(argv: string[]): Promise<number> {
   process.stdout.write(`${formatFindings(findings)}\n`);
   const failed = findings.filter((f) => f.level === 'fail').length;
   const warned = findings.filter((f) => f.level === 'warn').length;
-  process.stdout.write(`\n${failed ? `${failed} FAIL` : 'no FAIL'}, ${warned} warning(s), ${findings.length} checks\n`);
+  const ms = Math.round(performance.now() - started);
+  process.stdout.write(`\n${failed ? `${failed} FAIL` : 'no FAIL'}, ${warned} warning(s), ${findings.length} checks in ${ms} ms\n`);
   return failed ? 1 : 0;
 }
 

@@ -101,6 +101,12 @@ describe('infra/systemd/sealed-meet.service', () => {
     expect(config.drainTimeout).toBe(Number(env['DRAIN_TIMEOUT']));
     const configSource = readFileSync(path.join(REPO_ROOT, 'sfu', 'src', 'config.ts'), 'utf8');
     for (const key of Object.keys(env)) expect(configSource, `${key} is a setting`).toContain(`  ${key}: '`);
+    // The commented-out TURN and TLS settings are valid too, once uncommented.
+    const commented = parseEnv(readFileSync(ENV_EXAMPLE, 'utf8').split('\n').filter((l) => /^#[A-Z_]+=/.test(l)).map((l) => l.slice(1)).join('\n'));
+    expect(Object.keys(commented).sort()).toEqual(['TLS_CERT', 'TLS_KEY', 'TURN_SECRET', 'TURN_TTL', 'TURN_URLS']);
+    const withTurn = loadConfig({ ...env, ...commented });
+    expect(withTurn.turnUrls).toHaveLength(3);
+    for (const key of Object.keys(commented)) expect(configSource, `${key} is a setting`).toContain(`  ${key}: '`);
     // The drain the env file sets fits the unit's stop timeout too.
     expect(Number(serviceSettings().get('TimeoutStopSec'))).toBeGreaterThanOrEqual(config.drainTimeout + 10);
   });
