@@ -80,6 +80,7 @@ describe('infra/systemd/sealed-meet.service', () => {
     expect(Number(s.get('LimitNOFILE'))).toBeGreaterThanOrEqual(65536);
     expect(s.get('EnvironmentFile')).toBe('/etc/sealed-meet/sealed-meet.env');
     expect(s.get('KillSignal')).toBe('SIGTERM');
+    expect(s.get('KillMode')).toBe('mixed');
     expect(s.get('CapabilityBoundingSet')).toBe('');
     expect(s.get('RestrictAddressFamilies')?.split(' ').sort()).toEqual(['AF_INET', 'AF_INET6', 'AF_NETLINK', 'AF_UNIX']);
     const drain = resolveConfig({}).drainTimeout;
