@@ -175,14 +175,16 @@ function uclient(args: string[], timeoutMs = 20_000): Promise<{ status: number |
   });
 }
 
+/** turnutils_uclient: allocates on `turn`, binds a channel to the UDP echo peer on 127.0.0.1:`peerPort`, sends `n` messages. */
+const allocateOn = (turn: Coturn, peerPort: number, username: string, password: string, opts: { tcp?: boolean; n?: number } = {}) =>
+  uclient([...(opts.tcp ? ['-t'] : []), '-u', username, '-w', password, '-p', String(turn.port), '-e', '127.0.0.1', '-r', String(peerPort), '-n', String(opts.n ?? 3), '-m', '1', '127.0.0.1']);
+
 describe('a real coturn (use-auth-secret)', () => {
   let turn: Coturn;
   let peer: ChildProcess;
   let peerPort: number;
   const issuer = (): TurnIssuer => new TurnIssuer(settings({ turnUrls: [turn.urls.udp, turn.urls.tcp, turn.urls.tls], turnSecret: turn.secret, turnTtl: 60 }));
-  /** Allocates, binds a channel to a UDP echo peer and sends `n` messages through the relay. */
-  const allocate = (username: string, password: string, tcp = false) =>
-    uclient([...(tcp ? ['-t'] : []), '-u', username, '-w', password, '-p', String(turn.port), '-e', '127.0.0.1', '-r', String(peerPort), '-n', '3', '-m', '1', '127.0.0.1']);
+  const allocate = (username: string, password: string, tcp = false) => allocateOn(turn, peerPort, username, password, { tcp });
   const linesOf = (username: string): string[] => turn.log().filter((l) => l.includes(`<${username}>`));
 
   beforeAll(async () => {
@@ -236,14 +238,14 @@ describe('infra/coturn/turnserver.conf (the production file, on loopback ports)'
     try {
       const issuer = new TurnIssuer(settings({ turnUrls: [turn.urls.udp], turnSecret: turn.secret }));
       const s = issuer.forJoin().iceServers[0]!;
-      const r = await uclient(['-u', s.username!, '-w', s.credential!, '-p', String(turn.port), '-e', '127.0.0.1', '-r', String(peerPort), '-n', '1', '127.0.0.1']);
+      const r = await allocateOn(turn, peerPort, s.username!, s.credential!, { n: 1 });
       const lines = turn.log().filter((l) => l.includes(`<${s.username}>`));
       expect(lines.some((l) => l.includes('ALLOCATE processed, success')), lines.join('\n')).toBe(true);
       // The SFU in tests is on 127.0.0.1: the production rules (denied-peer-ip 127.0.0.0/8, no loopback peers) refuse it.
       expect(r.status).not.toBe(0);
       expect(r.out).toMatch(/403 \(Forbidden IP\)/);
       const bad = turnCredentials('not-the-secret-of-this-coturn', 60);
-      expect((await uclient(['-u', bad.username, '-w', bad.credential, '-p', String(turn.port), '-e', '127.0.0.1', '-r', String(peerPort), '-n', '1', '127.0.0.1'])).status).not.toBe(0);
+      expect((await allocateOn(turn, peerPort, bad.username, bad.credential, { n: 1 })).status).not.toBe(0);
       expect(turn.log().filter((l) => l.includes(`<${bad.username}>`)).some((l) => l.includes('error 401'))).toBe(true);
     } finally {
       peer.kill();
