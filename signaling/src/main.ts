@@ -216,8 +216,19 @@ async function cli(): Promise<void> {
       () => process.exit(1),
     );
   };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  const onSignal = { SIGINT: () => stop('SIGINT'), SIGTERM: () => stop('SIGTERM') } as const;
+  // mediasoup 3.27 closes every worker on the process's SIGINT/SIGTERM (Worker.ts: `process.once(signal, onSignal)`
+  // per worker), which would cut every call the moment a drain starts. The CLI owns these two signals: any other
+  // listener is removed, now and whenever one is added (each (re)spawned worker adds its own). The drain closes the
+  // workers itself at its end.
+  const owned = (event: string | symbol): event is keyof typeof onSignal => event === 'SIGINT' || event === 'SIGTERM';
+  process.on('newListener', (event: string | symbol, listener: (...args: unknown[]) => void) => {
+    if (owned(event) && listener !== onSignal[event]) queueMicrotask(() => process.removeListener(event, listener));
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    for (const listener of process.listeners(signal)) process.removeListener(signal, listener);
+    process.on(signal, onSignal[signal]);
+  }
 }
 
 const invokedDirectly = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
