@@ -7,7 +7,9 @@
  *
  * Reconnect policy (the user never clicks anything): ICE trouble → ICE restart in the media plane, then a rejoin;
  * a socket reconnect, a `rejoin` event or an `UNAVAILABLE` answer → drop every media object and this join's keys,
- * join again as a new member, re-send the current local tracks and consume everyone.
+ * join again as a new member, re-send the current local tracks and consume everyone. A server restart: `draining`
+ * → `restarting` (the call goes on until the server stops), then the socket reconnects and joins the new process;
+ * a join refused with DRAINING (still the old one) is tried again with backoff.
  */
 import { SvelteSet } from 'svelte/reactivity';
 import { base64urlnopad } from '@scure/base';
@@ -68,6 +70,8 @@ export class CallSession {
   readonly e2ee = new E2eeState();
   /** Every join that completed; tests and the UI read it. */
   joinCount = $state(0);
+  /** The server said it is restarting (`draining`, or a join refused with DRAINING), until a join succeeds again. */
+  restarting = $state(false);
   /** Per-pipeline frame counts from the worker (kept reactive for the debug snapshot). */
   workerCounts = $state.raw<Record<string, { frames: number; bytes: number }>>({});
   /** Receive pipelines (consumer ids) that get only another member's frames: their media is not played. */
@@ -102,6 +106,8 @@ export class CallSession {
   /** Our join answer for the current generation arrived (room events apply to us). */
   #inRoom = false;
   #connectFailures = 0;
+  /** Joins refused with DRAINING in a row (backoff). */
+  #drainingRefusals = 0;
 
   constructor(opts: CallOptions) {
     this.#opts = opts;
@@ -177,6 +183,7 @@ export class CallSession {
       if (this.#connectFailures >= 3 && this.status !== 'fatal') this.status = 'unreachable';
     }));
     socket.on('rejoin', live(() => void this.#rejoin('server asked (worker died)')));
+    socket.on('draining', live(() => (this.restarting = true)));
     socket.on('peerJoined', ({ peerId }) => {
       if (!this.#inRoom || peerId === this.peerId) return;
       this.#listPeer(peerId); // it gets our profile once the key exchange admitted it
@@ -333,6 +340,8 @@ export class CallSession {
       this.status = 'joined';
       this.joinCount += 1;
       this.notice = null;
+      this.restarting = false;
+      this.#drainingRefusals = 0;
       this.#timers.every(TRUST_CHECK_MS, () => {
         void plane.checkBypass();
         this.#secure.refresh(this.#transform.senders);
@@ -370,7 +379,10 @@ export class CallSession {
     console.warn('[call] join failed, retrying', err);
     this.#teardown();
     this.status = this.#everJoined ? 'reconnecting' : 'connecting';
-    this.#timers.after('retry', 1500, () => {
+    // The old process is still draining: ask again after 1, 2, 4, 8 s (then every 8 s) until the new one answers.
+    if (code === 'DRAINING') this.restarting = true;
+    const delay = code === 'DRAINING' ? Math.min(8000, 1000 * 2 ** this.#drainingRefusals++) : 1500;
+    this.#timers.after('retry', delay, () => {
       if (this.#socket?.connected) void this.#join();
     });
   }
