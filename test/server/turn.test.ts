@@ -2,9 +2,12 @@
  * TURN credentials (signaling/src/turn.ts): the REST-scheme shape and expiry, that only a successful join gets them
  * (real server, every socket.io message captured), fresh ones per join, and that a real coturn
  * (test/infra/coturn.ts, Debian's turnserver) allocates with them and refuses expired and forged ones (401),
- * driven by coturn's own client `turnutils_uclient`.
+ * driven by coturn's own client `turnutils_uclient`; and the deploy files infra/coturn/turnserver.conf (started on
+ * loopback ports) and coturn-override.conf (systemd-analyze verify).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
@@ -251,5 +254,27 @@ describe('infra/coturn/turnserver.conf (the production file, on loopback ports)'
       peer.kill();
       await turn.stop();
     }
+  });
+});
+
+describe('infra/coturn/coturn-override.conf (systemd drop-in for port 443)', () => {
+  /** systemd-analyze verify of Debian's coturn.service with `dropIn` as its override; returns what it printed. */
+  const verify = (dropIn: string): string => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'coturn-unit-'));
+    try {
+      copyFileSync('/lib/systemd/system/coturn.service', path.join(dir, 'coturn.service'));
+      mkdirSync(path.join(dir, 'coturn.service.d'));
+      writeFileSync(path.join(dir, 'coturn.service.d', 'override.conf'), dropIn);
+      const r = spawnSync('systemd-analyze', ['verify', path.join(dir, 'coturn.service')], { encoding: 'utf8', env: { ...process.env, SYSTEMD_UNIT_PATH: `${dir}:` } });
+      return `${r.stdout}${r.stderr}`.trim();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  it('verifies clean with the coturn package unit (and the check does read the drop-in)', () => {
+    const ours = readFileSync(path.join(REPO_ROOT, 'infra', 'coturn', 'coturn-override.conf'), 'utf8');
+    expect(ours).toMatch(/^AmbientCapabilities=CAP_NET_BIND_SERVICE$/m);
+    expect(verify(ours)).toBe('');
+    expect(verify(`${ours}AmbientCapabilitiez=CAP_NET_BIND_SERVICE\n`)).toMatch(/override\.conf:\d+: Unknown key 'AmbientCapabilitiez'/);
   });
 });
