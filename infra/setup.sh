@@ -16,7 +16,8 @@
 #                       key export) into .cache/client-test/ (test/client-build.ts)
 #   4. Test programs    --for-test only, from Debian's apt when missing: chromium (driven by
 #                       playwright-core), firefox-esr (puppeteer-core over WebDriver BiDi),
-#                       coturn (TURN tests), nginx (reverse-proxy test); the tests start
+#                       coturn (TURN tests), nginx (reverse-proxy test), systemd's
+#                       systemd-analyze (unit checks), openssl (test certs); the tests start
 #                       their own instances on loopback, none is enabled as a service
 #
 # Usage: bash infra/setup.sh [--for-test] [--no-client]
@@ -80,6 +81,8 @@ if ((FOR_TEST)); then
   [[ -x /usr/bin/firefox-esr ]] || missing+=(firefox-esr)
   [[ -x /usr/bin/turnserver ]] || missing+=(coturn)
   [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+  [[ -x /usr/bin/systemd-analyze ]] || missing+=(systemd)   # verify/security of infra/systemd/
+  command -v openssl >/dev/null || missing+=(openssl)      # test certificates
   if ((${#missing[@]})); then
     SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
     log "installing from apt: ${missing[*]}"
