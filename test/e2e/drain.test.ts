@@ -3,16 +3,17 @@
  * environment as an operator would), with two Chromium participants in an encrypted call:
  *
  * SIGTERM mid-call → both clients show "Server restarting", media keeps flowing, /readyz is 503, a new join is refused
- * with DRAINING, and the process exits 0 at DRAIN_TIMEOUT (the room does not empty: both stay) and not before.
- * Then the server is started again on the same port: both clients reconnect and rejoin by themselves (no reload), as
- * new members with fresh keys, and media flows again. Neither process's log names the room or a member, and the two
+ * with DRAINING (a third person opening the link meanwhile is told, and her client keeps asking with backoff), and
+ * the process exits 0 at DRAIN_TIMEOUT (the room does not empty: both stay) and not before. Then the server is started
+ * again on the same port: both clients reconnect and rejoin by themselves (no reload), as new members with fresh keys,
+ * media flows again, and the third person gets in. Neither process's log names the room or a member, and the two
  * processes' pseudonyms for the same room differ.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureClientBuild } from '../client-build.ts';
 import { connect, freeConsecutivePorts, newRoomId, newToken, request } from '../server/helpers.ts';
-import { createAndJoin, exportKeys, joinHooked } from './e2ee-helpers.ts';
+import { createAndJoin, exportKeys, hooked, joinHooked } from './e2ee-helpers.ts';
 import { ensureChromium, expectMediaFlowing, launchChromium, REPO_ROOT, roomIdOf, snapshot, waitUntil, type Participant } from './harness.ts';
 
 const DRAIN_TIMEOUT_S = 12;
@@ -108,8 +109,8 @@ describe('graceful restart of the real CLI (SIGTERM mid-call)', () => {
     try {
       first = await startCli(port, clientDir);
       const url = `http://localhost:${port}`;
-      const [alice, bob] = await Promise.all([launchChromium('Alice'), launchChromium('Bob')]);
-      people.push(alice!, bob!);
+      const [alice, bob, carol] = await Promise.all([launchChromium('Alice'), launchChromium('Bob'), launchChromium('Carol')]);
+      people.push(alice!, bob!, carol!);
       const link = await createAndJoin(alice!, url, 'script');
       const roomId = roomIdOf(link);
       await joinHooked(bob!, link, 'script');
@@ -129,11 +130,20 @@ describe('graceful restart of the real CLI (SIGTERM mid-call)', () => {
       const refused = await request(third, 'join', { roomId: newRoomId(), accessToken: newToken() });
       expect(refused.ok ? null : refused.error.code).toBe('DRAINING');
       third.disconnect();
+      // Carol opens the link during the drain: refused, she is told why, and her client keeps asking.
+      await carol!.page.goto(hooked(link, 'script'));
+      await carol!.page.getByTestId('display-name').fill(carol!.name);
+      await waitUntil(() => carol!.page.getByTestId('join').isEnabled(), 20_000, 'Carol can join');
+      await carol!.page.getByTestId('join').click();
+      await waitUntil(async () => (await bannerText(carol!)) === RESTARTING, 10_000, 'Carol shows the restarting notice');
+      expect((await snapshot(carol!)).joinCount).toBe(0);
       await expectMediaFlowing(alice!, [b1.peerId!], 20_000);
       await expectMediaFlowing(bob!, [a1.peerId!], 20_000);
       expect((await snapshot(alice!)).status).toBe('joined');
       expect((await snapshot(bob!)).status).toBe('joined');
 
+      const refusals = (): number => carol!.logs.filter((l) => l.includes('join: DRAINING')).length;
+      await waitUntil(() => refusals() >= 2, 10_000, 'Carol asked again after a refusal');
       // Nobody leaves, so the process stops at the deadline (not before), with status 0.
       const exit = await first.exited;
       expect(exit).toMatchObject({ code: 0, signal: null });
@@ -147,22 +157,32 @@ describe('graceful restart of the real CLI (SIGTERM mid-call)', () => {
         expect(await bannerText(p)).toBe(RESTARTING);
       }
 
-      // The new process on the same port: both rejoin by themselves, as new members, and media flows again.
+      // The new process on the same port: both rejoin by themselves, as new members, and media flows again; Carol,
+      // refused before, gets in too.
       second = await startCli(port, clientDir);
       await waitUntil(
         async () => {
-          const [a, b] = await Promise.all([snapshot(alice!), snapshot(bob!)]);
-          return a.status === 'joined' && b.status === 'joined' && a.joinCount >= 2 && b.joinCount >= 2 && a.peers.includes(b.peerId!) && b.peers.includes(a.peerId!);
+          const [a, b, c] = await Promise.all([snapshot(alice!), snapshot(bob!), snapshot(carol!)]);
+          return (
+            [a, b, c].every((s) => s.status === 'joined') &&
+            a.joinCount >= 2 &&
+            b.joinCount >= 2 &&
+            c.joinCount === 1 &&
+            a.peers.includes(b.peerId!) &&
+            b.peers.includes(a.peerId!) &&
+            c.peers.includes(a.peerId!) &&
+            c.peers.includes(b.peerId!)
+          );
         },
         60_000,
-        'both rejoined the new process',
+        'all three in the call on the new process',
       );
       const [a2, b2] = await Promise.all([snapshot(alice!), snapshot(bob!)]);
       expect(a2.peerId).not.toBe(a1.peerId);
       expect(b2.peerId).not.toBe(b1.peerId);
       await expectMediaFlowing(alice!, [b2.peerId!], 45_000);
       await expectMediaFlowing(bob!, [a2.peerId!], 45_000);
-      for (const p of [alice!, bob!]) expect(await bannerText(p)).toBeNull();
+      for (const p of [alice!, bob!, carol!]) expect(await bannerText(p)).toBeNull();
       // Fresh keys: a new send key unlike any used before the restart, and the other's new key received.
       const keysAfter = await Promise.all([exportKeys(alice!), exportKeys(bob!)]);
       for (const [i, after] of keysAfter.entries()) {
@@ -175,7 +195,7 @@ describe('graceful restart of the real CLI (SIGTERM mid-call)', () => {
       expect(keysAfter[1]!.receive.some((r) => r.peerId === a2.peerId)).toBe(true);
 
       // Logs: neither process names the room or a member; the same room has a different pseudonym in each.
-      const ids = [roomId, a1.peerId!, b1.peerId!, a2.peerId!, b2.peerId!];
+      const ids = [roomId, a1.peerId!, b1.peerId!, a2.peerId!, b2.peerId!, (await snapshot(carol!)).peerId!];
       for (const cli of [first, second]) {
         const text = cli.output.join('\n');
         for (const id of ids) expect(text, `log contains ${id}`).not.toContain(id);
