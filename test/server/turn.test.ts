@@ -17,6 +17,7 @@ import { freePort, startCoturn, type Coturn } from '../infra/coturn.ts';
 import { test as it } from './fixtures.ts';
 import { code, connect, newRoomId, newToken, ok, request } from './helpers.ts';
 import { REPO_ROOT } from '../../sfu/src/paths.ts';
+import { firstExternalIPv4 } from '../../sfu/src/config.ts';
 
 const SECRET = 'north-of-the-wall-secret';
 const URLS = ['turn:turn.example.org:3478?transport=udp', 'turn:turn.example.org:3478?transport=tcp', 'turns:turn.example.org:443?transport=tcp'];
@@ -235,7 +236,7 @@ describe('a real coturn (use-auth-secret)', () => {
 
 describe('infra/coturn/turnserver.conf (the production file, on loopback ports)', () => {
   it('starts, authenticates with join credentials, refuses forged ones, and will not relay to loopback', async () => {
-    const turn = await startCoturn({ baseConfig: path.join(REPO_ROOT, 'infra', 'coturn', 'turnserver.conf'), allowedPeers: [] });
+    const turn = await startCoturn({ baseConfig: PRODUCTION_CONF, allowedPeers: [] });
     const peerPort = await freePort();
     const peer = spawn('/usr/bin/turnutils_peer', ['-L', '127.0.0.1', '-p', String(peerPort)], { stdio: 'ignore' });
     try {
@@ -253,6 +254,44 @@ describe('infra/coturn/turnserver.conf (the production file, on loopback ports)'
     } finally {
       peer.kill();
       await turn.stop();
+    }
+  });
+});
+
+const PRODUCTION_CONF = path.join(REPO_ROOT, 'infra', 'coturn', 'turnserver.conf');
+const ipv4 = (ip: string): number => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+/** The IPv4 `denied-peer-ip=a-b` range of the production file that holds `ip`, if any. */
+function deniedRangeOf(ip: string): string | undefined {
+  const ranges = readFileSync(PRODUCTION_CONF, 'utf8').match(/^denied-peer-ip=\d+\.\d+\.\d+\.\d+-\d+\.\d+\.\d+\.\d+$/gm) ?? [];
+  return ranges.map((l) => l.slice('denied-peer-ip='.length)).find((r) => {
+    const [a, b] = r.split('-') as [string, string];
+    return ipv4(a) <= ipv4(ip) && ipv4(ip) <= ipv4(b);
+  });
+}
+const LAN = firstExternalIPv4();
+
+describe.skipIf(LAN === undefined || deniedRangeOf(LAN) === undefined)(`production denied-peer-ip / allowed-peer-ip with this machine's ${LAN} (in ${LAN && deniedRangeOf(LAN)})`, () => {
+  it('a private SFU address is refused (403) until allowed-peer-ip names it', async () => {
+    const peerPort = await freePort();
+    const peer = spawn('/usr/bin/turnutils_peer', ['-L', LAN!, '-p', String(peerPort)], { stdio: 'ignore' });
+    try {
+      const relayTo = async (allowed: string[]) => {
+        const turn = await startCoturn({ baseConfig: PRODUCTION_CONF, allowedPeers: allowed });
+        try {
+          const c = turnCredentials(turn.secret, 60);
+          return await uclient(['-u', c.username, '-w', c.credential, '-p', String(turn.port), '-e', LAN!, '-r', String(peerPort), '-n', '3', '127.0.0.1']);
+        } finally {
+          await turn.stop();
+        }
+      };
+      const denied = await relayTo([]);
+      expect(denied.status).not.toBe(0);
+      expect(denied.out).toMatch(/403 \(Forbidden IP\)/);
+      const allowed = await relayTo([LAN!]);
+      expect(allowed.status, allowed.out).toBe(0);
+      expect(allowed.out).toMatch(/Total lost packets 0 /);
+    } finally {
+      peer.kill();
     }
   });
 });
