@@ -93,6 +93,15 @@ function listeningServers(): number {
   return handles.filter((h) => h !== null && typeof h === 'object' && 'listening' in h && (h as { listening: boolean }).listening).length;
 }
 
+/** Two members, each with a connected send and recv transport, in a fresh room. */
+async function twoInARoom(server: TestServer) {
+  const roomId = newRoomId();
+  const token = newToken();
+  const a = await joinWithTransports(server.url, roomId, token);
+  const b = await joinWithTransports(server.url, roomId, token);
+  return { roomId, token, a, b };
+}
+
 describe('health and readiness probes', () => {
   it('/healthz and /readyz on the public port: tiny JSON, no-store, no counts, GET/HEAD only', async ({ startServer }) => {
     const server = await startServer({ workers: 1 });
@@ -148,10 +157,7 @@ describe('metrics', () => {
 
   it('a live call: counts are right, and nothing in the exposition names the room, a member or an address', async ({ startServer }) => {
     const server = await startServer({ workers: 2, ...METRICS });
-    const roomId = newRoomId();
-    const token = newToken();
-    const a = await joinWithTransports(server.url, roomId, token);
-    const b = await joinWithTransports(server.url, roomId, token);
+    const { roomId, token, a, b } = await twoInARoom(server);
     const video = await ok(a.socket, 'produce', { transportId: a.sendTransportId, kind: 'video', rtpParameters: vp8SimulcastRtpParameters(), source: 'camera' });
     const audio = await ok(a.socket, 'produce', { transportId: a.sendTransportId, kind: 'audio', rtpParameters: opusRtpParameters(), source: 'mic' });
     const cv = await ok(b.socket, 'consume', { transportId: b.recvTransportId, producerId: video.producerId, rtpCapabilities: clientRtpCapabilities() });
@@ -221,10 +227,7 @@ describe('metrics', () => {
 describe('drain (what SIGTERM does)', () => {
   it('readiness goes 503, clients are told, new joins get DRAINING while the call goes on; closes once the rooms are empty', async ({ startServer }) => {
     const server = await startServer({ workers: 1, ...METRICS });
-    const roomId = newRoomId();
-    const token = newToken();
-    const a = await joinWithTransports(server.url, roomId, token);
-    const b = await joinWithTransports(server.url, roomId, token);
+    const { roomId, token, a, b } = await twoInARoom(server);
     const told = [next(a.socket, 'draining'), next(b.socket, 'draining')];
     const t0 = Date.now();
     const drained = server.drain(60_000);
