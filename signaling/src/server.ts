@@ -6,7 +6,7 @@
  * contain stacks; mediasoup failures are SFU_ERROR, UNAVAILABLE once the room's worker died.
  *
  * Relay blobs are forwarded untouched and never parsed or logged. The logger only ever sees event
- * names, room ids, peer ids and error codes.
+ * names, room ids, peer ids (written only as per-process pseudonyms, see Logger.ts) and error codes.
  *
  * Quotas (limits.ts): open sockets and rooms joined per client address (a refused handshake gets
  * "too many connections", a refused join RATE_LIMITED), and relay fan-out bytes per room (RATE_LIMITED, nothing
