@@ -7,6 +7,9 @@
  *   - video and audio decode and every frame is sealed / opened by the E2EE worker (expectEncryptedFlow),
  *   - coturn's own traffic counters (usage reports in its log) show the media bytes relayed for those usernames;
  * and (UDP case) that the same browser gathers no relay candidate with a forged credential (coturn: 401).
+ * Last, what credential expiry means for a call: two relay-only peer connections in one page keep talking through
+ * allocations made before their credentials expired; an ICE restart after the expiry gathers no relay candidate
+ * (coturn 401), and one with fresh credentials (as a rejoin gets) recovers.
  *
  * Chromium checks the turns: certificate: participants trust the test certificate's key alone
  * (`--ignore-certificate-errors-spki-list`, see Coturn.spkiSha256); without it gathering fails with error 701.
@@ -16,7 +19,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { turnCredentials } from '../../signaling/src/turn.ts';
 import { startCoturn, type Coturn } from '../infra/coturn.ts';
-import { Harness, dumpLogs, expectMediaFlowing, snapshot, waitUntil, type Participant } from './harness.ts';
+import { Harness, dumpLogs, expectMediaFlowing, launchChromium, snapshot, waitUntil, type Participant } from './harness.ts';
 import { createAndJoin, expectEncryptedFlow, joinHooked } from './e2ee-helpers.ts';
 
 const API = 'script' as const;
@@ -162,4 +165,76 @@ describe.each(CASES)('a call relayed through coturn over $transport', ({ transpo
       await h.close();
     }
   }, 180_000);
+});
+
+describe('credential expiry (coturn checks it only when allocating)', () => {
+  it('allocations outlive their credentials; an ICE restart after expiry needs fresh ones', async () => {
+    const p = await launchChromium('Expiry');
+    try {
+      const old = turnCredentials(turn.secret, 3);
+      const fresh = turnCredentials(turn.secret, 600);
+      const r = await p.page.evaluate(
+        async ({ url, old, fresh }) => {
+          const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+          const cfg = (c: { username: string; credential: string }): RTCConfiguration => ({ iceServers: [{ urls: url, username: c.username, credential: c.credential }], iceTransportPolicy: 'relay' });
+          const a = new RTCPeerConnection(cfg(old));
+          const b = new RTCPeerConnection(cfg(old));
+          const aCandidates: string[] = [];
+          a.onicecandidate = (e) => {
+            if (!e.candidate) return;
+            aCandidates.push(e.candidate.candidate);
+            void b.addIceCandidate(e.candidate).catch(() => undefined);
+          };
+          b.onicecandidate = (e) => void (e.candidate && a.addIceCandidate(e.candidate).catch(() => undefined));
+          const negotiate = async (iceRestart: boolean): Promise<void> => {
+            await a.setLocalDescription(await a.createOffer({ iceRestart }));
+            await b.setRemoteDescription(a.localDescription!);
+            await b.setLocalDescription(await b.createAnswer());
+            await a.setRemoteDescription(b.localDescription!);
+          };
+          const dc = a.createDataChannel('ping');
+          let got = 0;
+          b.ondatachannel = (e) => void (e.channel.onmessage = () => void got++);
+          const received = async (ms: number): Promise<number> => {
+            const from = got;
+            await sleep(ms);
+            return got - from;
+          };
+          const relays = (from: number): number => aCandidates.slice(from).filter((c) => c.includes(' typ relay ')).length;
+          await negotiate(false);
+          for (let i = 0; i < 100 && dc.readyState !== 'open'; i++) await sleep(100);
+          const ping = setInterval(() => dc.readyState === 'open' && dc.send('x'), 100);
+          const firstRelays = relays(0);
+          while (Date.now() / 1000 < old.expiresAt + 1.5) await sleep(100);
+          const afterExpiry = await received(1500);
+          const n0 = aCandidates.length;
+          await negotiate(true);
+          await sleep(4000);
+          const restartExpired = relays(n0);
+          a.setConfiguration(cfg(fresh));
+          b.setConfiguration(cfg(fresh));
+          const n1 = aCandidates.length;
+          await negotiate(true);
+          await sleep(3000);
+          const restartFresh = relays(n1);
+          const afterFresh = await received(1500);
+          clearInterval(ping);
+          a.close();
+          b.close();
+          return { firstRelays, afterExpiry, restartExpired, restartFresh, afterFresh };
+        },
+        { url: turn.urls.udp, old, fresh },
+      );
+      expect(r.firstRelays).toBeGreaterThan(0);
+      // ~15 pings in 1.5 s, past the expiry, through the allocations made before it.
+      expect(r.afterExpiry).toBeGreaterThan(5);
+      expect(r.restartExpired).toBe(0);
+      expect(turn.log().some((l) => l.includes(`user <${old.username}>`) && l.includes('error 401: Unauthorized'))).toBe(true);
+      expect(r.restartFresh).toBeGreaterThan(0);
+      expect(r.afterFresh).toBeGreaterThan(5);
+      expect(turn.log().some((l) => l.includes(`user <${fresh.username}>`) && l.includes('ALLOCATE processed, success'))).toBe(true);
+    } finally {
+      await p.close();
+    }
+  }, 60_000);
 });
