@@ -6,11 +6,14 @@
  * transports' selected ICE tuples).
  *
  * 1. Firefox creates the meeting, Chromium joins: camera + audio decode both ways, every frame sealed and
- *    opened with the frame ledger exact on both sides, the room code the same in both UIs, and Chromium's
- *    screen share decoded in Firefox. (Firefox's own getDisplayMedia: headless Firefox has no screen to
- *    capture and answers NotFoundError even with fake media, so Firefox shares no screen here.)
+ *    opened with the frame ledger holding on both sides (e2ee-helpers; Firefox's receive audio by growth),
+ *    what Firefox sent is SFrame at the SFU (media tap) that opens with Firefox's keys to VP8 / Opus, the
+ *    room code is the same in both UIs, and Chromium's screen share is decoded in Firefox. (Firefox's own
+ *    getDisplayMedia: headless Firefox has no screen to capture and answers NotFoundError even with fake
+ *    media, so Firefox shares no screen here.)
  * 2. Chromium creates, Firefox joins, a second Chromium joins and leaves: Firefox moves to a fresh send key
- *    and receives Chromium's fresh key (a new generation), and keeps opening and decoding its frames.
+ *    (key frames under it on every simulcast layer, from generateKeyFrame) and receives Chromium's fresh key
+ *    (a new generation), keeps opening and decoding, and both show the new, equal room code.
  *
  * Firefox's `getVideoPlaybackQuality()` stays 0 for camera streams; decoding is judged by RTCStats
  * `framesDecoded` (the harness helpers do so for both browsers).

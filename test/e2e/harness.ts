@@ -1,7 +1,8 @@
 /**
  * End-to-end harness: the real server in-process (`startServer` from signaling/src/main.ts: static client,
  * socket.io signaling, mediasoup SFU with a real worker) and Debian Chromium driven by playwright-core,
- * one persistent context (own profile dir, own HOME/XDG/TMPDIR) per participant, with fake camera/mic.
+ * one persistent context (own profile dir, own HOME/XDG/TMPDIR) per participant, with fake camera/mic; Firefox
+ * ESR participants through `h.firefox()` (firefox.ts: puppeteer-core over WebDriver BiDi).
  *
  * The server serves the TEST build of the client (`.cache/client-test/`, built by test/client-build.ts with
  * `--mode test-hooks` when its sources changed), the only bundle with the key export the E2EE tests use; never
