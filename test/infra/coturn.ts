@@ -2,22 +2,27 @@
  * Test helper: Debian's coturn (`/usr/bin/turnserver`) on loopback, with the TURN REST shared-secret scheme
  * (`use-auth-secret` + `static-auth-secret`), for tests and `npm run doctor` checks.
  *
- *   const turn = await startCoturn();            // free UDP/TCP port + TLS port, fresh secret, temp dir
- *   turn.urls   // { udp: 'turn:127.0.0.1:P?transport=udp', tcp: 'turn:…?transport=tcp', tls: 'turns:127.0.0.1:T?transport=tcp' }
- *   turn.secret // pass as TURN_SECRET / turnSecret
- *   turn.usage() // relay traffic counters parsed from coturn's log (per session, and totals)
+ *   const turn = await startCoturn();   // free UDP/TCP port + TLS port, fresh secret, self-signed cert, temp dir
+ *   turn.urls        // { udp: 'turn:127.0.0.1:P?transport=udp', tcp: 'turn:…:P?transport=tcp', tls: 'turns:127.0.0.1:T?transport=tcp' }
+ *   turn.secret      // pass as TURN_SECRET / turnSecret (credentials: signaling/src/turn.ts turnCredentials)
+ *   turn.certPem / turn.spkiSha256   // trust the TLS listener (Chromium: --ignore-certificate-errors-spki-list=<spki>)
+ *   turn.usage()     // traffic reports parsed from coturn's log; turn.relayedBytes(): peer-side bytes, summed
+ *   turn.log()       // coturn's (verbose) log lines, e.g. "… user <name>: incoming packet … error 401: Unauthorized"
  *   await turn.stop();
+ * Options: `baseConfig` starts from a real turnserver.conf (infra/coturn/turnserver.conf) with the test's ports and
+ * paths; `allowedPeers` (default ['127.0.0.1']); `extra` conf lines.
  *
- * Nothing is run as a system service: the process, config, log, pid file and self-signed certificate live in a
- * temp dir that `stop()` removes (the log stays readable through `log()`/`usage()` after `stop()`, which also flushes
- * the final usage reports). coturn refuses loopback peers by default, and `allowed-peer-ip` alone does not lift that
- * (403 Forbidden IP), so this instance sets `allow-loopback-peers` and allows exactly 127.0.0.1, where the SFU listens.
+ * Nothing is run as a system service: the process, config, log, pid file and certificate live in a temp dir that
+ * `stop()` removes (the log stays readable through `log()`/`usage()` after `stop()`). coturn refuses loopback peers
+ * by default, and `allowed-peer-ip` alone does not lift that (403 Forbidden IP), so with a 127.x peer allowed this
+ * instance also sets `allow-loopback-peers`; the SFU listens on 127.0.0.1 in tests.
  *
  * Traffic counters (verbose log): coturn logs `session <id>: usage: realm=<…>, username=<…>, rp=<n>, rb=<n>, sp=<n>, sb=<n>`
  * (rp/rb: packets/bytes received from the client, sp/sb: sent to it) and a `peer usage:` line for the relayed side,
- * about every 1024 packets of a session and when it closes, each with the counts since the previous report.
- * Session ids are reused after a session is deleted. Debian's build has no prometheus; the CLI is off here.
- * Note: reports lag (up to ~1024 packets per session until close), so read totals after `stop()` or a session end.
+ * about every 1024 packets of a session and when it closes, each with the counts since the previous report (so sum
+ * them). Session ids are reused after a session is deleted. Reports lag, and SIGTERM does not flush the sessions
+ * still open: read them while traffic runs (a video call reports every few seconds). Debian's build has no
+ * prometheus; the CLI is off.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
