@@ -114,7 +114,8 @@ export interface Responses {
   leave: Record<string, never>;
   createTransport: TransportInfo;
   connectTransport: Record<string, never>;
-  restartIce: { iceParameters: Record<string, unknown> };
+  /** `iceServers`: fresh TURN credentials (those of the join may have expired; coturn checks expiry when allocating). */
+  restartIce: { iceParameters: Record<string, unknown>; iceServers: JoinResponse['iceServers'] };
   produce: { producerId: string };
   closeProducer: Record<string, never>;
   pauseProducer: Record<string, never>;

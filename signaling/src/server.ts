@@ -274,7 +274,11 @@ export function createSignalingServer(
         await requireJoined().peer.connectTransport(transportId, dtlsParameters);
         return {};
       },
-      restartIce: async ({ transportId }) => requireJoined().peer.restartIce(transportId),
+      restartIce: async ({ transportId }) => {
+        const { iceParameters } = await requireJoined().peer.restartIce(transportId);
+        // The new ICE session allocates on the TURN server again: the join's credentials may be past TURN_TTL.
+        return { iceParameters, iceServers: turn.forJoin().iceServers };
+      },
       produce: async ({ transportId, kind, rtpParameters, source }) => {
         const info = await requireJoined().peer.produce({ transportId, kind, rtpParameters, source });
         return { producerId: info.producerId };

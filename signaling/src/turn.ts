@@ -8,8 +8,8 @@
  * coturn recomputes the HMAC from its copy of the secret and refuses a username whose expiry has passed (401), but
  * only when an allocation is made: an allocation made in time keeps working (refreshes, permissions, channels) for as
  * long as the client keeps it, so a call outlives its credentials. New allocations after the expiry (an ICE restart)
- * need fresh credentials: the client gets them by joining again (media-plane.ts rejoins when an ICE restart does not
- * recover).
+ * need fresh credentials: every `restartIce` answer carries new ones, which the client sets on the transport
+ * (`updateIceServers`) before it restarts ICE.
  *
  * Without TURN_SECRET the join answer carries the fixed list (static TURN_USERNAME/TURN_CREDENTIAL, or none).
  * The secret never leaves this module; the credentials are never logged.

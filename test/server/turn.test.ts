@@ -164,6 +164,31 @@ describe('join answer', () => {
   });
 });
 
+describe('restartIce answer', () => {
+  it('carries fresh credentials (the ICE restart allocates again; the join\'s may be past TURN_TTL)', async ({ startServer }) => {
+    const server = await startServer({ turnUrls: URLS, turnSecret: SECRET, turnTtl: 60 });
+    const a = await connect(server.url);
+    const join = await ok(a, 'join', { roomId: newRoomId(), accessToken: newToken() });
+    const transport = await ok(a, 'createTransport', { direction: 'recv' });
+    const restarted = await ok(a, 'restartIce', { transportId: transport.id });
+    expect(Object.keys(restarted.iceParameters)).toContain('usernameFragment');
+    expect(restarted.iceServers).toHaveLength(1);
+    const [fromJoin, fresh] = [join.iceServers[0]!, restarted.iceServers[0]!];
+    expect(fresh.urls).toEqual(URLS);
+    expect(fresh.username).not.toBe(fromJoin.username);
+    expect(fresh.credential).toBe(hmac(SECRET, fresh.username!));
+    expect(Number(USERNAME_RE.exec(fresh.username!)?.[1])).toBeGreaterThanOrEqual(Number(USERNAME_RE.exec(fromJoin.username!)?.[1]));
+    // Someone else's transport: refused, no credentials.
+    const b = await connect(server.url);
+    await ok(b, 'join', { roomId: newRoomId(), accessToken: newToken() });
+    const refused = await request(b, 'restartIce', { transportId: transport.id });
+    expect(code(refused)).toBe('NOT_FOUND');
+    expect(JSON.stringify(refused)).not.toMatch(/credential|username/);
+    a.disconnect();
+    b.disconnect();
+  });
+});
+
 /** Runs coturn's own TURN client; resolves with its exit code and output. */
 function uclient(args: string[], timeoutMs = 20_000): Promise<{ status: number | null; out: string }> {
   return new Promise((resolve) => {

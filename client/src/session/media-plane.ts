@@ -479,8 +479,10 @@ export class MediaPlane {
     if (this.#iceRestarting.has(t.id)) return;
     this.#iceRestarting.add(t.id);
     try {
-      const { iceParameters } = await this.#ports.signaling.request('restartIce', { transportId: t.id });
+      const { iceParameters, iceServers } = await this.#ports.signaling.request('restartIce', { transportId: t.id });
       if (this.#closed || t.closed) return;
+      // Fresh TURN credentials first: the new ICE session allocates again, and the join's may have expired.
+      await t.updateIceServers({ iceServers: iceServers as RTCIceServer[] });
       await t.restartIce({ iceParameters: iceParameters as unknown as types.IceParameters });
     } catch (err) {
       if (this.#closed) return;
