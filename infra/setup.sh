@@ -79,6 +79,7 @@ if ((FOR_TEST)); then
   missing=()
   [[ -x /usr/bin/chromium ]] || missing+=(chromium)
   [[ -x /usr/bin/firefox-esr ]] || missing+=(firefox-esr)
+  [[ -x /usr/bin/Xvfb ]] || missing+=(xvfb)                 # Firefox's screen to capture (test/e2e/firefox.ts)
   [[ -x /usr/bin/turnserver ]] || missing+=(coturn)
   [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
   [[ -x /usr/bin/systemd-analyze ]] || missing+=(systemd)   # verify/security of infra/systemd/

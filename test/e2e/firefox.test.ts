@@ -8,9 +8,10 @@
  * 1. Firefox creates the meeting, Chromium joins: camera + audio decode both ways, every frame sealed and
  *    opened with the frame ledger holding on both sides (e2ee-helpers; Firefox's receive audio by growth),
  *    what Firefox sent is SFrame at the SFU (media tap) that opens with Firefox's keys to VP8 / Opus, the
- *    room code is the same in both UIs, and Chromium's screen share is decoded in Firefox. (Firefox's own
- *    getDisplayMedia: headless Firefox has no screen to capture and answers NotFoundError even with fake
- *    media, so Firefox shares no screen here.)
+ *    room code is the same in both UIs, and each shares its screen with the app's "Share screen" button:
+ *    Chromium's screen decodes in Firefox, then Firefox's (its Xvfb screen, firefox.ts) decodes in Chromium as
+ *    its own tile, sealed like the rest (ledgers on both sides; SFrame at the tap that opens with Firefox's keys
+ *    to VP8, starting with a key frame).
  * 2. Chromium creates, Firefox joins, a second Chromium joins and leaves: Firefox moves to a fresh send key
  *    (key frames under it on every simulcast layer, from generateKeyFrame) and receives Chromium's fresh key
  *    (a new generation), keeps opening and decoding, and both show the new, equal room code.
@@ -36,7 +37,19 @@ import {
   tryOpen,
 } from './e2ee-helpers.ts';
 import { ffClick, ffCreateAndJoin, ffJoinByLink, ffRoomCode, type FirefoxParticipant } from './firefox.ts';
-import { Harness, dumpLogs, expectMediaFlowing, refresh, roomIdOf, snapshot, waitUntil, type AnyParticipant, type Participant } from './harness.ts';
+import {
+  Harness,
+  dumpLogs,
+  expectMediaFlowing,
+  refresh,
+  remoteVideos,
+  roomIdOf,
+  rtpStats,
+  snapshot,
+  waitUntil,
+  type AnyParticipant,
+  type Participant,
+} from './harness.ts';
 
 const API = 'script' as const;
 /** Firefox's audio packetsReceived runs a steady gap below its transform's count: compared by growth (e2ee-helpers). */
@@ -86,13 +99,13 @@ describe('Firefox ↔ Chromium (WebDriver BiDi, RTCRtpScriptTransform)', () => {
   /**
    * What Firefox sent, as the SFU forwarded it (the media tap): every frame is SFrame that opens with one of
    * Firefox's own send keys to a plausible VP8 / Opus frame (the sealed frame is the encoded frame), and every
-   * simulcast layer of its camera starts with a VP8 key frame.
+   * layer of its video (simulcast for the camera) starts with a VP8 key frame.
    */
-  async function expectFirefoxFramesSealed(roomId: string, ffId: string): Promise<void> {
+  async function expectFirefoxFramesSealed(roomId: string, ffId: string, sources: string[]): Promise<void> {
     const tap = h.server.tap!;
     const keys = new Map((await exportKeys(ff)).sendHistory.map((k) => [BigInt(k.kid), fromHex(k.key)]));
     const producers = tap.producers().filter((p) => p.roomId === roomId && p.peerId === ffId && !p.closed);
-    expect(producers.map((p) => p.source).sort()).toEqual(['camera', 'mic']);
+    expect(producers.map((p) => p.source).sort()).toEqual([...sources].sort());
     for (const prod of producers) {
       const codec = codecOf(prod.codec);
       const frames = tap.frames(prod.producerId);
@@ -107,8 +120,8 @@ describe('Firefox ↔ Chromium (WebDriver BiDi, RTCRtpScriptTransform)', () => {
         if (f.keyFrame) expect(isValidVp8KeyFrame(plain!)).toBe(true);
       }
       if (codec === 'vp8') {
-        // Simulcast: every layer Firefox sends (it may leave the top one off on a loaded machine) starts with a key frame.
-        expect(prod.ssrcs.length, 'Firefox negotiated camera simulcast').toBeGreaterThan(1);
+        // Camera simulcast: every layer Firefox sends (it may leave the top one off on a loaded machine) starts with a key frame.
+        if (prod.source === 'camera') expect(prod.ssrcs.length, 'Firefox negotiated camera simulcast').toBeGreaterThan(1);
         const first = tap.firstFrames(prod.producerId);
         const sent = [...new Set(first.map((f) => f.layer))].sort();
         expect(sent.length).toBeGreaterThan(0);
@@ -152,7 +165,7 @@ describe('Firefox ↔ Chromium (WebDriver BiDi, RTCRtpScriptTransform)', () => {
     await waitUntil(async () => (await snapshot(p)).status !== 'joined', 10_000, `${p.name} left`);
   }
 
-  it('Firefox creates, Chromium joins: audio + camera both ways, sealed and opened, same room code, Chromium screen share in Firefox', async () => {
+  it('Firefox creates, Chromium joins: audio + camera both ways, sealed and opened, same room code, screen shares both ways', async () => {
     expect(lanIp, 'the harness server announces a non-loopback address').not.toBe('');
     try {
       const link = await ffCreateAndJoin(ff, hooked(`${h.url}/`, API));
@@ -162,7 +175,7 @@ describe('Firefox ↔ Chromium (WebDriver BiDi, RTCRtpScriptTransform)', () => {
       await Promise.all([expectMediaFlowing(ff, [chId], 60_000), expectMediaFlowing(ch, [ffId], 60_000)]);
       await expectFirefoxOverLan(ffId);
       await Promise.all([expectEncryptedFlow(ff, 2, FIREFOX_LEDGER), expectEncryptedFlow(ch, 2)]);
-      await expectFirefoxFramesSealed(roomIdOf(link), ffId);
+      await expectFirefoxFramesSealed(roomIdOf(link), ffId, ['camera', 'mic']);
       await expectSameRoomCode();
 
       await ch.page.getByTestId('toggle-screen').click();
@@ -179,6 +192,24 @@ describe('Firefox ↔ Chromium (WebDriver BiDi, RTCRtpScriptTransform)', () => {
       );
       expect(opened).toBeGreaterThan(5);
       await expectEncryptedFlow(ff, 3, FIREFOX_LEDGER);
+
+      // Firefox shares its (Xvfb) screen with the app's button, a trusted click, while Chromium's share goes on.
+      await ffClick(ff, 'toggle-screen');
+      await waitUntil(
+        async () => {
+          const c = (await refresh(ch)).consumers.find((x) => x.peerId === ffId && x.source === 'screen');
+          const tile = (await remoteVideos(ch)).find((v) => v.peerId === ffId && v.source === 'screen');
+          return !!c && c.opened > 5 && tile?.consumerId === c.id && tile.videoWidth > 0;
+        },
+        40_000,
+        "Chromium opens Firefox's screen frames and shows them as a screen tile",
+      );
+      const ffScreen = (await snapshot(ch)).consumers.find((x) => x.peerId === ffId && x.source === 'screen')!;
+      const decoded = (await rtpStats(ch, ffScreen.id))?.framesDecoded ?? 0;
+      expect(decoded).toBeGreaterThan(0);
+      await waitUntil(async () => ((await rtpStats(ch, ffScreen.id))?.framesDecoded ?? 0) > decoded + 5, 10_000, "Chromium's framesDecoded for Firefox's screen advancing");
+      await Promise.all([expectEncryptedFlow(ch, 3), expectEncryptedFlow(ff, 3, FIREFOX_LEDGER)]);
+      await expectFirefoxFramesSealed(roomIdOf(link), ffId, ['camera', 'mic', 'screen']);
       await Promise.all([leave(ff), leave(ch)]);
     } catch (err) {
       console.error(dumpLogs(h));

@@ -1,7 +1,14 @@
 /**
  * Firefox participants for the e2e harness (`h.firefox(name)`): Debian's firefox-esr driven by puppeteer-core
- * over WebDriver BiDi, headless, one fresh profile per participant in its own temp dir (HOME, XDG and TMPDIR
- * inside it too), fake camera/mic without a permission prompt, autoplay allowed.
+ * over WebDriver BiDi, one fresh profile per participant in its own temp dir (HOME, XDG and TMPDIR inside it
+ * too), fake camera/mic without a permission prompt, autoplay allowed.
+ *
+ * Each participant's Firefox runs with a window (not headless) on its own Xvfb X server (Debian `xvfb`; a free
+ * display number picked by Xvfb itself through -displayfd, stopped with the participant): headless Firefox has
+ * no screen, and its getDisplayMedia answers NotFoundError whatever the prefs (fake streams, permission
+ * fake/disabled, screensharing enabled). On Xvfb, getDisplayMedia captures the virtual screen ("Primary
+ * Monitor") without a picker, since `media.navigator.permission.disabled` skips the prompt, so the app's own
+ * "Share screen" button works as a user's click does.
  *
  * No pref makes Firefox pair loopback ICE candidates (`media.peerconnection.ice.loopback` stays at its default,
  * false): the harness server has LOCAL_LAN_MEDIA on, and Firefox reaches the SFU on the machine's non-loopback
@@ -11,6 +18,7 @@
  * these participants as they are (`page`: evaluation by value, see byValue); the DOM steps below replace the
  * Playwright-only ones (getByTestId) and drive the Puppeteer page (`tab`).
  */
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -18,6 +26,9 @@ import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import type { AnyParticipant, EvaluatePage } from './harness.ts';
 
 export const FIREFOX = process.env['FIREFOX_PATH'] ?? '/usr/bin/firefox-esr';
+export const XVFB = process.env['XVFB_PATH'] ?? '/usr/bin/Xvfb';
+/** The virtual screen Firefox's window and getDisplayMedia see. */
+const SCREEN = { width: 1280, height: 720 } as const;
 
 export interface FirefoxParticipant extends AnyParticipant {
   browser: Browser;
@@ -41,14 +52,68 @@ function byValue(tab: Page): EvaluatePage {
 }
 
 export function ensureFirefox(): void {
-  if (!existsSync(FIREFOX)) {
-    throw new Error(`${FIREFOX} is missing: run \`apt-get install -y firefox-esr\` (infra/setup.sh --for-test does this)`);
+  for (const [bin, pkg] of [[FIREFOX, 'firefox-esr'], [XVFB, 'xvfb']] as const) {
+    if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`apt-get install -y ${pkg}\` (infra/setup.sh --for-test does this)`);
   }
 }
 
-/** Starts headless Firefox with a fresh profile (3–5 s here). */
+interface XServer {
+  /** The DISPLAY value, e.g. ":3". */
+  display: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts an Xvfb on a free display number (Xvfb takes the first free one and writes it to fd 3: -displayfd),
+ * local connections only (-nolisten tcp). Resolves once the server accepts connections.
+ */
+async function startXvfb(timeoutMs = 10_000): Promise<XServer> {
+  const proc = spawn(XVFB, ['-displayfd', '3', '-screen', '0', `${SCREEN.width}x${SCREEN.height}x24`, '-nolisten', 'tcp'], {
+    stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+  });
+  // 'error' alone (no 'exit') when it could not be spawned.
+  const exited = new Promise<void>((resolve) => {
+    proc.once('exit', () => resolve());
+    proc.once('error', () => resolve());
+  });
+  const stop = async (): Promise<void> => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+    await exited;
+  };
+  let stderr = '';
+  proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  try {
+    const display = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error(`Xvfb gave no display within ${timeoutMs} ms: ${stderr.trim()}`)), timeoutMs);
+      proc.stdio[3]!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /^(\d+)\n/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(`:${m[1]}`);
+        }
+      });
+      proc.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      void exited.then(() => {
+        clearTimeout(timer);
+        reject(new Error(`Xvfb exited (${proc.exitCode ?? proc.signalCode}): ${stderr.trim()}`));
+      });
+    });
+    return { display, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Starts Firefox with a fresh profile on its own Xvfb screen (3–5 s here). */
 export async function launchFirefox(name: string): Promise<FirefoxParticipant> {
   ensureFirefox();
+  const x = await startXvfb();
   const dir = mkdtempSync(path.join(tmpdir(), 'sealed-meet-ff-'));
   const sub = (d: string): string => {
     const p = path.join(dir, d);
@@ -56,22 +121,25 @@ export async function launchFirefox(name: string): Promise<FirefoxParticipant> {
     return p;
   };
   const profile = sub('profile');
+  const { WAYLAND_DISPLAY: _w, MOZ_HEADLESS: _h, ...env } = process.env;
   let browser: Browser;
   try {
     browser = await puppeteer.launch({
       browser: 'firefox',
       executablePath: FIREFOX,
       protocol: 'webDriverBiDi',
-      headless: true,
+      headless: false,
       userDataDir: profile,
-      defaultViewport: { width: 1280, height: 720 },
+      defaultViewport: SCREEN,
       extraPrefsFirefox: {
         'media.navigator.streams.fake': true,
         'media.navigator.permission.disabled': true,
         'media.autoplay.default': 0,
       },
       env: {
-        ...process.env,
+        ...env,
+        DISPLAY: x.display,
+        GDK_BACKEND: 'x11',
         HOME: sub('home'),
         XDG_CONFIG_HOME: sub('config'),
         XDG_CACHE_HOME: sub('cache'),
@@ -83,6 +151,7 @@ export async function launchFirefox(name: string): Promise<FirefoxParticipant> {
     });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
+    await x.stop();
     throw err;
   }
   const tab = (await browser.pages())[0] ?? (await browser.newPage());
@@ -101,6 +170,7 @@ export async function launchFirefox(name: string): Promise<FirefoxParticipant> {
       if (closed) return;
       closed = true;
       await browser.close().catch(() => undefined);
+      await x.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
