@@ -16,7 +16,7 @@
 #                       key export) into .cache/client-test/ (test/client-build.ts)
 #   4. Test programs    --for-test only, from Debian's apt when missing: chromium (driven by
 #                       playwright-core), firefox-esr (puppeteer-core over WebDriver BiDi),
-#                       coturn (TURN tests), nginx (reverse-proxy test), systemd's
+#                       xvfb (a screen for Firefox), coturn (TURN tests), nginx (proxy test), systemd's
 #                       systemd-analyze (unit checks), openssl (test certs); the tests start
 #                       their own instances on loopback, none is enabled as a service
 #
