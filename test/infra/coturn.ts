@@ -10,7 +10,12 @@
  *   turn.log()       // coturn's (verbose) log lines, e.g. "… user <name>: incoming packet … error 401: Unauthorized"
  *   await turn.stop();
  * Options: `baseConfig` starts from a real turnserver.conf (infra/coturn/turnserver.conf) with the test's ports and
- * paths; `allowedPeers` (default ['127.0.0.1']); `extra` conf lines.
+ * paths; `allowedPeers` (default ['127.0.0.1']); `extra` conf lines; `ports` + `secret` to come back where a killed
+ * instance was (an outage and restart, as ice-restart.test.ts plays it):
+ *   await turn.kill();                                                        // SIGKILL: clients get no goodbye
+ *   const again = await startCoturn({ secret: turn.secret, ports: { port: turn.port, tlsPort: turn.tlsPort } });
+ * The new instance has its own temp dir, log and certificate (its `spkiSha256` differs); nothing of the old one's
+ * allocations survives, as with a real restart.
  *
  * Nothing is run as a system service: the process, config, log, pid file and certificate live in a temp dir that
  * `stop()` removes (the log stays readable through `log()`/`usage()` after `stop()`). coturn refuses loopback peers
@@ -73,6 +78,8 @@ export interface Coturn {
   usage(): CoturnUsage[];
   /** Bytes relayed so far (reported): sum of the peer-side `rb` + `sb` (bytes received from / sent to peers). */
   relayedBytes(): number;
+  /** SIGKILL (a crash or an outage: no session is closed, no usage is flushed) and wait for the exit; call stop() later to clean up. */
+  kill(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -89,6 +96,11 @@ export interface CoturnOptions {
    * which the helper's replace.
    */
   baseConfig?: string;
+  /**
+   * Listen on these ports instead of free ones (e.g. a killed instance's, to play a restart of the same server); the
+   * start attempts all use them.
+   */
+  ports?: { port: number; tlsPort: number };
 }
 
 /** Keys the helper always sets for a loopback test instance (a base config's own values for them are dropped). */
@@ -187,8 +199,8 @@ export async function startCoturn(opts: CoturnOptions = {}): Promise<Coturn> {
 
   let lastError: Error | undefined;
   for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
-    const tlsPort = await freePort();
+    const port = opts.ports?.port ?? (await freePort());
+    const tlsPort = opts.ports?.tlsPort ?? (await freePort());
     const allowed = opts.allowedPeers ?? [host];
     const conf = [
       ...(opts.baseConfig ? baseLines(opts.baseConfig) : []),
@@ -255,6 +267,12 @@ export async function startCoturn(opts: CoturnOptions = {}): Promise<Coturn> {
       continue;
     }
 
+    const kill = async (): Promise<void> => {
+      if (!exited) {
+        child.kill('SIGKILL');
+        await exit;
+      }
+    };
     const stop = async (): Promise<void> => {
       if (!exited) {
         child.kill('SIGTERM');
@@ -287,6 +305,7 @@ export async function startCoturn(opts: CoturnOptions = {}): Promise<Coturn> {
         parseUsage(readLog())
           .filter((u) => u.side === 'peer')
           .reduce((n, u) => n + u.rb + u.sb, 0),
+      kill,
       stop,
     };
   }
