@@ -17,7 +17,15 @@ import { Timers, type Clock } from './ports.ts';
 import { attribution, BypassDetector, type AttributionState, type PipelineCounts, type TrustAlert } from './trust-monitor.ts';
 
 const LAYER_DEBOUNCE_MS = 300;
+/** A transport still down this long after the first ICE restart of its outage: rejoin (later restarts do not extend it). */
 const ICE_RECHECK_MS = 8000;
+/**
+ * A transport still down this long after an ICE restart: restart again (fresh TURN credentials, a fresh gathering).
+ * A restart made while the TURN server was unreachable gathers nothing, and the browser retransmits its Allocate
+ * with backoff (Chromium: 0.25, 0.5, 1, 2, 4 s apart), so a server back ~4 s later is asked again only at ~7.75 s:
+ * too late for ICE_RECHECK_MS. The old ICE generation keeps running until a new one connects.
+ */
+const ICE_RETRY_MS = 2000;
 /** Receive watchdog period: no inbound RTP at all while live consumers exist → ICE restart, then rejoin. */
 const STALL_CHECK_MS = 5000;
 
@@ -82,6 +90,8 @@ export class MediaPlane {
   readonly #layerSent = new Map<string, number>();
   readonly #iceRestarting = new Set<string>();
   readonly #iceDown = new Set<string>();
+  /** Transports with a rejoin deadline pending (ICE_RECHECK_MS after the first restart of their outage). */
+  readonly #iceDeadline = new Set<string>();
   readonly #watchdog = new StallWatchdog();
   readonly #bypass = new BypassDetector();
   #attribution = new Map<string, AttributionState>();
@@ -446,7 +456,9 @@ export class MediaPlane {
       if (this.#closed) return;
       if (state === 'connected') {
         this.#iceDown.delete(t.id);
+        this.#iceDeadline.delete(t.id);
         this.#timers.cancel(`ice:${t.id}`);
+        this.#timers.cancel(`ice-retry:${t.id}`);
       } else if (state === 'disconnected' || state === 'failed') {
         this.#iceDown.add(t.id);
         void this.#restartIce(t);
@@ -493,9 +505,18 @@ export class MediaPlane {
     } finally {
       this.#iceRestarting.delete(t.id);
     }
-    // Still down after a while: start over.
-    this.#timers.after(`ice:${t.id}`, ICE_RECHECK_MS, () => {
-      if (!this.#closed && !t.closed && t.connectionState !== 'connected') this.#emit({ kind: 'rejoin', why: 'ICE did not recover' });
+    const down = (): boolean => !this.#closed && !t.closed && t.connectionState !== 'connected';
+    // Still down a while after the outage's first restart: start over.
+    if (!this.#iceDeadline.has(t.id)) {
+      this.#iceDeadline.add(t.id);
+      this.#timers.after(`ice:${t.id}`, ICE_RECHECK_MS, () => {
+        this.#iceDeadline.delete(t.id);
+        if (down()) this.#emit({ kind: 'rejoin', why: 'ICE did not recover' });
+      });
+    }
+    // Until then, restart again now and then: the TURN server may be back while this restart's requests back off.
+    this.#timers.after(`ice-retry:${t.id}`, ICE_RETRY_MS, () => {
+      if (down()) void this.#restartIce(t);
     });
   }
 
