@@ -276,8 +276,9 @@ export class MediaPlane {
         continue;
       }
     }
-    // Counts fetched after the stats: every frame whose bytes were counted was sealed before.
-    await this.#ports.frames.requestCounts();
+    // Counts fetched after the stats: every frame whose bytes were counted was sealed before. Stale counts (the worker
+    // did not answer in time, e.g. on a loaded machine) prove nothing: this round is skipped, not counted as a strike.
+    if (!(await this.#ports.frames.requestCounts())) return;
     for (const p of list) {
       const b = bytes.get(p.producer.id);
       if (b === undefined || p.producer.closed || this.#closed) continue;

@@ -15,7 +15,8 @@ export class TransformWorker {
   readonly api: TransformApi;
   readonly #worker: Worker;
   readonly #counts = new Map<string, FrameCount>();
-  readonly #pending = new Map<number, (counts: FrameCount[]) => void>();
+  /** requestCounts callers waiting for the worker's report: true = it answered (counts are fresh). */
+  readonly #pending = new Map<number, (fresh: boolean) => void>();
   readonly #keyFramePending = new Map<number, (r: { done: string[]; failed: string[] }) => void>();
   #senders: SenderCount[] = [];
   #nextRequest = 1;
@@ -124,18 +125,21 @@ export class TransformWorker {
     if (!this.#closed) this.#post({ kind: 'forget', key } satisfies ToWorker);
   }
 
-  /** Ask the worker for fresh counts now. */
-  requestCounts(timeoutMs = 2000): Promise<FrameCount[]> {
-    if (this.#closed) return Promise.resolve([...this.#counts.values()]);
+  /**
+   * Ask the worker for fresh counts now (`counts` is updated when it answers). Resolves true when it answered, false
+   * when it did not within `timeoutMs` (a busy worker on a loaded machine) or is closed: `counts` is then stale.
+   */
+  requestCounts(timeoutMs = 2000): Promise<boolean> {
+    if (this.#closed) return Promise.resolve(false);
     const requestId = this.#nextRequest++;
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.#pending.delete(requestId);
-        resolve([...this.#counts.values()]);
+        resolve(false);
       }, timeoutMs);
-      this.#pending.set(requestId, (counts) => {
+      this.#pending.set(requestId, (fresh) => {
         clearTimeout(timer);
-        resolve(counts);
+        resolve(fresh);
       });
       this.#post({ kind: 'report', requestId } satisfies ToWorker);
     });
@@ -146,7 +150,7 @@ export class TransformWorker {
     this.#closed = true;
     this.#post({ kind: 'stop' } satisfies ToWorker);
     this.#worker.terminate();
-    for (const resolve of this.#pending.values()) resolve([...this.#counts.values()]);
+    for (const resolve of this.#pending.values()) resolve(false);
     this.#pending.clear();
     for (const resolve of this.#keyFramePending.values()) resolve({ done: [], failed: [] });
     this.#keyFramePending.clear();
@@ -174,7 +178,7 @@ export class TransformWorker {
         for (const c of msg.counts) this.#counts.set(c.key, c);
         this.#senders = msg.senders;
         if (msg.requestId !== null) {
-          this.#pending.get(msg.requestId)?.(msg.counts);
+          this.#pending.get(msg.requestId)?.(true);
           this.#pending.delete(msg.requestId);
         }
         this.onCounts?.(this.#counts);
