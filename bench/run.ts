@@ -5,6 +5,7 @@ import { benchKeys } from './keys.ts';
 const benches: Array<[string, () => Promise<string[]>]> = [
   ['sframe', benchSframe],
   ['keys', benchKeys],
+  ['capacity', async () => (await import('./capacity.ts')).benchCapacity()],
 ];
 
 for (const [name, run] of benches) {
