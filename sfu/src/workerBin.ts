@@ -30,27 +30,26 @@ function isExecutableFile(p: string): boolean {
 }
 
 /**
- * Absolute path of the mediasoup worker binary: `$MEDIASOUP_WORKER_BIN` if set (resolved against the
- * current directory), else the one built by infra/build-mediasoup.sh. Throws a clear error if the file
- * is missing or not executable.
+ * Which worker binary would be used, without checking it: `MEDIASOUP_WORKER_BIN` if set (resolved against the
+ * current directory), else the one built by infra/build-mediasoup.sh. `fromEnv` says which (npm run doctor reports it).
+ */
+export function chosenWorkerBin(env: NodeJS.ProcessEnv = process.env): { file: string; fromEnv: boolean } {
+  const fromEnv = env['MEDIASOUP_WORKER_BIN'];
+  return fromEnv ? { file: path.resolve(fromEnv), fromEnv: true } : { file: DEFAULT_WORKER_BIN, fromEnv: false };
+}
+
+/**
+ * Absolute path of the mediasoup worker binary (chosenWorkerBin). Throws a clear error if the file is missing or not
+ * executable.
  */
 export function resolveWorkerBin(): string {
-  const fromEnv = process.env.MEDIASOUP_WORKER_BIN;
-  if (fromEnv) {
-    const p = path.resolve(fromEnv);
-    if (!isExecutableFile(p)) {
-      throw new Error(
-        `MEDIASOUP_WORKER_BIN=${fromEnv} is not an executable file. Unset it to use the worker built by ` +
-          `\`npm run build:worker\`, or point it at a mediasoup ${MEDIASOUP_VERSION} worker binary.`,
-      );
-    }
-    return p;
-  }
-  if (!isExecutableFile(DEFAULT_WORKER_BIN)) {
-    throw new Error(
-      `mediasoup worker binary not found at ${DEFAULT_WORKER_BIN}. ` +
-        'Run `npm run build:worker` (infra/build-mediasoup.sh, ~4 minutes) or `npm run setup` first.',
-    );
-  }
-  return DEFAULT_WORKER_BIN;
+  const { file, fromEnv } = chosenWorkerBin();
+  if (isExecutableFile(file)) return file;
+  throw new Error(
+    fromEnv
+      ? `MEDIASOUP_WORKER_BIN=${process.env['MEDIASOUP_WORKER_BIN']} is not an executable file. Unset it to use the worker built by ` +
+          `\`npm run build:worker\`, or point it at a mediasoup ${MEDIASOUP_VERSION} worker binary.`
+      : `mediasoup worker binary not found at ${DEFAULT_WORKER_BIN}. ` +
+          'Run `npm run build:worker` (infra/build-mediasoup.sh, ~4 minutes) or `npm run setup` first.',
+  );
 }

@@ -22,7 +22,7 @@ import { parseEnv } from 'node:util';
 import ipaddr from 'ipaddr.js';
 import { ConfigError, loadConfig, localMediaWarning, type Config } from '../../sfu/src/config.ts';
 import { REPO_ROOT } from '../../sfu/src/paths.ts';
-import { DEFAULT_WORKER_BIN } from '../../sfu/src/workerBin.ts';
+import { chosenWorkerBin } from '../../sfu/src/workerBin.ts';
 import { probeIceServer, type ProbeOptions } from './stun-probe.ts';
 import { turnCredentials } from './turn.ts';
 
@@ -458,7 +458,7 @@ async function cli(argv: string[]): Promise<number> {
     if (!file) throw new Error('--env-file needs a path');
     Object.assign(env, parseEnv(readFileSync(file, 'utf8')));
   }
-  const fromEnv = env['MEDIASOUP_WORKER_BIN'];
+  const bin = chosenWorkerBin(env);
   const started = performance.now();
   const findings = await runChecks({
     env,
@@ -466,7 +466,7 @@ async function cli(argv: string[]): Promise<number> {
     now: new Date(),
     nodeVersion: process.version,
     engines: readEngines(),
-    workerBin: fromEnv ? { file: path.resolve(fromEnv), source: 'MEDIASOUP_WORKER_BIN' } : { file: DEFAULT_WORKER_BIN, source: 'the built worker' },
+    workerBin: { file: bin.file, source: bin.fromEnv ? 'MEDIASOUP_WORKER_BIN' : 'the built worker' },
   });
   process.stdout.write(`${formatFindings(findings)}\n`);
   const failed = findings.filter((f) => f.level === 'fail').length;
