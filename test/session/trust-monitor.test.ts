@@ -11,6 +11,7 @@ import {
   BYPASS_SLACK_BYTES,
   BYPASS_STRIKES,
   BypassDetector,
+  BYPASS_STALE_ROUNDS,
   CREATOR_GRACE_MS,
   emptyMemory,
   keyAlert,
@@ -162,6 +163,36 @@ describe('BypassDetector', () => {
       bytes += BYPASS_SLACK_BYTES;
       expect(d.observe('p', bytes, sealed)).toBe(false);
     }
+  });
+
+  it('stale counts (the worker answered late) between fresh ones never fire while frames are sealed', () => {
+    const d = new BypassDetector();
+    let bytes = 0;
+    let sealed = 0;
+    d.observe('p', bytes, sealed);
+    for (let i = 0; i < 30; i++) {
+      bytes += 50_000;
+      sealed += 30;
+      // Two of every three periods stale: below BYPASS_STALE_ROUNDS in a row.
+      expect(d.observe('p', bytes, i % 3 === 2 ? sealed : null)).toBe(false);
+    }
+  });
+
+  it('a worker that never answers while bytes go out still fires: BYPASS_STALE_ROUNDS stale periods count as one strike', () => {
+    const d = new BypassDetector();
+    let bytes = 0;
+    d.observe('p', bytes, 10);
+    const verdicts: boolean[] = [];
+    for (let i = 0; i < BYPASS_STALE_ROUNDS * BYPASS_STRIKES; i++) {
+      bytes += BYPASS_SLACK_BYTES + 1;
+      verdicts.push(d.observe('p', bytes, null));
+    }
+    expect(verdicts).toEqual([...Array(BYPASS_STALE_ROUNDS * BYPASS_STRIKES - 1).fill(false), true]);
+    // Not one fresh count from the start: the same (the first period is a stale one too).
+    const e = new BypassDetector();
+    const first: boolean[] = [];
+    for (let i = 0; i < BYPASS_STALE_ROUNDS * BYPASS_STRIKES; i++) first.push(e.observe('q', i * 100_000, null));
+    expect(first).toEqual([...Array(BYPASS_STALE_ROUNDS * BYPASS_STRIKES - 1).fill(false), true]);
   });
 
   it('one clean period resets the strikes', () => {

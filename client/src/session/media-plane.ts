@@ -277,12 +277,12 @@ export class MediaPlane {
       }
     }
     // Counts fetched after the stats: every frame whose bytes were counted was sealed before. Stale counts (the worker
-    // did not answer in time, e.g. on a loaded machine) prove nothing: this round is skipped, not counted as a strike.
-    if (!(await this.#ports.frames.requestCounts())) return;
+    // did not answer in time, e.g. on a loaded machine) go in as null (BypassDetector: left out, unless they persist).
+    const fresh = await this.#ports.frames.requestCounts();
     for (const p of list) {
       const b = bytes.get(p.producer.id);
       if (b === undefined || p.producer.closed || this.#closed) continue;
-      const sealed = this.#ports.frames.counts.get(p.transformKey)?.sealed ?? 0;
+      const sealed = fresh ? (this.#ports.frames.counts.get(p.transformKey)?.sealed ?? 0) : null;
       if (!this.#bypass.observe(p.producer.id, b, sealed)) continue;
       console.error('[e2ee] transform bypassed: media stopped', p.source);
       this.#emit({ kind: 'alert', alert: { kind: 'bypass', message: `Transform bypassed — media stopped (${p.source}). Your ${p.source} was not being encrypted, so it was turned off.` } });

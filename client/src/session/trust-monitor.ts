@@ -274,25 +274,38 @@ export function attribution(prev: ReadonlyMap<string, AttributionState>, counts:
 export const BYPASS_SLACK_BYTES = 4000;
 /** Periods in a row with bytes but no sealed frame before a producer is called a bypass. */
 export const BYPASS_STRIKES = 2;
+/**
+ * Periods in a row without fresh counts (the transform worker did not answer) that count as one period with nothing
+ * sealed: a loaded machine may delay a report, but a worker that never answers while bytes go out still fails closed.
+ */
+export const BYPASS_STALE_ROUNDS = 3;
 
 /**
  * Bypass detector: fed every period with each producer's outbound RTP bytes and the frames the worker sealed for
  * it. Bytes rising by more than the slack while nothing was sealed, BYPASS_STRIKES periods in a row, means frames
- * reach the wire without our transform.
+ * reach the wire without our transform. `sealed: null` = the counts are stale this period (the worker did not answer
+ * in time): such a period proves nothing and is left out (the next fresh one compares over the longer window), but
+ * BYPASS_STALE_ROUNDS of them in a row count as one period in which nothing was sealed.
  */
 export class BypassDetector {
-  readonly #last = new Map<string, { bytes: number; sealed: number; strikes: number }>();
+  readonly #last = new Map<string, { bytes: number; sealed: number; strikes: number; stale: number }>();
 
   /** True when `producerId` is bypassing the transform. */
-  observe(producerId: string, bytes: number, sealed: number): boolean {
+  observe(producerId: string, bytes: number, sealed: number | null): boolean {
     const last = this.#last.get(producerId);
     if (!last) {
-      this.#last.set(producerId, { bytes, sealed, strikes: 0 });
+      // No fresh count yet: nothing sealed so far, as far as we know.
+      this.#last.set(producerId, { bytes, sealed: sealed ?? 0, strikes: 0, stale: sealed === null ? 1 : 0 });
       return false;
     }
-    const suspicious = bytes - last.bytes > BYPASS_SLACK_BYTES && sealed === last.sealed;
+    if (sealed === null && last.stale + 1 < BYPASS_STALE_ROUNDS) {
+      this.#last.set(producerId, { ...last, stale: last.stale + 1 });
+      return false;
+    }
+    const now = sealed ?? last.sealed;
+    const suspicious = bytes - last.bytes > BYPASS_SLACK_BYTES && now === last.sealed;
     const strikes = suspicious ? last.strikes + 1 : 0;
-    this.#last.set(producerId, { bytes, sealed, strikes });
+    this.#last.set(producerId, { bytes, sealed: now, strikes, stale: 0 });
     return strikes >= BYPASS_STRIKES;
   }
 
