@@ -60,13 +60,14 @@ export class Metrics implements SignalingMetrics {
   constructor(sfu: Sfu, readiness: ReadinessSource) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
+    const stats = perScrape(() => sfu.stats());
     for (const [key, help] of SFU_GAUGES) {
       new Gauge({
         name: `sealed_meet_${key}`,
         help,
         registers,
         collect() {
-          this.set(sfu.stats()[key]);
+          this.set(stats()[key]);
         },
       });
     }
@@ -79,7 +80,7 @@ export class Metrics implements SignalingMetrics {
       },
     });
     type WorkerUsage = { worker: string; user: number; system: number; maxRss: number };
-    const workerUsage = async (): Promise<WorkerUsage[]> => {
+    const workerUsage = perScrape(async (): Promise<WorkerUsage[]> => {
       const all = await Promise.all(
         sfu.pool.workers.map(async (w, i): Promise<WorkerUsage[]> => {
           try {
@@ -92,7 +93,7 @@ export class Metrics implements SignalingMetrics {
         }),
       );
       return all.flat();
-    };
+    });
     new Counter({
       name: 'sealed_meet_worker_cpu_seconds_total',
       help: 'CPU time of each mediasoup worker (getResourceUsage), by worker index among the live workers and mode',
@@ -163,6 +164,22 @@ export class Metrics implements SignalingMetrics {
   text(): Promise<string> {
     return this.registry.metrics();
   }
+}
+
+/**
+ * One value per scrape: prom-client calls every metric's collect() in the same synchronous pass
+ * (registry.metrics() maps them, then awaits them together), so a value kept until the next microtask is shared by
+ * the gauges of one scrape (one walk over the rooms, one getResourceUsage per worker) and fresh for the next.
+ */
+function perScrape<T>(compute: () => T): () => T {
+  let cached: { value: T } | undefined;
+  return () => {
+    if (!cached) {
+      cached = { value: compute() };
+      queueMicrotask(() => (cached = undefined));
+    }
+    return cached.value;
+  };
 }
 
 export interface MetricsServer {
