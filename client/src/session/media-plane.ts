@@ -12,20 +12,12 @@ import { Device, type types } from 'mediasoup-client';
 import { RequestError, type JoinResponse, type ProducerInfo, type RequestName, type Requests, type Responses, type TrackSource, type TransportInfo } from '../lib/signaling.ts';
 import type { TransformWorker } from '../transform/TransformWorker.ts';
 import { peerConnectionSettings, type TransformApi } from '../transform/support.ts';
+import { IceRecovery } from './ice-recovery.ts';
 import { layerFor, sendPlan, StallWatchdog } from './media-policy.ts';
 import { Timers, type Clock } from './ports.ts';
 import { attribution, BypassDetector, type AttributionState, type PipelineCounts, type TrustAlert } from './trust-monitor.ts';
 
 const LAYER_DEBOUNCE_MS = 300;
-/** A transport still down this long after the first ICE restart of its outage: rejoin (later restarts do not extend it). */
-const ICE_RECHECK_MS = 8000;
-/**
- * A transport still down this long after an ICE restart: restart again (fresh TURN credentials, a fresh gathering).
- * A restart made while the TURN server was unreachable gathers nothing, and the browser retransmits its Allocate
- * with backoff (Chromium: 0.25, 0.5, 1, 2, 4 s apart), so a server back ~4 s later is asked again only at ~7.75 s:
- * too late for ICE_RECHECK_MS. The old ICE generation keeps running until a new one connects.
- */
-const ICE_RETRY_MS = 2000;
 /** Receive watchdog period: no inbound RTP at all while live consumers exist → ICE restart, then rejoin. */
 const STALL_CHECK_MS = 5000;
 
@@ -88,10 +80,7 @@ export class MediaPlane {
   readonly #consumers = new Map<string, RemoteMedia>();
   readonly #consuming = new Set<string>();
   readonly #layerSent = new Map<string, number>();
-  readonly #iceRestarting = new Set<string>();
-  readonly #iceDown = new Set<string>();
-  /** Transports with a rejoin deadline pending (ICE_RECHECK_MS after the first restart of their outage). */
-  readonly #iceDeadline = new Set<string>();
+  readonly #ice: IceRecovery;
   readonly #watchdog = new StallWatchdog();
   readonly #bypass = new BypassDetector();
   #attribution = new Map<string, AttributionState>();
@@ -116,6 +105,13 @@ export class MediaPlane {
     this.#ports = ports;
     this.#api = api;
     this.#timers = new Timers(ports.clock);
+    this.#ice = new IceRecovery({
+      restartIce: (transportId) => ports.signaling.request('restartIce', { transportId }),
+      timers: this.#timers,
+      closed: () => this.#closed,
+      rejoin: (why) => this.#emit({ kind: 'rejoin', why }),
+      downChanged: (down) => this.#emit({ kind: 'ice', down }),
+    });
     this.#device = device;
     this.#hideVoiceActivity = join.hideVoiceActivity === true;
     const options = (info: TransportInfo): types.TransportOptions => ({
@@ -453,19 +449,7 @@ export class MediaPlane {
         .then(() => callback())
         .catch((e: unknown) => errback(e instanceof Error ? e : new Error(String(e))));
     });
-    t.on('connectionstatechange', (state) => {
-      if (this.#closed) return;
-      if (state === 'connected') {
-        this.#iceDown.delete(t.id);
-        this.#iceDeadline.delete(t.id);
-        this.#timers.cancel(`ice:${t.id}`);
-        this.#timers.cancel(`ice-retry:${t.id}`);
-      } else if (state === 'disconnected' || state === 'failed') {
-        this.#iceDown.add(t.id);
-        void this.#restartIce(t);
-      } else return;
-      this.#emit({ kind: 'ice', down: [...this.#iceDown] });
-    });
+    t.on('connectionstatechange', (state) => this.#ice.stateChanged(t, state));
   }
 
   async #checkStall(): Promise<void> {
@@ -484,41 +468,8 @@ export class MediaPlane {
     const verdict = this.#watchdog.observe(packets);
     if (verdict === 'restart-ice') {
       console.warn('[media] no inbound media for a while: restarting ICE');
-      void this.#restartIce(recv);
+      void this.#ice.restart(recv);
     } else if (verdict === 'rejoin') this.#emit({ kind: 'rejoin', why: 'no inbound media' });
-  }
-
-  async #restartIce(t: types.Transport): Promise<void> {
-    if (this.#iceRestarting.has(t.id)) return;
-    this.#iceRestarting.add(t.id);
-    try {
-      const { iceParameters, iceServers } = await this.#ports.signaling.request('restartIce', { transportId: t.id });
-      if (this.#closed || t.closed) return;
-      // Fresh TURN credentials first: the new ICE session allocates again, and the join's may have expired.
-      await t.updateIceServers({ iceServers: iceServers as RTCIceServer[] });
-      await t.restartIce({ iceParameters: iceParameters as unknown as types.IceParameters });
-    } catch (err) {
-      if (this.#closed) return;
-      if (err instanceof RequestError && (err.code === 'UNAVAILABLE' || err.code === 'NOT_FOUND' || err.code === 'NOT_JOINED')) {
-        this.#emit({ kind: 'rejoin', why: `restartIce: ${err.code}` });
-        return;
-      }
-    } finally {
-      this.#iceRestarting.delete(t.id);
-    }
-    const down = (): boolean => !this.#closed && !t.closed && t.connectionState !== 'connected';
-    // Still down a while after the outage's first restart: start over.
-    if (!this.#iceDeadline.has(t.id)) {
-      this.#iceDeadline.add(t.id);
-      this.#timers.after(`ice:${t.id}`, ICE_RECHECK_MS, () => {
-        this.#iceDeadline.delete(t.id);
-        if (down()) this.#emit({ kind: 'rejoin', why: 'ICE did not recover' });
-      });
-    }
-    // Until then, restart again now and then: the TURN server may be back while this restart's requests back off.
-    this.#timers.after(`ice-retry:${t.id}`, ICE_RETRY_MS, () => {
-      if (down()) void this.#restartIce(t);
-    });
   }
 
   async #try<K extends RequestName>(name: K, payload: Requests[K]): Promise<void> {
