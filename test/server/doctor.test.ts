@@ -6,7 +6,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import * as dgram from 'node:dgram';
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -303,12 +303,42 @@ describe('runtime and files', () => {
   });
 });
 
+/** Every directory from `p` up to / lets others through (o+x). */
+function reachableByOthers(p: string): boolean {
+  for (let d = p; ; d = path.dirname(d)) {
+    if ((statSync(d).mode & 0o001) === 0) return false;
+    if (d === path.dirname(d)) return true;
+  }
+}
+
+/**
+ * The checkout as an unprivileged user can run it: this one if it can reach it, else (a clone in a 0700 temp dir,
+ * say) the parts the doctor runs from, hard-linked (copied across file systems) into a directory others can enter.
+ */
+function checkoutForOthers(): string {
+  if (reachableByOthers(REPO_ROOT)) return REPO_ROOT;
+  const root = path.join(dir, 'checkout');
+  mkdirSync(path.join(root, '.cache'), { recursive: true });
+  chmodSync(dir, 0o755);
+  for (const part of ['package.json', 'infra', 'signaling', 'sfu', 'node_modules', path.join('.cache', 'node')]) {
+    const from = path.join(REPO_ROOT, part);
+    if (!existsSync(from)) continue; // .cache/node: only where the machine's node is too old
+    const to = path.join(root, part);
+    try {
+      execFileSync('cp', ['-al', from, to]);
+    } catch {
+      execFileSync('cp', ['-a', from, to]);
+    }
+  }
+  return root;
+}
+
 describe('the CLI', () => {
-  const run = (env: NodeJS.ProcessEnv, opts: { uid?: number } = {}): Promise<{ code: number | null; out: string; ms: number }> =>
+  const run = (env: NodeJS.ProcessEnv, opts: { uid?: number; root?: string } = {}): Promise<{ code: number | null; out: string; ms: number }> =>
     new Promise((resolve) => {
       const started = Date.now();
       const child = spawn('bash', ['infra/node.sh', '--import', 'tsx', 'signaling/src/doctor.ts'], {
-        cwd: REPO_ROOT,
+        cwd: opts.root ?? REPO_ROOT,
         env: { PATH: process.env['PATH'], HOME: os.tmpdir(), ...env },
         ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.uid } : {}),
       });
@@ -380,7 +410,7 @@ describe('the CLI', () => {
     const [cert, key] = makeCert('root-only', 'DNS:localhost', 365);
     chmodSync(key, 0o600);
     chmodSync(cert, 0o644);
-    const r = await run({ ...(await goodEnv()), PORT: '80', TLS_CERT: cert, TLS_KEY: key }, { uid: 65534 });
+    const r = await run({ ...(await goodEnv()), PORT: '80', TLS_CERT: cert, TLS_KEY: key }, { uid: 65534, root: checkoutForOthers() });
     expect(r.code, r.out).toBe(1);
     expect(r.out).toContain('FAIL  HTTP port: TCP port 80 on 127.0.0.1: permission denied');
     expect(r.out).toContain(`FAIL  TLS certificate: TLS_KEY ${key} is not readable by this user (nobody)`);
