@@ -41,6 +41,11 @@ export interface RoomOptions {
   roomId: string;
   /** The creator's access token; only its SHA-256 is kept. */
   accessToken: string;
+  /**
+   * The room's token hash when it is already fixed elsewhere (cluster mode: the room directory keeps it, so a room
+   * re-created on another node after a node loss admits only the original token). Overrides `accessToken`'s hash.
+   */
+  tokenHash?: Buffer;
   pool: WorkerPool;
   cap: number;
   /** Where they listen is added from the router's worker (its WebRtcServer, or the port range). */
@@ -102,7 +107,7 @@ export class Room extends TypedEmitter<RoomEvents> {
   ) {
     super();
     this.#id = opts.roomId;
-    this.#tokenHash = sha256(opts.accessToken);
+    this.#tokenHash = opts.tokenHash ? Buffer.from(opts.tokenHash) : sha256(opts.accessToken);
     this.#router = router;
     this.#worker = worker;
     this.#audioLevelObserver = audioLevelObserver;
@@ -197,6 +202,11 @@ export class Room extends TypedEmitter<RoomEvents> {
     const out: ProducerInfo[] = [];
     for (const peer of this.#peers.values()) if (peer.id !== exceptPeerId) out.push(...peer.producerInfos());
     return out;
+  }
+
+  /** SHA-256 of the room's access token (cluster mode stores it in the room directory). */
+  get tokenHash(): Buffer {
+    return Buffer.from(this.#tokenHash);
   }
 
   /** Whether `accessToken` matches the room's token hash (constant time). */

@@ -151,10 +151,13 @@ export class Sfu extends TypedEmitter<SfuEvents> {
     return this.#rooms.get(roomId)?.getPeer(peerId);
   }
 
-  /** Joins (creating the room for its first joiner). Throws SfuError UNAUTHORIZED / ROOM_FULL / UNAVAILABLE. */
-  async join(roomId: string, accessToken: string): Promise<{ room: Room; peer: Peer }> {
+  /**
+   * Joins (creating the room for its first joiner; `create.tokenHash`, when given, fixes the new room's token hash instead
+   * of this token's). Throws SfuError UNAUTHORIZED / ROOM_FULL / UNAVAILABLE.
+   */
+  async join(roomId: string, accessToken: string, create: { tokenHash?: Buffer } = {}): Promise<{ room: Room; peer: Peer }> {
     if (this.#closed) throw new SfuError('UNAVAILABLE', 'server shutting down');
-    const room = await this.#getOrCreateRoom(roomId, accessToken);
+    const room = await this.#getOrCreateRoom(roomId, accessToken, create.tokenHash);
     try {
       const peer = room.join(randomBytes(12).toString('base64url'), accessToken);
       return { room, peer };
@@ -226,7 +229,7 @@ export class Sfu extends TypedEmitter<SfuEvents> {
     this.removeAllListeners();
   }
 
-  async #getOrCreateRoom(roomId: string, accessToken: string): Promise<Room> {
+  async #getOrCreateRoom(roomId: string, accessToken: string, tokenHash: Buffer | undefined): Promise<Room> {
     const existing = this.#rooms.get(roomId);
     if (existing) return existing;
     let pending = this.#pending.get(roomId);
@@ -234,6 +237,7 @@ export class Sfu extends TypedEmitter<SfuEvents> {
       pending = Room.create({
         roomId,
         accessToken,
+        ...(tokenHash ? { tokenHash } : {}),
         pool: this.#pool,
         cap: this.#config.roomCap,
         transportOptions: this.#transportOptions,
