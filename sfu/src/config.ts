@@ -33,7 +33,11 @@
  * | ALLOWED_ORIGINS | - | extra browser origins allowed to open the socket (comma-separated, `*` = any); same-origin is always allowed |
  * | METRICS_LISTEN | off | `ip:port` (or `localhost:port`, `[v6]:port`) of a separate plain-HTTP listener for Prometheus `/metrics` (and `/healthz`, `/readyz`); never the public port. Labels name no room, peer or address |
  * | DRAIN_TIMEOUT | 30 | seconds SIGTERM waits for rooms to empty (new joins refused, clients told) before closing what is left; 0 = close at once |
+ * | REDIS_URL | - | cluster mode: `redis://[user:password@]host:port[/db]` or `rediss://` (TLS) of the Redis that holds the room directory and carries socket.io events between nodes. Unset: one process, Redis never touched. Never logged or printed (it may hold a password) |
+ * | NODE_ID | random per process (8 hex) | cluster mode: this node's name in the directory (1–40 of `A-Za-z0-9._-`); unique per node. Logged (names no person) |
+ * | CLUSTER_LEASE | 5 | cluster mode: seconds (2–60) a node's lease in Redis lives without renewal (renewed every third of it): a dead node's rooms move after about this long |
  */
+import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -108,6 +112,12 @@ export interface Config {
   metricsListen: { host: string; port: number } | undefined;
   /** DRAIN_TIMEOUT: seconds a SIGTERM drain waits for rooms to empty. */
   drainTimeout: number;
+  /** REDIS_URL: cluster mode when set (never log it: it may carry a password). */
+  redisUrl: string | undefined;
+  /** NODE_ID: this node's name in the room directory (random per process unless set). */
+  nodeId: string;
+  /** CLUSTER_LEASE: seconds a node lease lives without renewal. */
+  clusterLease: number;
 }
 
 export const RTC_MODES = ['server', 'range'] as const;
@@ -182,6 +192,10 @@ const Input = z.object({
   metricsListen: z.union([z.string(), z.object({ host: z.string(), port: z.number() })]).optional(),
   // 30 s: the default Kubernetes grace period and well inside systemd's 90 s stop timeout; calls go on meanwhile.
   drainTimeout: int(0, 3600).default(30),
+  // The message never repeats the value: a Redis URL may carry a password.
+  redisUrl: z.string().refine(isRedisUrl, 'must be a redis:// or rediss:// URL with a host (e.g. redis://127.0.0.1:6379)').optional(),
+  nodeId: z.string().regex(/^[A-Za-z0-9._-]{1,40}$/, 'must be 1-40 characters of A-Z a-z 0-9 . _ -').optional(),
+  clusterLease: int(2, 60).default(5),
 });
 export type ConfigInput = z.input<typeof Input>;
 
@@ -221,6 +235,9 @@ const ENV_KEYS: Record<string, keyof ConfigInput> = {
   ALLOWED_ORIGINS: 'allowedOrigins',
   METRICS_LISTEN: 'metricsListen',
   DRAIN_TIMEOUT: 'drainTimeout',
+  REDIS_URL: 'redisUrl',
+  NODE_ID: 'nodeId',
+  CLUSTER_LEASE: 'clusterLease',
 };
 
 export function isLocalHost(host: string): boolean {
@@ -347,7 +364,21 @@ export function resolveConfig(input: ConfigInput | Config = {}, names?: Record<s
     allowedOrigins: c.allowedOrigins,
     metricsListen,
     drainTimeout: c.drainTimeout,
+    redisUrl: c.redisUrl,
+    nodeId: c.nodeId ?? randomBytes(4).toString('hex'),
+    clusterLease: c.clusterLease,
   };
+}
+
+/** REDIS_URL: redis: or rediss:, a host, an optional port and database number; nothing else (no query options). */
+function isRedisUrl(value: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return false;
+  }
+  return (url.protocol === 'redis:' || url.protocol === 'rediss:') && url.hostname !== '' && /^(\/\d{0,2})?$/.test(url.pathname) && url.search === '' && url.hash === '';
 }
 
 /** METRICS_LISTEN: `ip:port`, `localhost:port` or `[v6]:port` (port 0 = any, for tests), `off`, never the public PORT. */

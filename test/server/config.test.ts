@@ -154,6 +154,35 @@ describe('config', () => {
     }
   });
 
+  it('cluster mode: REDIS_URL (off by default), NODE_ID (random 8 hex per process by default), CLUSTER_LEASE (5 s default)', () => {
+    const single = loadConfig({});
+    expect(single).toMatchObject({ redisUrl: undefined, clusterLease: 5 });
+    expect(single.nodeId).toMatch(/^[0-9a-f]{8}$/);
+    expect(loadConfig({}).nodeId).not.toBe(single.nodeId);
+    const c = loadConfig({ REDIS_URL: 'rediss://user:pw@redis.internal:6380/2', NODE_ID: 'node-a.1_x', CLUSTER_LEASE: '10' });
+    expect(c).toMatchObject({ redisUrl: 'rediss://user:pw@redis.internal:6380/2', nodeId: 'node-a.1_x', clusterLease: 10 });
+    expect(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379' }).redisUrl).toBe('redis://127.0.0.1:6379');
+    expect(loadConfig({ REDIS_URL: 'redis://[::1]:6379/' }).redisUrl).toBe('redis://[::1]:6379/');
+    expect(resolveConfig(c)).toEqual(c);
+    for (const [env, re] of [
+      [{ REDIS_URL: 'http://redis.internal:6379' }, /REDIS_URL: must be a redis:\/\/ or rediss:\/\/ URL/],
+      [{ REDIS_URL: 'redis.internal:6379' }, /REDIS_URL: must be a redis/],
+      [{ REDIS_URL: 'redis://' }, /REDIS_URL: must be a redis/],
+      [{ REDIS_URL: 'redis://h:6379/db?password=x' }, /REDIS_URL: must be a redis/],
+      [{ NODE_ID: 'node a' }, /NODE_ID: must be 1-40 characters/],
+      [{ NODE_ID: 'x'.repeat(41) }, /NODE_ID: must be 1-40 characters/],
+      [{ NODE_ID: 'nöde' }, /NODE_ID/],
+      [{ CLUSTER_LEASE: '1' }, /CLUSTER_LEASE/],
+      [{ CLUSTER_LEASE: '61' }, /CLUSTER_LEASE/],
+      [{ CLUSTER_LEASE: '2.5' }, /CLUSTER_LEASE/],
+    ] as const) {
+      expect(() => loadConfig(env), JSON.stringify(env)).toThrow(ConfigError);
+      expect(() => loadConfig(env), JSON.stringify(env)).toThrow(re);
+    }
+    // A bad URL's message never repeats it (it may carry a password).
+    expect(() => loadConfig({ REDIS_URL: 'http://user:s3cret-pw@h:6379' })).toThrow(/^(?![\s\S]*s3cret-pw)/);
+  });
+
   it('TURN: TURN_SECRET / TURN_TTL (600 s default) / ICE_TRANSPORT_POLICY (all by default); static credentials stay an alternative', () => {
     expect(loadConfig({})).toMatchObject({ turnSecret: undefined, turnTtl: 600, iceTransportPolicy: 'all' });
     const secret = 'a'.repeat(16);
