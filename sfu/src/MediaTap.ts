@@ -4,8 +4,10 @@
  * Off by default. It exists only when a test calls `startServer(config, { tap: true })` (or
  * `Sfu.create(config, { tap: true })`); no environment variable, config field or network request turns it on.
  *
- * For every room it opens one mediasoup DirectTransport on the room's router; for every producer on that
- * router (whatever transport it came in on) it creates a `pipe` consumer on it, which receives every RTP
+ * For every router of a room (a room may spread over several workers: RoomRouters.ts) it opens one mediasoup
+ * DirectTransport on it; for every producer created on that router (whatever transport it came in on, except
+ * the pipe producers that bring other routers' producers over: each producer is tapped on its own router)
+ * it creates a `pipe` consumer on it, which receives every RTP
  * stream of the producer (each simulcast layer separately, with its own SSRC) exactly as the SFU
  * forwards it, and asks for a key frame when it starts. Frames are reassembled per RTP stream
  * (`rtp.ts`: Opus one frame per packet; VP8/VP9 payload descriptors stripped, packets of one frame
@@ -90,7 +92,7 @@ interface TappedProducer {
 /** The slice of a room the tap needs. */
 export interface TapRoom {
   id: string;
-  router: ms.Router;
+  routers: readonly ms.Router[];
 }
 
 export class MediaTap {
@@ -99,8 +101,10 @@ export class MediaTap {
   readonly #maxProducers: number;
   readonly #logger: Logger;
   readonly #producers = new Map<string, TappedProducer>();
+  /** Router id → the tap's DirectTransport on it. */
   readonly #transports = new Map<string, ms.DirectTransport>();
-  readonly #routerCaps = new Map<string, ms.RtpCapabilities>();
+  /** Routers tapped (or being tapped). */
+  readonly #attached = new WeakSet<ms.Router>();
   #closed = false;
 
   constructor(opts: MediaTapOptions, logger: Logger) {
@@ -111,25 +115,30 @@ export class MediaTap {
   }
 
   /**
-   * Starts tapping a room: opens its DirectTransport and consumes every producer created on its router
-   * from now on. Called by the Sfu before the room is handed to its first joiner.
+   * Starts tapping a room: every router it has now (see attachRouter). Called by the Sfu before the room is
+   * handed to its first joiner; the room attaches the routers it adds later itself.
    */
   async attachRoom(room: TapRoom): Promise<void> {
-    if (this.#closed) return;
-    const router = room.router;
-    this.#routerCaps.set(room.id, router.rtpCapabilities);
+    await Promise.all(room.routers.map((router) => this.attachRouter(room.id, router)));
+  }
+
+  /**
+   * Starts tapping one router of room `roomId` (once; again is a no-op): opens its DirectTransport and
+   * consumes every producer created on it from now on.
+   */
+  async attachRouter(roomId: string, router: ms.Router): Promise<void> {
+    if (this.#closed || this.#attached.has(router)) return;
+    this.#attached.add(router);
     router.observer.on('newtransport', (transport: ms.Transport) => {
-      transport.observer.on('newproducer', (producer: ms.Producer) => this.#tap(room.id, producer));
+      if (transport.type === 'pipe') return;
+      transport.observer.on('newproducer', (producer: ms.Producer) => this.#tap(roomId, router, producer));
     });
     const direct = await router.createDirectTransport({ maxSendMessageSize: 262144, appData: { tap: true } });
-    this.#transports.set(room.id, direct);
+    this.#transports.set(router.id, direct);
     direct.observer.on('close', () => {
-      if (this.#transports.get(room.id) === direct) {
-        this.#transports.delete(room.id);
-        this.#routerCaps.delete(room.id);
-      }
+      if (this.#transports.get(router.id) === direct) this.#transports.delete(router.id);
     });
-    this.#logger.debug('tapping room', { roomId: room.id });
+    this.#logger.debug('tapping room', { roomId });
   }
 
   /** Resolves once the tap consumes `producerId` (immediately for unknown producers). */
@@ -210,7 +219,7 @@ export class MediaTap {
     this.#transports.clear();
   }
 
-  #tap(roomId: string, producer: ms.Producer): void {
+  #tap(roomId: string, router: ms.Router, producer: ms.Producer): void {
     if (this.#closed || this.#producers.has(producer.id)) return;
     const appData = (producer.appData ?? {}) as { peerId?: unknown; source?: unknown };
     const codecParams = producer.rtpParameters.codecs[0];
@@ -241,19 +250,17 @@ export class MediaTap {
       entry.info.closed = true;
       for (const [ssrc, a] of entry.assemblers) a.flush(ssrc);
     });
-    entry.ready = this.#consume(roomId, producer, entry).catch((error: unknown) => {
+    entry.ready = this.#consume(router, producer, entry).catch((error: unknown) => {
       if (!producer.closed) this.#logger.warn('tap could not consume a producer', { roomId, error: errorMessage(error) });
     });
   }
 
-  async #consume(roomId: string, producer: ms.Producer, entry: TappedProducer): Promise<void> {
-    const transport = this.#transports.get(roomId);
-    if (!transport || transport.closed) throw new Error('room not tapped');
-    const rtpCapabilities = this.#routerCaps.get(roomId);
-    if (!rtpCapabilities) throw new Error('room not tapped');
+  async #consume(router: ms.Router, producer: ms.Producer, entry: TappedProducer): Promise<void> {
+    const transport = this.#transports.get(router.id);
+    if (!transport || transport.closed) throw new Error('router not tapped');
     const consumer = await transport.consume({
       producerId: producer.id,
-      rtpCapabilities,
+      rtpCapabilities: router.rtpCapabilities,
       pipe: true,
       paused: false,
       appData: { tap: true },

@@ -4,6 +4,9 @@
  * Every method only acts on this peer's own objects: an id that is not one of its own is NOT_FOUND, no
  * matter whether it exists elsewhere. Consumers are created paused (the client resumes them once its
  * consumer is set up). `close()` is idempotent and frees everything the peer holds.
+ *
+ * The peer lives on one router of its room (both transports; RoomRouters.ts places it). A producer of a peer
+ * on another router is made consumable here first by the room's `reach` hook (a pipe, see RoomRouters).
  */
 import type { types as ms } from 'mediasoup';
 import { filterCapabilities, filterParameters } from './codecs.ts';
@@ -38,6 +41,8 @@ export interface PeerOptions {
   transportOptions: TransportOptions;
   audioLevelExt: boolean;
   lookupProducer: ProducerLookup;
+  /** Makes a producer of the room (found by lookupProducer) consumable on this peer's router; none: same router. */
+  reach?: (producerId: string) => Promise<void>;
   limits?: Partial<PeerLimits>;
   /**
    * Awaited after a producer is created and before it is announced (test-only media tap: the tap
@@ -77,6 +82,7 @@ export class Peer extends TypedEmitter<PeerEvents> {
   readonly #transportOptions: TransportOptions;
   readonly #audioLevelExt: boolean;
   readonly #lookupProducer: ProducerLookup;
+  readonly #reach: ((producerId: string) => Promise<void>) | undefined;
   readonly #limits: PeerLimits;
   readonly #beforeAnnounce: ((producer: ms.Producer) => Promise<void>) | undefined;
   readonly #transports = new Map<string, ms.WebRtcTransport>();
@@ -92,6 +98,7 @@ export class Peer extends TypedEmitter<PeerEvents> {
     this.#transportOptions = opts.transportOptions;
     this.#audioLevelExt = opts.audioLevelExt;
     this.#lookupProducer = opts.lookupProducer;
+    this.#reach = opts.reach;
     this.#limits = { ...DEFAULT_PEER_LIMITS, ...opts.limits };
     this.#beforeAnnounce = opts.beforeAnnounce;
   }
@@ -104,6 +111,10 @@ export class Peer extends TypedEmitter<PeerEvents> {
   }
   get closed(): boolean {
     return this.#closed;
+  }
+  /** The router this peer's transports live on. */
+  get routerId(): string {
+    return this.#router.id;
   }
   get transportCount(): number {
     return this.#transports.size;
@@ -213,6 +224,15 @@ export class Peer extends TypedEmitter<PeerEvents> {
     if (!found || found.producer.closed) throw new SfuError('NOT_FOUND', 'producer not found');
     if (this.#consumers.size >= this.#limits.maxConsumers) throw new SfuError('BAD_REQUEST', 'too many consumers');
     const rtpCapabilities = filterCapabilities(params.rtpCapabilities as unknown as ms.RtpCapabilities, this.#audioLevelExt);
+    if (this.#reach) {
+      try {
+        await this.#reach(params.producerId);
+      } catch (error) {
+        if (found.producer.closed) throw new SfuError('NOT_FOUND', 'producer not found');
+        throw error;
+      }
+      this.#assertOpen();
+    }
     let can = false;
     try {
       can = this.#router.canConsume({ producerId: params.producerId, rtpCapabilities });
@@ -282,6 +302,7 @@ export class Peer extends TypedEmitter<PeerEvents> {
     return {
       id: this.#id,
       roomId: this.#roomId,
+      routerId: this.#router.id,
       closed: this.#closed,
       limits: { ...this.#limits },
       transports: [...this.#transports.values()].map((t) => ({ id: t.id, appData: t.appData })),

@@ -1,22 +1,25 @@
 /**
- * A meeting room: one mediasoup router on one worker, an AudioLevelObserver for the active speaker,
- * and its peers.
+ * A meeting room: its peers, on one or more mediasoup routers on different workers of the node
+ * (RoomRouters.ts: placement by consumer capacity, pipes between the routers, the active speaker across them).
  *
  * Access: the first joiner fixes `sha256(accessToken)`; later joiners must present a token with the same
  * hash (compared in constant time) or get UNAUTHORIZED. Only the hash is kept.
- * The room closes itself (`closed` with reason `empty`) when its last peer leaves, and with reason
- * `worker-died` when its worker died (all its mediasoup objects are gone; the peers must rejoin).
+ * The room closes itself (`closed` with reason `empty`) when its last peer leaves. A worker that dies takes
+ * only its part (`routerLost`): the peers placed on its router are closed with reason `worker-died` (they
+ * rejoin), their producers are announced closed and they leave; everyone else keeps their media. The room
+ * closes with reason `worker-died` only when nobody is left.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { types as ms } from 'mediasoup';
-import { clientRtpCapabilities, MEDIA_CODECS } from './codecs.ts';
-import { errorMessage, type Logger } from './Logger.ts';
+import { clientRtpCapabilities } from './codecs.ts';
+import type { Logger } from './Logger.ts';
 import type { MediaTap } from './MediaTap.ts';
 import { Peer, type BaseTransportOptions, type PeerLimits, type TransportOptions } from './Peer.ts';
+import { RoomRouters, type RoomRouter } from './RoomRouters.ts';
 import { SfuError } from './SfuError.ts';
 import { TypedEmitter } from './TypedEmitter.ts';
 import type { ProducerInfo, TrackSource } from './wire.ts';
-import type { TransportListen, WorkerPool } from './WorkerPool.ts';
+import type { WorkerPool } from './WorkerPool.ts';
 
 /** requestProducerKeyFrame calls for one producer within this window share one fan-out. */
 export const KEYFRAME_COALESCE_MS = 250;
@@ -48,7 +51,9 @@ export interface RoomOptions {
   tokenHash?: Buffer;
   pool: WorkerPool;
   cap: number;
-  /** Where they listen is added from the router's worker (its WebRtcServer, or the port range). */
+  /** ROUTER_MAX_CONSUMERS: consumers per router before the room spreads to another worker. */
+  routerMaxConsumers: number;
+  /** Where they listen is added from each peer's router's worker (its WebRtcServer, or the port range). */
   transportOptions: BaseTransportOptions;
   audioLevelExt: boolean;
   logger: Logger;
@@ -83,80 +88,49 @@ function sha256(s: string): Buffer {
 export class Room extends TypedEmitter<RoomEvents> {
   readonly #id: string;
   readonly #tokenHash: Buffer;
-  readonly #router: ms.Router;
-  readonly #worker: ms.Worker;
-  readonly #audioLevelObserver: ms.AudioLevelObserver | undefined;
+  readonly #routers: RoomRouters;
   readonly #cap: number;
-  readonly #transportOptions: TransportOptions;
+  readonly #transportOptions: BaseTransportOptions;
   readonly #audioLevelExt: boolean;
   readonly #logger: Logger;
   readonly #peerLimits: Partial<PeerLimits> | undefined;
   readonly #peers = new Map<string, Peer>();
+  /** Peers admitted whose placement is under way (they count against the cap). */
+  readonly #joining = new Set<string>();
+  /** Producer id → owning peer id, for every announced producer (a dead worker's peer has lost its own list). */
+  readonly #producerOwners = new Map<string, string>();
   readonly #clientCaps: ms.RtpCapabilities;
   readonly #tap: MediaTap | undefined;
   readonly #keyFrameFanouts = new Map<string, { at: number; count: Promise<number> }>();
   #activeSpeaker: string | null = null;
   #closed = false;
 
-  private constructor(
-    opts: RoomOptions,
-    router: ms.Router,
-    worker: ms.Worker,
-    listen: TransportListen,
-    audioLevelObserver: ms.AudioLevelObserver | undefined,
-  ) {
+  private constructor(opts: RoomOptions, routers: RoomRouters) {
     super();
     this.#id = opts.roomId;
     this.#tokenHash = opts.tokenHash ? Buffer.from(opts.tokenHash) : sha256(opts.accessToken);
-    this.#router = router;
-    this.#worker = worker;
-    this.#audioLevelObserver = audioLevelObserver;
+    this.#routers = routers;
     this.#cap = opts.cap;
-    this.#transportOptions = { ...opts.transportOptions, ...listen };
+    this.#transportOptions = opts.transportOptions;
     this.#audioLevelExt = opts.audioLevelExt;
     this.#logger = opts.logger;
     this.#peerLimits = opts.peerLimits;
     this.#tap = opts.tap;
-    this.#clientCaps = clientRtpCapabilities(router.rtpCapabilities, opts.audioLevelExt);
-
-    if (audioLevelObserver) {
-      // Every audio producer on this router feeds the observer (whatever transport it came in on).
-      router.observer.on('newtransport', (transport: ms.Transport) => {
-        transport.observer.on('newproducer', (producer: ms.Producer) => {
-          if (producer.kind !== 'audio' || audioLevelObserver.closed) return;
-          audioLevelObserver.addProducer({ producerId: producer.id }).catch((error: unknown) => {
-            if (!producer.closed && !audioLevelObserver.closed) {
-              this.#logger.warn('audio level observer addProducer failed', { roomId: this.#id, error: errorMessage(error) });
-            }
-          });
-        });
-      });
-      audioLevelObserver.on('volumes', (volumes: ms.AudioLevelObserverVolume[]) => {
-        const loudest = volumes[0];
-        const peerId = loudest ? (loudest.producer.appData as { peerId: string }).peerId : null;
-        this.#setActiveSpeaker(peerId ?? null);
-      });
-      audioLevelObserver.on('silence', () => this.#setActiveSpeaker(null));
-    }
+    // Every router of the room has the same codecs, so the same RTP capabilities.
+    this.#clientCaps = clientRtpCapabilities(routers.first.router.rtpCapabilities, opts.audioLevelExt);
+    routers.on('speaker', (peerId) => this.#setActiveSpeaker(peerId));
   }
 
   static async create(opts: RoomOptions): Promise<Room> {
-    const { router, worker, listen } = await opts.pool.createRouter(opts.roomId, MEDIA_CODECS);
-    let observer: ms.AudioLevelObserver | undefined;
-    try {
-      if (opts.audioLevelExt) {
-        observer = await router.createAudioLevelObserver({
-          maxEntries: 1,
-          threshold: opts.audioLevel?.threshold ?? -70,
-          interval: opts.audioLevel?.interval ?? 800,
-        });
-      }
-    } catch (error) {
-      router.close();
-      throw error;
-    }
-    if (router.closed) throw new SfuError('UNAVAILABLE', 'worker died while creating the room');
-    return new Room(opts, router, worker, listen, observer);
+    const routers = await RoomRouters.create({
+      roomId: opts.roomId,
+      pool: opts.pool,
+      maxConsumers: opts.routerMaxConsumers,
+      audioLevel: opts.audioLevelExt ? { threshold: opts.audioLevel?.threshold ?? -70, interval: opts.audioLevel?.interval ?? 800 } : undefined,
+      logger: opts.logger,
+      tap: opts.tap,
+    });
+    return new Room(opts, routers);
   }
 
   get id(): string {
@@ -168,18 +142,35 @@ export class Room extends TypedEmitter<RoomEvents> {
   get cap(): number {
     return this.#cap;
   }
-  get routerId(): string {
-    return this.#router.id;
-  }
-  /** The router (for tests and diagnostics: dump()). */
+  /** The room's first live router (for tests and diagnostics: dump()); `routers` has them all. */
   get router(): ms.Router {
-    return this.#router;
+    return this.#routers.first.router;
   }
+  get routerId(): string {
+    return this.router.id;
+  }
+  /** The first router's worker. */
   get workerPid(): number {
-    return this.#worker.pid;
+    return this.#routers.first.worker.pid;
+  }
+  /** Every router of the room, the first first (one per worker it spreads over). */
+  get routers(): ms.Router[] {
+    return this.#routers.all.map((r) => r.router);
+  }
+  /** Where a peer lives (tests and diagnostics). */
+  placement(peerId: string): { routerId: string; workerPid: number } | undefined {
+    const entry = this.#routers.of(peerId);
+    return entry && { routerId: entry.router.id, workerPid: entry.worker.pid };
+  }
+  hasRouter(routerId: string): boolean {
+    return this.#routers.find(routerId) !== undefined;
   }
   get peerCount(): number {
     return this.#peers.size;
+  }
+  /** No peer, and nobody joining. */
+  get idle(): boolean {
+    return this.#peers.size === 0 && this.#joining.size === 0;
   }
   get activeSpeaker(): string | null {
     return this.#activeSpeaker;
@@ -214,25 +205,46 @@ export class Room extends TypedEmitter<RoomEvents> {
     return timingSafeEqual(sha256(accessToken), this.#tokenHash);
   }
 
-  /** Adds a peer after checking the token and the cap. */
-  join(peerId: string, accessToken: string): Peer {
+  /**
+   * Adds a peer after checking the token and the cap, on a router placed by RoomRouters (which may add a router
+   * on another worker). A refused join changes nothing.
+   */
+  async join(peerId: string, accessToken: string): Promise<Peer> {
     if (this.#closed) throw new SfuError('UNAVAILABLE', 'room closed');
     if (!this.checkToken(accessToken)) throw new SfuError('UNAUTHORIZED', 'wrong access token');
-    if (this.#peers.size >= this.#cap) throw new SfuError('ROOM_FULL', 'room is full');
-    if (this.#peers.has(peerId)) throw new SfuError('BAD_REQUEST', 'duplicate peer id');
+    if (this.#peers.size + this.#joining.size >= this.#cap) throw new SfuError('ROOM_FULL', 'room is full');
+    if (this.#peers.has(peerId) || this.#joining.has(peerId)) throw new SfuError('BAD_REQUEST', 'duplicate peer id');
+    this.#joining.add(peerId);
+    let entry: RoomRouter;
+    try {
+      entry = await this.#routers.place(peerId, this.#peers.size);
+    } finally {
+      this.#joining.delete(peerId);
+    }
+    if (this.#closed || entry.router.closed) {
+      this.#routers.release(peerId);
+      throw new SfuError('UNAVAILABLE', 'room closed');
+    }
     const peer = new Peer({
       id: peerId,
       roomId: this.#id,
-      router: this.#router,
-      transportOptions: this.#transportOptions,
+      router: entry.router,
+      transportOptions: { ...this.#transportOptions, ...entry.listen },
       audioLevelExt: this.#audioLevelExt,
       lookupProducer: (producerId) => this.#lookupProducer(producerId),
+      reach: (producerId) => this.#reach(producerId, entry),
       ...(this.#peerLimits ? { limits: this.#peerLimits } : {}),
       ...(this.#tap ? { beforeAnnounce: (producer: ms.Producer) => withTimeout(this.#tap!.ready(producer.id), TAP_WAIT_MS) } : {}),
     });
     this.#peers.set(peerId, peer);
-    peer.on('producerCreated', (info) => this.emit('newProducer', info));
-    peer.on('producerClosed', ({ peerId: owner, producerId }) => this.emit('producerClosed', { peerId: owner, producerId }));
+    peer.on('producerCreated', (info) => {
+      this.#producerOwners.set(info.producerId, peerId);
+      this.emit('newProducer', info);
+    });
+    peer.on('producerClosed', ({ peerId: owner, producerId }) => {
+      this.#producerOwners.delete(producerId);
+      this.emit('producerClosed', { peerId: owner, producerId });
+    });
     peer.on('producerPaused', (info) => this.emit('producerPaused', info));
     peer.on('producerResumed', (info) => this.emit('producerResumed', info));
     this.#logger.debug('peer joined', { roomId: this.#id, peerId, peers: this.#peers.size });
@@ -275,24 +287,33 @@ export class Room extends TypedEmitter<RoomEvents> {
     return {
       id: this.#id,
       closed: this.#closed,
-      routerId: this.#router.id,
-      workerPid: this.#worker.pid,
+      routerId: this.routerId,
+      workerPid: this.workerPid,
+      routers: this.#routers.all.map((r) => ({
+        routerId: r.router.id,
+        workerPid: r.worker.pid,
+        peers: r.peers.size,
+        transportOptions: describeTransportOptions({ ...this.#transportOptions, ...r.listen }),
+        appData: r.router.appData,
+      })),
       cap: this.#cap,
       tokenSha256: this.#tokenHash.toString('hex'),
       audioLevelExt: this.#audioLevelExt,
       activeSpeaker: this.#activeSpeaker,
-      transportOptions: describeTransportOptions(this.#transportOptions),
+      transportOptions: describeTransportOptions({ ...this.#transportOptions, ...this.#routers.first.listen }),
       peerLimits: this.#peerLimits ?? null,
-      routerAppData: this.#router.appData,
+      routerAppData: this.router.appData,
       rtpCapabilities: this.#clientCaps,
       peers: [...this.#peers.values()].map((p) => p.toJSON()),
     };
   }
 
-  /** mediasoup's own dumps: the router and every peer's transports, producers and consumers. */
-  async dump(): Promise<{ router: unknown; peers: unknown[] }> {
+  /** mediasoup's own dumps: the first router, every router, and every peer's transports, producers and consumers. */
+  async dump(): Promise<{ router: unknown; routers: unknown[]; peers: unknown[] }> {
+    const routers = await Promise.all(this.#routers.all.map((r) => r.router.dump().catch(() => null)));
     return {
-      router: await this.#router.dump().catch(() => null),
+      router: routers[0] ?? null,
+      routers,
       peers: await Promise.all([...this.#peers.values()].map((p) => p.dump())),
     };
   }
@@ -303,15 +324,39 @@ export class Room extends TypedEmitter<RoomEvents> {
     if (!peer) return;
     peer.close('left');
     this.#peers.delete(peerId);
+    this.#routers.release(peerId);
     this.#logger.debug('peer left', { roomId: this.#id, peerId, peers: this.#peers.size });
     if (this.#activeSpeaker === peerId) this.#setActiveSpeaker(null);
     this.emit('peerLeft', { peerId });
-    if (this.#peers.size === 0) this.close('empty');
+    if (this.idle) this.close('empty');
   }
 
-  /** The worker hosting this room died: every mediasoup object is gone already. */
-  workerDied(): void {
-    this.close('worker-died');
+  /**
+   * Router `routerId` of this room died with its worker (its mediasoup objects are gone already): its peers are
+   * closed with reason `worker-died` and leave, their producers are announced closed (the pipes that carried them
+   * to the other routers are closed, so their consumers get producerclose). The room closes only if nobody is left.
+   */
+  routerLost(routerId: string): void {
+    if (this.#closed) return;
+    const entry = this.#routers.lost(routerId);
+    if (!entry) return;
+    const lost = [...this.#peers.values()].filter((p) => entry.peers.has(p.id));
+    if (lost.length === this.#peers.size || this.#routers.all.length === 0) {
+      this.close('worker-died');
+      return;
+    }
+    this.#logger.warn('room lost the part on a dead worker; its peers rejoin', { roomId: this.#id, peers: lost.length, count: this.#routers.all.length });
+    for (const peer of lost) {
+      const producers = [...this.#producerOwners].filter(([, owner]) => owner === peer.id).map(([producerId]) => producerId);
+      this.#peers.delete(peer.id);
+      peer.close('worker-died');
+      for (const producerId of producers) {
+        this.#producerOwners.delete(producerId);
+        this.emit('producerClosed', { peerId: peer.id, producerId });
+      }
+      if (this.#activeSpeaker === peer.id) this.#setActiveSpeaker(null);
+      this.emit('peerLeft', { peerId: peer.id });
+    }
   }
 
   close(reason: RoomCloseReason = 'shutdown'): void {
@@ -320,8 +365,8 @@ export class Room extends TypedEmitter<RoomEvents> {
     const peerIds = [...this.#peers.keys()];
     for (const peer of this.#peers.values()) peer.close(reason === 'worker-died' ? 'worker-died' : 'room-closed');
     this.#peers.clear();
-    this.#audioLevelObserver?.close();
-    this.#router.close();
+    this.#producerOwners.clear();
+    this.#routers.close();
     this.#logger.info('room closed', { roomId: this.#id, reason, peers: peerIds.length });
     this.emit('closed', { roomId: this.#id, reason, peerIds });
     this.removeAllListeners();
@@ -333,6 +378,14 @@ export class Room extends TypedEmitter<RoomEvents> {
       if (producer) return { producer, peerId: peer.id, source: (producer.appData as { source: TrackSource }).source };
     }
     return undefined;
+  }
+
+  /** Makes producer `producerId` consumable on `to` (the consuming peer's router). */
+  async #reach(producerId: string, to: RoomRouter): Promise<void> {
+    const found = this.#lookupProducer(producerId);
+    const from = found && this.#routers.of(found.peerId);
+    if (!from) throw new SfuError('NOT_FOUND', 'producer not found');
+    await this.#routers.reach(producerId, from, to);
   }
 
   #setActiveSpeaker(peerId: string | null): void {

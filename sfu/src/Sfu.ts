@@ -1,7 +1,8 @@
 /**
  * The SFU facade: a worker pool plus the rooms placed on it. No networking of its own; the signaling
- * layer drives it. Rooms are created by their first joiner and closed when empty or when their worker
- * dies (`roomClosed` with reason `worker-died`: every peer of that room has to rejoin).
+ * layer drives it. Rooms are created by their first joiner and closed when empty. A room may spread over
+ * several workers (RoomRouters.ts); a worker that dies takes only its part of each room (those peers rejoin),
+ * and a room closes with reason `worker-died` only when none of its peers is left.
  */
 import { randomBytes } from 'node:crypto';
 import type { types as ms } from 'mediasoup';
@@ -27,6 +28,7 @@ export type SfuConfig = Pick<
   | 'localLanMedia'
   | 'localLanIp'
   | 'roomCap'
+  | 'routerMaxConsumers'
   | 'audioLevelExt'
 >;
 
@@ -95,9 +97,9 @@ export class Sfu extends TypedEmitter<SfuEvents> {
       preferUdp: true,
       initialAvailableOutgoingBitrate: 1_000_000,
     };
-    pool.on('roomLost', ({ roomId, pid }) => {
-      const room = this.#rooms.get(roomId);
-      if (room && room.workerPid === pid) room.workerDied();
+    pool.on('roomLost', ({ roomId, routerId }) => {
+      // Only that router's part of the room (its peers rejoin); the room closes if nobody is left.
+      this.#rooms.get(roomId)?.routerLost(routerId);
     });
     pool.on('workerDied', ({ pid }) => this.emit('workerDied', { pid }));
     pool.on('workerAdded', ({ pid }) => this.emit('workerAdded', { pid }));
@@ -159,11 +161,11 @@ export class Sfu extends TypedEmitter<SfuEvents> {
     if (this.#closed) throw new SfuError('UNAVAILABLE', 'server shutting down');
     const room = await this.#getOrCreateRoom(roomId, accessToken, create.tokenHash);
     try {
-      const peer = room.join(randomBytes(12).toString('base64url'), accessToken);
+      const peer = await room.join(randomBytes(12).toString('base64url'), accessToken);
       return { room, peer };
     } catch (error) {
       // Never leave a room behind that nobody managed to join.
-      if (room.peerCount === 0) room.close('empty');
+      if (room.idle) room.close('empty');
       throw error;
     }
   }
@@ -240,6 +242,7 @@ export class Sfu extends TypedEmitter<SfuEvents> {
         ...(tokenHash ? { tokenHash } : {}),
         pool: this.#pool,
         cap: this.#config.roomCap,
+        routerMaxConsumers: this.#config.routerMaxConsumers,
         transportOptions: this.#transportOptions,
         audioLevelExt: this.#config.audioLevelExt,
         logger: this.#logger,

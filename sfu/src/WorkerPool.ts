@@ -1,7 +1,8 @@
 /**
  * A pool of mediasoup workers.
  *
- * Routers are placed on the least-loaded worker (fewest routers; ties broken round-robin). When a worker
+ * Routers are placed on the least-loaded worker by measured load (WorkerLoad.ts: consumers plus CPU from
+ * getResourceUsage, sampled every LOAD_SAMPLE_MS; ties: fewest routers, then round-robin). When a worker
  * dies it is logged, every router that lived on it is reported through `roomLost` (rooms on other
  * workers are unaffected) and a replacement worker is spawned (retried with backoff until it succeeds or
  * the pool is closed).
@@ -18,6 +19,7 @@ import { createWorker, type types as ms } from 'mediasoup';
 import { errorMessage, type Logger } from './Logger.ts';
 import { TypedEmitter } from './TypedEmitter.ts';
 import { resolveWorkerBin } from './workerBin.ts';
+import { LOAD_SAMPLE_MS, WorkerLoad } from './WorkerLoad.ts';
 
 /** Where WebRTC media is received. `port: 0` = any free port in `minPort`–`maxPort`. */
 export type MediaListen =
@@ -54,6 +56,8 @@ export class WorkerPool extends TypedEmitter<WorkerPoolEvents> {
   readonly #workers = new Map<ms.Worker, Set<ms.Router>>();
   /** Per live worker: its slot (0..size-1) and, in server mode, its WebRtcServer. */
   readonly #slots = new Map<ms.Worker, { slot: number; webRtcServer: ms.WebRtcServer | undefined }>();
+  readonly #load = new WorkerLoad();
+  readonly #sampler: NodeJS.Timeout;
   #rr = 0;
   #closed = false;
   #respawnTimers = new Set<NodeJS.Timeout>();
@@ -62,6 +66,8 @@ export class WorkerPool extends TypedEmitter<WorkerPoolEvents> {
     super();
     this.#opts = { workerLogLevel: 'warn', ...opts };
     this.#logger = opts.logger.child('worker-pool');
+    this.#sampler = setInterval(() => void this.#load.sample(this.workers), LOAD_SAMPLE_MS);
+    this.#sampler.unref();
   }
 
   static async create(opts: WorkerPoolOptions): Promise<WorkerPool> {
@@ -72,6 +78,7 @@ export class WorkerPool extends TypedEmitter<WorkerPoolEvents> {
       pool.close();
       throw error;
     }
+    void pool.sampleLoad();
     return pool;
   }
 
@@ -101,16 +108,38 @@ export class WorkerPool extends TypedEmitter<WorkerPoolEvents> {
     return [...this.#slots.values()].flatMap((s) => (s.webRtcServer ? [s.webRtcServer] : []));
   }
 
+  /** Measured load of a live worker (WorkerLoad.ts); 0 for one that is gone. */
+  workerLoad(worker: ms.Worker): number {
+    const routers = this.#workers.get(worker);
+    return routers ? this.#load.load(worker, routers) : 0;
+  }
+
+  /** Live consumers on `router` (any transport). */
+  routerConsumers(router: ms.Router): number {
+    return this.#load.routerConsumers(router);
+  }
+
+  /** Share of one core `worker` used lately (0 while idle; WorkerLoad.ts). */
+  workerCpu(worker: ms.Worker): number {
+    return this.#load.cpu(worker);
+  }
+
+  /** Takes a CPU sample of every worker now (also done every LOAD_SAMPLE_MS). */
+  sampleLoad(): Promise<void> {
+    return this.#load.sample(this.workers);
+  }
+
   /**
-   * Creates a router for `roomId` on the least-loaded live worker, and says where that router's WebRTC
-   * transports listen (its worker's WebRtcServer, or the port range).
+   * Creates a router for `roomId` on the least-loaded live worker that is not in `avoid` (error if there
+   * is none), and says where that router's WebRTC transports listen (its worker's WebRtcServer, or the port range).
    */
   async createRouter(
     roomId: string,
     mediaCodecs: ms.RouterRtpCodecCapability[],
+    avoid: ReadonlySet<ms.Worker> = new Set(),
   ): Promise<{ router: ms.Router; worker: ms.Worker; listen: TransportListen }> {
     if (this.#closed) throw new Error('worker pool closed');
-    const worker = this.#pick();
+    const worker = this.#pick(avoid);
     const webRtcServer = this.#slots.get(worker)?.webRtcServer;
     const appData: RouterAppData = { roomId };
     const router = await worker.createRouter({ mediaCodecs, appData });
@@ -121,6 +150,7 @@ export class WorkerPool extends TypedEmitter<WorkerPoolEvents> {
       throw new Error('worker died while creating the router');
     }
     routers.add(router);
+    this.#load.track(router);
     router.observer.on('close', () => {
       // When the worker itself closes (it died), keep the router listed so `died` can report it.
       if (!worker.closed) routers.delete(router);
@@ -131,6 +161,7 @@ export class WorkerPool extends TypedEmitter<WorkerPoolEvents> {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#sampler);
     for (const t of this.#respawnTimers) clearTimeout(t);
     this.#respawnTimers.clear();
     for (const worker of this.#workers.keys()) worker.close();
@@ -139,11 +170,16 @@ export class WorkerPool extends TypedEmitter<WorkerPoolEvents> {
     this.removeAllListeners();
   }
 
-  #pick(): ms.Worker {
-    const entries = [...this.#workers.entries()];
+  /** The least-loaded live worker not in `avoid`; ties: fewest routers, then round-robin. */
+  #pick(avoid: ReadonlySet<ms.Worker>): ms.Worker {
+    const entries = [...this.#workers.entries()]
+      .filter(([w]) => !avoid.has(w))
+      .map(([w, r]) => ({ w, load: this.#load.load(w, r), routers: r.size }));
     if (entries.length === 0) throw new Error('no mediasoup worker available');
-    const min = Math.min(...entries.map(([, r]) => r.size));
-    const candidates = entries.filter(([, r]) => r.size === min).map(([w]) => w);
+    const min = Math.min(...entries.map((e) => e.load));
+    const least = entries.filter((e) => e.load === min);
+    const fewest = Math.min(...least.map((e) => e.routers));
+    const candidates = least.filter((e) => e.routers === fewest).map((e) => e.w);
     const worker = candidates[this.#rr++ % candidates.length];
     if (!worker) throw new Error('no mediasoup worker available');
     return worker;

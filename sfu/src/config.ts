@@ -17,6 +17,7 @@
  * | TLS_CERT / TLS_KEY | - | PEM files; both or neither. Off localhost without them a self-signed cert is made |
  * | WORKERS | CPU count | mediasoup workers |
  * | ROOM_CAP | 50 | max peers per room |
+ * | ROUTER_MAX_CONSUMERS | 800 | consumers per router (one room's part on one worker) before the room spreads to another worker (pipeToRouter). The capacity bench measured ~1,400–1,770 consumers per core without simulcast, NACK or ICE, so half of that leaves headroom |
  * | LOG_LEVEL | info | debug, info, warn, error, silent |
  * | TURN_URLS | - | comma-separated turn:/turns:/stun: URLs handed to joined clients, e.g. `turn:t.example.com:3478?transport=udp,turn:t.example.com:3478?transport=tcp,turns:t.example.com:443?transport=tcp` |
  * | TURN_SECRET | - | coturn `static-auth-secret` (`use-auth-secret`, TURN REST scheme; at least 16 characters, e.g. `openssl rand -hex 32`): each successful join gets its own credentials valid for TURN_TTL. Never sent to clients |
@@ -84,6 +85,8 @@ export interface Config {
   tlsKey: string | undefined;
   workers: number;
   roomCap: number;
+  /** ROUTER_MAX_CONSUMERS: a room router's consumers before the room spreads to another worker. */
+  routerMaxConsumers: number;
   logLevel: LogLevel;
   turnUrls: string[];
   /** TURN REST shared secret (coturn static-auth-secret): per-join credentials; never sent to clients. */
@@ -168,6 +171,7 @@ const Input = z.object({
   tlsKey: z.string().min(1).optional(),
   workers: int(1, 64).optional(),
   roomCap: int(1, 1000).default(50),
+  routerMaxConsumers: int(1, 100_000).default(800),
   logLevel: z.enum(LOG_LEVELS).default('info'),
   turnUrls: list.default([]),
   // The credentials clients get are HMACs of this secret: a short one could be guessed offline from them.
@@ -215,6 +219,7 @@ const ENV_KEYS: Record<string, keyof ConfigInput> = {
   TLS_KEY: 'tlsKey',
   WORKERS: 'workers',
   ROOM_CAP: 'roomCap',
+  ROUTER_MAX_CONSUMERS: 'routerMaxConsumers',
   LOG_LEVEL: 'logLevel',
   TURN_URLS: 'turnUrls',
   TURN_SECRET: 'turnSecret',
@@ -344,6 +349,7 @@ export function resolveConfig(input: ConfigInput | Config = {}, names?: Record<s
     tlsKey: c.tlsKey,
     workers,
     roomCap: c.roomCap,
+    routerMaxConsumers: c.routerMaxConsumers,
     logLevel: c.logLevel,
     turnUrls: c.turnUrls,
     turnSecret: c.turnSecret,
