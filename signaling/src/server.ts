@@ -211,7 +211,12 @@ export function createSignalingServer(
         }
       };
       room.on('closed', onClosed);
-      const offs = [forward(room, ROOM_EVENTS, peer.id, send), forward(peer, PEER_EVENTS, peer.id, send), () => void room.off('closed', onClosed)];
+      // A worker that dies takes only its part of a room: its peers close with 'worker-died' while the room stays.
+      const onPeerClosed = (info: { reason: string }): void => {
+        if (info.reason === 'worker-died') onClosed(info);
+      };
+      peer.on('closed', onPeerClosed);
+      const offs = [forward(room, ROOM_EVENTS, peer.id, send), forward(peer, PEER_EVENTS, peer.id, send), () => void room.off('closed', onClosed), () => void peer.off('closed', onPeerClosed)];
       state.detach = () => {
         for (const off of offs) off();
       };
