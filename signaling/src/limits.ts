@@ -10,7 +10,14 @@
  *   of recipients): a broadcast in a full room costs `ROOM_CAP - 1` times a unicast.
  *
  * Addresses live only in these in-memory maps, keyed by the normalized address: they are never logged, never put
- * in a metric and never leave the process. A refusal changes nothing (no token taken, nothing counted).
+ * in a metric and never leave the process as they are. A refusal changes nothing (no token taken, nothing counted).
+ *
+ * Cluster mode (`cluster` option, signaling/src/cluster/address-counts.ts): each node publishes its counts per
+ * address to Redis under a keyed hash of the address (never the address), and a check adds the other live nodes'
+ * last published counts to this node's own. The API stays synchronous: the others' counts are refreshed in the
+ * background about every second, so the limits hold cluster-wide up to that delay (eventually consistent: a burst
+ * spread over several nodes within a second can pass by up to a second's worth). A room joined from one address
+ * through two nodes counts once per node.
  */
 import type { IncomingMessage } from 'node:http';
 import * as net from 'node:net';
@@ -24,6 +31,22 @@ export interface AddressLimitOptions {
   maxRooms: number;
   /** Take the client address from the right-most X-Forwarded-For entry (only behind a reverse proxy that sets it). */
   trustProxy: boolean;
+  /** Cluster mode: the other nodes' counts, added to this node's in every check. */
+  cluster?: SharedAddressCounts;
+}
+
+/** What is counted per client address. */
+export interface AddressCounts {
+  sockets: number;
+  rooms: number;
+}
+
+/** The other nodes' counts of a cluster, read synchronously (kept fresh in the background), and this node's published. */
+export interface SharedAddressCounts {
+  /** The other live nodes' last published counts for `address` (zeros when none). */
+  others(address: string): AddressCounts;
+  /** Where the publisher reads this node's own counts from. */
+  publishFrom(local: () => ReadonlyMap<string, AddressCounts>): void;
 }
 
 export interface RelayBudgetOptions {
@@ -68,6 +91,19 @@ export class AddressLimits {
 
   constructor(opts: AddressLimitOptions) {
     this.#opts = opts;
+    opts.cluster?.publishFrom(() => this.counts());
+  }
+
+  /** This node's counts per address (what cluster mode publishes). */
+  counts(): Map<string, AddressCounts> {
+    const out = new Map<string, AddressCounts>();
+    for (const [address, sockets] of this.#sockets) out.set(address, { sockets, rooms: 0 });
+    for (const [address, rooms] of this.#rooms) out.set(address, { sockets: out.get(address)?.sockets ?? 0, rooms: rooms.size });
+    return out;
+  }
+
+  #others(address: string): AddressCounts {
+    return this.#opts.cluster?.others(address) ?? { sockets: 0, rooms: 0 };
   }
 
   addressOf(req: IncomingMessage): string {
@@ -76,13 +112,13 @@ export class AddressLimits {
 
   /** Whether one more connection from `address` would be allowed (the handshake check; nothing is counted). */
   canConnect(address: string): boolean {
-    return (this.#sockets.get(address) ?? 0) < this.#opts.maxSockets;
+    return (this.#sockets.get(address) ?? 0) + this.#others(address).sockets < this.#opts.maxSockets;
   }
 
   /** Counts an open connection; null (nothing counted) when the address already has `maxSockets`. */
   connect(address: string): (() => void) | null {
     const n = this.#sockets.get(address) ?? 0;
-    if (n >= this.#opts.maxSockets) return null;
+    if (n + this.#others(address).sockets >= this.#opts.maxSockets) return null;
     this.#sockets.set(address, n + 1);
     return once(() => decrement(this.#sockets, address));
   }
@@ -91,7 +127,7 @@ export class AddressLimits {
   enterRoom(address: string, roomId: string): (() => void) | null {
     const rooms = this.#rooms.get(address) ?? new Map<string, number>();
     const n = rooms.get(roomId) ?? 0;
-    if (n === 0 && rooms.size >= this.#opts.maxRooms) return null;
+    if (n === 0 && rooms.size + this.#others(address).rooms >= this.#opts.maxRooms) return null;
     rooms.set(roomId, n + 1);
     this.#rooms.set(address, rooms);
     return once(() => {

@@ -1,5 +1,5 @@
 /**
- * The room directory's Lua scripts (run atomically by Redis; ioredis `defineCommand` sends EVALSHA and falls back to
+ * The cluster's Lua scripts (room directory, address-count key) (run atomically by Redis; ioredis `defineCommand` sends EVALSHA and falls back to
  * EVAL after NOSCRIPT, e.g. after a Redis restart emptied the script cache). Standalone Redis only: the scripts touch
  * keys they compute (a node's lease key from a room's home), which Redis Cluster would refuse.
  *
@@ -105,6 +105,13 @@ for _, id in ipairs(ids) do
   end
 end
 return out`,
+  },
+  /** KEYS: key. ARGV: value. The stored value; `value` is stored first when there is none (SET NX + GET in one). */
+  smOnce: {
+    numberOfKeys: 1,
+    lua: `local v = redis.call('GET', KEYS[1])
+if not v then redis.call('SET', KEYS[1], ARGV[1]); v = ARGV[1] end
+return v`,
   },
 } as const;
 
