@@ -5,6 +5,8 @@
  *   GET /readyz  → 200 {"status":"ready"}         a mediasoup worker is alive and joins are accepted (readiness)
  *                  503 {"status":"draining"}      SIGTERM drain: no new joins (calls still run)
  *                  503 {"status":"no-worker"}     no live mediasoup worker (one is being respawned)
+ *                  503 {"status":"no-redis"}      cluster mode: Redis is not reachable (calls in progress keep running;
+ *                                                 a load balancer should send new sockets to other nodes)
  *
  * Served on the public port (before the static files) and on the metrics listener. The answers say nothing
  * else: no counts of rooms, peers or workers, no version (the public port is reachable by anyone). Never cached.
@@ -13,18 +15,21 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Sfu } from '../../sfu/src/Sfu.ts';
 import { SECURITY_HEADERS } from './static.ts';
 
-export const PROBE_STATES = ['ready', 'draining', 'no-worker'] as const;
+export const PROBE_STATES = ['ready', 'draining', 'no-worker', 'no-redis'] as const;
 export type ProbeState = (typeof PROBE_STATES)[number];
 
-/** What readiness is made of: the drain flag (signaling) and the live worker count (SFU). */
+/** What readiness is made of: the drain flag (signaling), the live worker count (SFU), Redis in cluster mode. */
 export interface ReadinessSource {
   draining(): boolean;
   liveWorkers(): number;
+  /** Cluster mode only: whether this node's Redis connections are up. */
+  redisReachable?(): boolean;
 }
 
 export function readiness(source: ReadinessSource): ProbeState {
   if (source.draining()) return 'draining';
   if (source.liveWorkers() < 1) return 'no-worker';
+  if (source.redisReachable && !source.redisReachable()) return 'no-redis';
   return 'ready';
 }
 

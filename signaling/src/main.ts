@@ -15,6 +15,7 @@ import { Logger, type LogSink } from '../../sfu/src/Logger.ts';
 import type { MediaTap, MediaTapOptions } from '../../sfu/src/MediaTap.ts';
 import { Sfu } from '../../sfu/src/Sfu.ts';
 import { MessageCapture, type MessageCaptureOptions } from './capture.ts';
+import type { ClusterNode } from './cluster/node.ts';
 import { serveProbe, waitForRoomsEmpty, type ReadinessSource } from './health.ts';
 import { Metrics, startMetricsServer, type MetricsServer } from './metrics.ts';
 import { createSignalingServer, type SignalingIo, type SignalingOptions } from './server.ts';
@@ -35,6 +36,8 @@ export interface StartedServer {
   capture?: MessageCapture;
   /** The metrics listener's base URL (METRICS_LISTEN); undefined when metrics are off. */
   metricsUrl?: string;
+  /** Cluster mode (REDIS_URL): this node's directory, address counts and Redis connections; undefined otherwise. */
+  cluster?: ClusterNode;
   /** True once `drain()` was called: /readyz is 503 and joins are refused with DRAINING. */
   readonly draining: boolean;
   /**
@@ -68,11 +71,24 @@ export interface StartOptions {
 export async function startServer(input: ConfigInput | Config = {}, opts: StartOptions = {}): Promise<StartedServer> {
   const config = resolveConfig(input);
   const logger = new Logger(config.logLevel, opts.logSink);
-  const sfu = await Sfu.create(config, { logger, ...(opts.tap ? { tap: opts.tap } : {}) });
+  // Cluster mode only: loaded on demand, so without REDIS_URL ioredis is never imported and nothing connects.
+  const cluster = config.redisUrl ? await (await import('./cluster/node.ts')).startClusterNode(config, logger) : undefined;
+  if (cluster) logger.info(`cluster mode on: node ${cluster.nodeId}`, { ms: config.clusterLease * 1000 });
+  let sfu: Sfu;
+  try {
+    sfu = await Sfu.create(config, { logger, ...(opts.tap ? { tap: opts.tap } : {}) });
+  } catch (error) {
+    await cluster?.close();
+    throw error;
+  }
   const capture = opts.capture ? new MessageCapture(opts.capture === true ? {} : opts.capture) : undefined;
 
   // Read at request time (the signaling server is made below).
-  const readiness: ReadinessSource = { draining: () => signaling.draining, liveWorkers: () => (sfu.closed ? 0 : sfu.pool.size) };
+  const readiness: ReadinessSource = {
+    draining: () => signaling.draining,
+    liveWorkers: () => (sfu.closed ? 0 : sfu.pool.size),
+    ...(cluster ? { redisReachable: () => cluster.reachable() } : {}),
+  };
   const metrics = config.metricsListen ? new Metrics(sfu, readiness) : undefined;
   const files = createStaticHandler(config.clientDir);
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
@@ -109,11 +125,17 @@ export async function startServer(input: ConfigInput | Config = {}, opts: StartO
     turn: new TurnIssuer(config),
     allowedOrigins: config.allowedOrigins,
     rateLimit: { perSec: config.rateLimitPerSec, burst: config.rateLimitBurst },
-    addressLimits: { maxSockets: config.maxSocketsPerAddress, maxRooms: config.maxRoomsPerAddress, trustProxy: config.trustProxy },
+    addressLimits: {
+      maxSockets: config.maxSocketsPerAddress,
+      maxRooms: config.maxRoomsPerAddress,
+      trustProxy: config.trustProxy,
+      ...(cluster ? { cluster: cluster.addressCounts } : {}),
+    },
     relayBudget: { bytesPerSec: config.relayBytesPerSec, burstBytes: config.relayBurstBytes },
     hideVoiceActivity: config.hideVoiceActivity,
     ...(capture ? { capture } : {}),
     ...(metrics ? { metrics } : {}),
+    ...(cluster ? { cluster: { directory: cluster.directory, redis: cluster.bus } } : {}),
   });
 
   let metricsServer: MetricsServer | undefined;
@@ -129,6 +151,7 @@ export async function startServer(input: ConfigInput | Config = {}, opts: StartO
   } catch (error) {
     await signaling.close();
     sfu.close();
+    await cluster?.close();
     if (httpServer.listening) httpServer.close();
     throw error;
   }
@@ -143,6 +166,8 @@ export async function startServer(input: ConfigInput | Config = {}, opts: StartO
     closing ??= (async () => {
       await signaling.close();
       sfu.close();
+      // After the rooms closed: the directory releases what is left and drops this node's lease, then Redis quits.
+      await cluster?.close();
       await Promise.all([
         new Promise<void>((resolve) => {
           httpServer.close(() => resolve());
@@ -183,6 +208,7 @@ export async function startServer(input: ConfigInput | Config = {}, opts: StartO
   if (metricsServer) started.metricsUrl = metricsServer.url;
   if (sfu.tap) started.tap = sfu.tap;
   if (capture) started.capture = capture;
+  if (cluster) started.cluster = cluster;
   return started;
 }
 

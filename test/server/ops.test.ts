@@ -131,7 +131,10 @@ describe('health and readiness probes', () => {
     expect(readiness({ draining: () => false, liveWorkers: () => 0 })).toBe('no-worker');
     expect(readiness({ draining: () => true, liveWorkers: () => 2 })).toBe('draining');
     expect(readiness({ draining: () => true, liveWorkers: () => 0 })).toBe('draining');
-    expect(PROBE_STATES).toEqual(['ready', 'draining', 'no-worker']);
+    expect(readiness({ draining: () => false, liveWorkers: () => 2, redisReachable: () => false })).toBe('no-redis');
+    expect(readiness({ draining: () => false, liveWorkers: () => 2, redisReachable: () => true })).toBe('ready');
+    expect(readiness({ draining: () => true, liveWorkers: () => 2, redisReachable: () => false })).toBe('draining');
+    expect(PROBE_STATES).toEqual(['ready', 'draining', 'no-worker', 'no-redis']);
   });
 });
 
