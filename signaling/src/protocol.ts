@@ -149,8 +149,11 @@ export interface ServerToClientEvents {
   consumerPaused: (p: { consumerId: string }) => void;
   consumerResumed: (p: { consumerId: string }) => void;
   activeSpeaker: (p: { peerId: string | null }) => void;
-  /** The room's SFU state was lost (worker died): drop all media objects and join again. */
-  rejoin: (p: { reason: 'worker-died' }) => void;
+  /**
+   * The room's SFU state was lost: drop all media objects and join again. `worker-died`: its mediasoup worker died;
+   * `node-lost` (cluster mode): the node hosting the room is gone (the join then goes to a live node).
+   */
+  rejoin: (p: { reason: 'worker-died' | 'node-lost' }) => void;
   /**
    * The server is draining for a restart (SIGTERM): the call goes on, new joins get DRAINING, and the server stops at
    * the latest `deadlineMs` from now. Clients say so and, once it is gone, reconnect and rejoin by themselves.

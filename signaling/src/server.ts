@@ -1,5 +1,8 @@
 /**
- * socket.io signaling on top of the SFU: the handler table and the per-socket room state.
+ * socket.io signaling on top of the SFU: the socket-facing "edge" (origin check, per-address limits, pipeline,
+ * drain, capture). The room logic (handler table, member state, events, relay budget) is room-host.ts's: each
+ * validated request runs there, on this node, or in cluster mode on the room's home node over the node link
+ * (cluster/link.ts), which also carries the home's replies and events back in order.
  *
  * Every inbound event goes through the generic pipeline of `pipeline.ts` (rate limit, one payload,
  * size, schema, per-socket serial queue, exactly-once ack, unknown events). Error messages never
@@ -15,16 +18,16 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import { Server, type Socket } from 'socket.io';
-import { hideVoiceActivityCapabilities } from '../../sfu/src/codecs.ts';
+import type { Redis } from 'ioredis';
 import { TurnIssuer } from './turn.ts';
-import { Logger } from '../../sfu/src/Logger.ts';
-import type { Peer } from '../../sfu/src/Peer.ts';
+import { errorMessage, Logger } from '../../sfu/src/Logger.ts';
 import type { Room } from '../../sfu/src/Room.ts';
 import type { Sfu } from '../../sfu/src/Sfu.ts';
 import { SfuError } from '../../sfu/src/SfuError.ts';
 import type { MessageCapture } from './capture.ts';
 import type { SignalingMetrics } from './metrics.ts';
-import { forward, PEER_EVENTS, ROOM_EVENTS } from './forward.ts';
+import { NodeLink, type ClusterDirectory } from './cluster/link.ts';
+import { RoomHost, type EventName, type MemberRef } from './room-host.ts';
 import { AddressLimits, RelayBudget, type AddressLimitOptions, type RelayBudgetOptions } from './limits.ts';
 import { servePipeline } from './pipeline.ts';
 import {
@@ -41,7 +44,6 @@ import {
 
 export type SignalingIo = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
 type SignalingSocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
-type EventName = keyof typeof schemas;
 
 export interface SignalingOptions {
   /** Max JSON size of one inbound payload (default MAX_PAYLOAD_BYTES). */
@@ -68,6 +70,14 @@ export interface SignalingOptions {
   hideVoiceActivity?: boolean;
   /** Counting hooks (metrics.ts; METRICS_LISTEN): joins, relays, errors. None by default. */
   metrics?: SignalingMetrics;
+  /**
+   * Cluster mode (REDIS_URL; off by default: one process, no Redis). `directory`: this node's room directory
+   * (cluster/directory.ts RoomDirectory; its `nodeId` names this node). `redis`: a connected client the node link
+   * (cluster/link.ts) writes with and duplicates once to read; the caller closes it after `close()`.
+   * `requestTimeoutMs`: a request forwarded to another node unanswered this long gets UNAVAILABLE (default 10 s).
+   * A socket may connect to any node; its requests run on the room's home node (see room-host.ts).
+   */
+  cluster?: { directory: ClusterDirectory; redis: Redis; requestTimeoutMs?: number };
 }
 
 export interface SignalingServer {
@@ -83,16 +93,15 @@ export interface SignalingServer {
   drain(deadlineMs: number): void;
 }
 
-const roomKey = (roomId: string): string => `room:${roomId}`;
-
-interface SocketState {
-  room?: Room;
-  peer?: Peer;
-  detach?: () => void;
+/** The edge side of one local socket. */
+interface EdgeSocket {
+  readonly socket: SignalingSocket;
+  /** The node hosting this socket's member (set at join; kept after it left, so later requests get that node's answer). */
+  home?: string;
+  /** Set when the home node was lost, until the next join: requests get UNAVAILABLE. */
+  lost: boolean;
   /** Releases this socket's place in its room's count for its client address. */
   leaveAddressRoom?: () => void;
-  /** Set when the room's worker died, until the next join: requests get UNAVAILABLE. */
-  lost: boolean;
 }
 
 export function createSignalingServer(
@@ -154,197 +163,154 @@ export function createSignalingServer(
     conn.once('close', release);
   });
 
-  /** peerId → socket, for targeted relay. */
-  const sockets = new Map<string, SignalingSocket>();
+    const drainingNow = (): boolean => drainEndsAt !== undefined;
+  const cluster = opts.cluster;
+  const nodeId = cluster?.directory.nodeId ?? 'local';
+  const localSocket = (id: string): SignalingSocket | undefined => io.sockets.sockets.get(id);
+
+  /** The edge side of each local socket: which node hosts its member, and its room place for its address. */
+  const edges = new Map<string, EdgeSocket>();
+  /** The member of local socket `id` left its room: free the room place, clear the room fields. */
+  const leftRoom = (id: string): void => {
+    const edge = edges.get(id);
+    if (!edge) return;
+    edge.leaveAddressRoom?.();
+    edge.leaveAddressRoom = undefined;
+    edge.socket.data.peerId = undefined;
+    edge.socket.data.roomId = undefined;
+  };
+  const emitLocal = (id: string, event: string, payload: Record<string, unknown>): void => {
+    const socket = localSocket(id);
+    if (socket) (socket.emit as (ev: string, p: unknown) => boolean)(event, payload);
+  };
+
+  // eslint-disable-next-line prefer-const -- the host's port reads it; it is made after the host
+  let link: NodeLink | undefined;
+  const host = new RoomHost({
+    sfu,
+    turn,
+    logger,
+    relayBudget,
+    hideVoiceActivity,
+    metrics,
+    draining: drainingNow,
+    directory: cluster?.directory,
+    out: {
+      emit(members, event, payload) {
+        const remote = new Map<string, string[]>();
+        for (const m of members) {
+          if (m.node === nodeId) emitLocal(m.socket, event, payload);
+          else remote.set(m.node, [...(remote.get(m.node) ?? []), m.socket]);
+        }
+        for (const [node, ids] of remote) link?.emit(node, ids, event, payload);
+      },
+      left: (m) => (m.node === nodeId ? leftRoom(m.socket) : link?.left(m.node, m.socket)),
+      connected: (m) => (m.node === nodeId ? (localSocket(m.socket)?.connected ?? false) : true),
+    },
+  });
+
+  let offNodeLost: (() => void) | undefined;
+  if (cluster) {
+    link = new NodeLink({
+      redis: cluster.redis,
+      nodeId,
+      logger,
+      ...(cluster.requestTimeoutMs !== undefined ? { timeoutMs: cluster.requestTimeoutMs } : {}),
+      receiver: {
+        request: (from, socket, event, payload) => host.serve({ node: from, socket }, event, payload),
+        events: (ids, event, payload) => {
+          for (const id of ids) emitLocal(id, event, payload);
+        },
+        left: leftRoom,
+        gone: (from, socket) => host.gone({ node: from, socket }),
+      },
+    });
+    offNodeLost = cluster.directory.onNodeLost((lost) => {
+      if (lost === nodeId) return;
+      logger.warn('node lost: members it held leave, members it hosted rejoin');
+      link?.failPending(lost);
+      host.dropNode(lost);
+      for (const edge of edges.values()) {
+        if (edge.home !== lost) continue;
+        edge.home = undefined;
+        edge.lost = true;
+        leftRoom(edge.socket.id);
+        edge.socket.emit('rejoin', { reason: 'node-lost' });
+      }
+    });
+  }
 
   io.on('connection', (socket) => {
-    const state: SocketState = { lost: false };
+    const edge: EdgeSocket = { socket, lost: false };
+    edges.set(socket.id, edge);
+    const member: MemberRef = { node: nodeId, socket: socket.id };
     const address = limits.addressOf(socket.request);
     logger.debug('connected');
     // Before the pipeline's middleware: the capture sees every packet as received.
     capture?.watch(socket);
     if (drainEndsAt !== undefined) socket.emit('draining', drainNotice());
 
-    const dropState = (): void => {
-      state.detach?.();
-      state.detach = undefined;
-      state.leaveAddressRoom?.();
-      state.leaveAddressRoom = undefined;
-      if (state.peer) {
-        if (sockets.get(state.peer.id) === socket) sockets.delete(state.peer.id);
+    /** Runs `event` on node `home` for this socket's member. */
+    const atHome = async <K extends EventName>(home: string, event: K, req: Requests[K]): Promise<Responses[K]> => {
+      if (home === nodeId || !link) return host.handle(member, event, req);
+      const res = await link.request(home, socket.id, event, req);
+      if (!res.ok) {
+        const { code, message } = res.error;
+        // The home's answer as is: the pipeline answers a plain Error as SFU_ERROR with its message (the home never sends TOO_LARGE).
+        throw code === 'SFU_ERROR' || code === 'TOO_LARGE' ? new Error(message) : new SfuError(code, message);
       }
-      if (state.room) void socket.leave(roomKey(state.room.id));
-      state.peer = undefined;
-      state.room = undefined;
-      socket.data.peerId = undefined;
-      socket.data.roomId = undefined;
+      return res.data as Responses[K];
     };
-
-    const leave = (): void => {
-      const { room, peer } = state;
-      if (!room || !peer) return;
-      dropState();
-      sfu.leave(room.id, peer.id);
-      logger.info('left', { roomId: room.id, peerId: peer.id });
-    };
-
-    const requireJoined = (): { room: Room; peer: Peer } => {
-      const { room, peer } = state;
-      if (!room || !peer || peer.closed) {
-        if (state.lost) throw new SfuError('UNAVAILABLE', 'the room was lost; rejoin');
-        throw new SfuError('NOT_JOINED', 'join a room first');
+    const goneAt = (home: string): void => (home === nodeId || !link ? host.gone(member) : link.gone(home, socket.id));
+    const locate = async (roomId: string): Promise<string> => {
+      if (!cluster) return nodeId;
+      try {
+        return (await cluster.directory.locate(roomId)).home;
+      } catch (error) {
+        logger.warn('room directory unavailable', { error: errorMessage(error) });
+        throw new SfuError('UNAVAILABLE', 'room directory unavailable; join again in a moment');
       }
-      return { room, peer };
+    };
+    /** Joins at the room's home; a home that no longer is one answers UNAVAILABLE, and the room is located once more. */
+    const joinAtHome = async (req: Requests['join'], retry: boolean): Promise<Responses['join']> => {
+      const home = await locate(req.roomId);
+      if (edge.home !== undefined && edge.home !== home) goneAt(edge.home);
+      edge.home = home;
+      edge.lost = false;
+      try {
+        return await atHome(home, 'join', req);
+      } catch (error) {
+        if (!retry || !cluster || !(error instanceof SfuError) || error.code !== 'UNAVAILABLE') throw error;
+        return joinAtHome(req, false);
+      }
     };
 
-    const send = (event: keyof ServerToClientEvents, payload: Record<string, unknown>): void => {
-      (socket.emit as (ev: string, p: unknown) => boolean)(event, payload);
-    };
-    const attach = (room: Room, peer: Peer): void => {
-      const onClosed = (info: { reason: string }): void => {
-        if (state.peer !== peer) return;
-        dropState();
-        if (info.reason === 'worker-died') {
-          state.lost = true;
-          logger.warn('room lost with its worker; asking peer to rejoin', { roomId: room.id, peerId: peer.id });
-          socket.emit('rejoin', { reason: 'worker-died' });
-        }
-      };
-      room.on('closed', onClosed);
-      // A worker that dies takes only its part of a room: its peers close with 'worker-died' while the room stays.
-      const onPeerClosed = (info: { reason: string }): void => {
-        if (info.reason === 'worker-died') onClosed(info);
-      };
-      peer.on('closed', onPeerClosed);
-      const offs = [forward(room, ROOM_EVENTS, peer.id, send), forward(peer, PEER_EVENTS, peer.id, send), () => void room.off('closed', onClosed), () => void peer.off('closed', onPeerClosed)];
-      state.detach = () => {
-        for (const off of offs) off();
-      };
-    };
-
-    const handlers: { [K in EventName]: (req: Requests[K]) => Promise<Responses[K]> } = {
-      join: async ({ roomId, accessToken }) => {
-        const started = performance.now();
-        if (state.peer) throw new SfuError('ALREADY_JOINED', 'already joined a room; leave first');
-        if (drainEndsAt !== undefined) throw new SfuError('DRAINING', 'the server is restarting; join again in a moment');
-        // Reserved before the room can be created, so a refused join creates nothing.
-        const leaveAddressRoom = limits.enterRoom(address, roomId);
-        if (!leaveAddressRoom) throw new SfuError('RATE_LIMITED', 'too many rooms joined from this address');
-        let joined: { room: Room; peer: Peer };
-        try {
-          joined = await sfu.join(roomId, accessToken);
-        } catch (err) {
-          leaveAddressRoom();
-          throw err;
-        }
-        const { room, peer } = joined;
-        if (!socket.connected) {
-          leaveAddressRoom();
-          sfu.leave(room.id, peer.id);
-          throw new SfuError('NOT_JOINED', 'disconnected');
-        }
-        state.leaveAddressRoom = leaveAddressRoom;
-        state.room = room;
-        state.peer = peer;
-        state.lost = false;
-        socket.data.peerId = peer.id;
-        socket.data.roomId = room.id;
-        sockets.set(peer.id, socket);
-        // From here to the response everything is synchronous: events emitted before `attach` are
-        // reflected in the snapshot below, later ones are forwarded.
-        void socket.join(roomKey(room.id));
-        attach(room, peer);
-        logger.info('joined', { roomId: room.id, peerId: peer.id, peers: room.peerCount });
-        metrics?.joined((performance.now() - started) / 1000);
-        return {
-          peerId: peer.id,
-          routerRtpCapabilities: hideVoiceActivity ? hideVoiceActivityCapabilities(room.rtpCapabilities) : room.rtpCapabilities,
-          peers: room
-            .peers()
-            .filter((p) => p.id !== peer.id)
-            .map((p) => ({ peerId: p.id })),
-          producers: room.producerInfos(peer.id),
-          // Only here, after sfu.join checked the access token: no TURN credentials without it.
-          ...turn.forJoin(),
-          hideVoiceActivity,
-        };
-      },
-      leave: async () => {
-        requireJoined();
-        leave();
-        return {};
-      },
-      createTransport: async ({ direction }) => requireJoined().peer.createTransport(direction),
-      connectTransport: async ({ transportId, dtlsParameters }) => {
-        await requireJoined().peer.connectTransport(transportId, dtlsParameters);
-        return {};
-      },
-      restartIce: async ({ transportId }) => {
-        const { iceParameters } = await requireJoined().peer.restartIce(transportId);
-        // The new ICE session allocates on the TURN server again: the join's credentials may be past TURN_TTL.
-        return { iceParameters, iceServers: turn.forJoin().iceServers };
-      },
-      produce: async ({ transportId, kind, rtpParameters, source }) => {
-        const info = await requireJoined().peer.produce({ transportId, kind, rtpParameters, source });
-        return { producerId: info.producerId };
-      },
-      closeProducer: async ({ producerId }) => {
-        await requireJoined().peer.closeProducer(producerId);
-        return {};
-      },
-      pauseProducer: async ({ producerId }) => {
-        await requireJoined().peer.pauseProducer(producerId);
-        return {};
-      },
-      resumeProducer: async ({ producerId }) => {
-        await requireJoined().peer.resumeProducer(producerId);
-        return {};
-      },
-      consume: async ({ transportId, producerId, rtpCapabilities }) =>
-        requireJoined().peer.consume({ transportId, producerId, rtpCapabilities }),
-      resumeConsumer: async ({ consumerId }) => {
-        await requireJoined().peer.resumeConsumer(consumerId);
-        return {};
-      },
-      pauseConsumer: async ({ consumerId }) => {
-        await requireJoined().peer.pauseConsumer(consumerId);
-        return {};
-      },
-      setPreferredLayers: async ({ consumerId, spatialLayer, temporalLayer }) => {
-        await requireJoined().peer.setPreferredLayers(consumerId, spatialLayer, temporalLayer);
-        return {};
-      },
-      requestKeyFrame: async ({ consumerId }) => {
-        await requireJoined().peer.requestKeyFrame(consumerId);
-        return {};
-      },
-      closeConsumer: async ({ consumerId }) => {
-        await requireJoined().peer.closeConsumer(consumerId);
-        return {};
-      },
-      requestProducerKeyFrame: async ({ producerId }) => {
-        const { room } = requireJoined();
-        return { requested: await room.requestProducerKeyFrame(producerId) };
-      },
-      relay: async ({ to, blob }) => {
-        const { room, peer } = requireJoined();
-        // Fan-out budget: what the server sends (blob bytes × recipients), checked before anything is sent.
-        const overBudget = (recipients: number): boolean => !relayBudget.take(room, blob.length * recipients);
-        const limited = (): SfuError => new SfuError('RATE_LIMITED', 'relay budget of this room used up; retry later');
-        if (to !== undefined) {
-          const target = room.getPeer(to);
-          const targetSocket = sockets.get(to);
-          if (!target || !targetSocket || targetSocket.data.roomId !== room.id) throw new SfuError('NOT_FOUND', 'peer not found');
-          if (overBudget(1)) throw limited();
-          targetSocket.emit('relay', { from: peer.id, blob });
-          metrics?.relayed('member', blob.length);
-        } else {
-          if (overBudget(room.peerCount - 1)) throw limited();
-          socket.to(roomKey(room.id)).emit('relay', { from: peer.id, blob });
-          metrics?.relayed('room', blob.length * (room.peerCount - 1));
-        }
-        return {};
-      },
+    const handlers = Object.fromEntries(
+      (Object.keys(schemas) as EventName[]).map((event) => [
+        event,
+        async (req: Requests[EventName]) => {
+          if (edge.lost) throw new SfuError('UNAVAILABLE', 'the room was lost; rejoin');
+          return atHome(edge.home ?? nodeId, event, req);
+        },
+      ]),
+    ) as { [K in EventName]: (req: Requests[K]) => Promise<Responses[K]> };
+    handlers.join = async (req) => {
+      if (socket.data.peerId !== undefined) throw new SfuError('ALREADY_JOINED', 'already joined a room; leave first');
+      if (drainEndsAt !== undefined) throw new SfuError('DRAINING', 'the server is restarting; join again in a moment');
+      // Reserved before the room can be created, so a refused join creates nothing.
+      const leaveAddressRoom = limits.enterRoom(address, req.roomId);
+      if (!leaveAddressRoom) throw new SfuError('RATE_LIMITED', 'too many rooms joined from this address');
+      let joined: Responses['join'];
+      try {
+        joined = await joinAtHome(req, true);
+      } catch (err) {
+        leaveAddressRoom();
+        throw err;
+      }
+      edge.leaveAddressRoom = leaveAddressRoom;
+      socket.data.peerId = joined.peerId;
+      socket.data.roomId = req.roomId;
+      return joined;
     };
 
     const pipeline = servePipeline(socket, schemas, handlers, {
@@ -353,14 +319,17 @@ export function createSignalingServer(
       logger,
       capture,
       ...(metrics ? { onFailure: (code: ErrorCode) => metrics.failed(code) } : {}),
-      // A mediasoup call that failed because the room's worker died meanwhile: tell the client to rejoin.
-      mapError: (err) => (err.code === 'SFU_ERROR' && state.lost ? { ...err, code: 'UNAVAILABLE' } : err),
     });
 
     socket.on('disconnect', () => {
       logger.debug('disconnected', { roomId: socket.data.roomId ?? null, peerId: socket.data.peerId ?? null });
       // After whatever is still queued for this socket (a pending join included).
-      void pipeline.enqueue(async () => leave());
+      void pipeline.enqueue(async () => {
+        host.gone(member);
+        if (edge.home !== undefined && edge.home !== nodeId) goneAt(edge.home);
+        leftRoom(socket.id);
+        edges.delete(socket.id);
+      });
     });
   });
 
@@ -374,12 +343,15 @@ export function createSignalingServer(
       if (drainEndsAt !== undefined || closed) return;
       drainEndsAt = Date.now() + deadlineMs;
       logger.info('draining: new joins refused, clients told', { ms: deadlineMs, rooms: sfu.rooms().length });
-      io.emit('draining', drainNotice());
+      // `local`: with a cluster adapter a plain io.emit / io.disconnectSockets would reach every node's sockets.
+      io.local.emit('draining', drainNotice());
     },
     async close(): Promise<void> {
       if (closed) return;
       closed = true;
-      io.disconnectSockets(true);
+      offNodeLost?.();
+      io.local.disconnectSockets(true);
+      link?.close();
       // io.close() would also close the HTTP server; only shut the engine and sockets down here.
       io.engine.close();
       io.removeAllListeners();

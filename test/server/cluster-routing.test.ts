@@ -1,0 +1,316 @@
+/**
+ * Cluster routing (issue 10 "Several nodes behind one name"): two real nodes in this process (startServer, each with
+ * its own Sfu and one worker, the streams adapter on its socket.io) over a real redis-server. A room lives on one
+ * node (its home); members connected to the other node (their edge) get their requests run on the home over the node
+ * link (cluster/link.ts), and everything the home sends them arrives in order.
+ *
+ * The room directory here is a small in-memory one shared by both nodes (the interface of cluster/directory.ts), so a
+ * node loss is declared by the test at once instead of waiting for a lease to expire.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createAdapter } from '@socket.io/redis-streams-adapter';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ClusterDirectory, RoomLocation } from '../../signaling/src/cluster/link.ts';
+import { NodeLink } from '../../signaling/src/cluster/link.ts';
+import { Logger } from '../../sfu/src/Logger.ts';
+import {
+  clientRtpCapabilities,
+  code,
+  connect,
+  freeConsecutivePorts,
+  joinWithTransports,
+  newRoomId,
+  newToken,
+  next,
+  ok,
+  opusRtpParameters,
+  request,
+  startTestServer,
+  waitFor,
+  type TestServer,
+  type TestSocket,
+} from './helpers.ts';
+
+/** A redis-server of our own on a free loopback port, no persistence, in a temp dir. */
+async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freeConsecutivePorts(1);
+  const dir = mkdtempSync(join(tmpdir(), 'sm-redis-'));
+  const proc: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+    stdio: 'ignore',
+  });
+  const url = `redis://127.0.0.1:${port}`;
+  const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => 50 });
+  probe.on('error', () => {});
+  await waitFor(async () => (await probe.ping().catch(() => '')) === 'PONG', 10_000, 'redis-server up');
+  probe.disconnect();
+  return {
+    url,
+    async stop() {
+      const exited = new Promise((resolve) => proc.once('exit', resolve));
+      proc.kill('SIGTERM');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The room directory of cluster/directory.ts, in memory, shared by the nodes of one test world. */
+class World {
+  readonly rooms = new Map<string, { home: string; tokenHash: Buffer | undefined }>();
+  readonly alive = new Set<string>();
+  readonly #lost = new Set<(node: string) => void>();
+  directory(nodeId: string): ClusterDirectory {
+    this.alive.add(nodeId);
+    return {
+      nodeId,
+      locate: async (roomId): Promise<RoomLocation> => {
+        const entry = this.rooms.get(roomId);
+        if (entry && this.alive.has(entry.home)) return { ...entry };
+        const claimed = { home: nodeId, tokenHash: entry?.tokenHash };
+        this.rooms.set(roomId, claimed);
+        return { ...claimed };
+      },
+      hosted: async (roomId, tokenHash) => void this.rooms.set(roomId, { home: nodeId, tokenHash: Buffer.from(tokenHash) }),
+      released: async (roomId) => {
+        if (this.rooms.get(roomId)?.home === nodeId) this.rooms.delete(roomId);
+      },
+      isAlive: async (node) => this.alive.has(node),
+      onNodeLost: (fn) => {
+        this.#lost.add(fn);
+        return () => void this.#lost.delete(fn);
+      },
+    };
+  }
+  /** What a lease expiry does: the node counts as dead and every node is told. */
+  lose(nodeId: string): void {
+    this.alive.delete(nodeId);
+    for (const fn of this.#lost) fn(nodeId);
+  }
+}
+
+interface Node {
+  id: string;
+  server: TestServer;
+  redis: Redis;
+}
+
+let redis: { url: string; stop(): Promise<void> };
+const clients: Redis[] = [];
+const sockets: TestSocket[] = [];
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(async () => {
+  for (const s of sockets) s.disconnect();
+  for (const c of clients) c.disconnect();
+  await redis?.stop();
+});
+
+const redisClient = (): Redis => {
+  const c = new Redis(redis.url, { maxRetriesPerRequest: null });
+  c.on('error', () => {});
+  clients.push(c);
+  return c;
+};
+
+async function startNode(world: World, id: string, opts: { requestTimeoutMs?: number } = {}): Promise<Node> {
+  const client = redisClient();
+  const server = await startTestServer(
+    {},
+    { signaling: { cluster: { directory: world.directory(id), redis: client, ...opts } } },
+  );
+  server.io.adapter(createAdapter(client) as never);
+  return { id, server, redis: client };
+}
+
+async function track(url: string): Promise<TestSocket> {
+  const s = await connect(url);
+  sockets.push(s);
+  return s;
+}
+
+describe('two nodes, one room', () => {
+  let world: World;
+  let n1: Node;
+  let n2: Node;
+  beforeAll(async () => {
+    world = new World();
+    [n1, n2] = await Promise.all([startNode(world, 'n1'), startNode(world, 'n2')]);
+  });
+  afterAll(async () => {
+    await Promise.all([n1?.server.close(), n2?.server.close()]);
+  });
+
+  it('members on different nodes are one room: peers, relay both ways and to one, media on the home; a wrong token via the edge is UNAUTHORIZED', async () => {
+    const roomId = newRoomId();
+    const token = newToken();
+    const a = await joinWithTransports(n1.server.url, roomId, token);
+    sockets.push(a.socket);
+    expect(world.rooms.get(roomId)?.home).toBe('n1');
+    const joinedA = next(a.socket, 'peerJoined');
+    const b = await joinWithTransports(n2.server.url, roomId, token);
+    sockets.push(b.socket);
+    // B's member runs on n1: the room is n1's only, and its transports are n1's.
+    expect(n2.server.sfu.stats().rooms).toBe(0);
+    expect(n1.server.sfu.getRoom(roomId)?.peerCount).toBe(2);
+    expect(b.join.peers).toEqual([{ peerId: a.peerId }]);
+    expect(await joinedA).toEqual({ peerId: b.peerId });
+
+    const toB = next(b.socket, 'relay');
+    await ok(a.socket, 'relay', { blob: 'from-a' });
+    expect(await toB).toEqual({ from: a.peerId, blob: 'from-a' });
+    const toA = next(a.socket, 'relay');
+    await ok(b.socket, 'relay', { to: a.peerId, blob: 'from-b' });
+    expect(await toA).toEqual({ from: b.peerId, blob: 'from-b' });
+
+    const newProducer = next(a.socket, 'newProducer');
+    const { producerId } = await ok(b.socket, 'produce', {
+      transportId: b.sendTransportId,
+      kind: 'audio',
+      rtpParameters: opusRtpParameters(),
+      source: 'mic',
+    });
+    expect(await newProducer).toMatchObject({ peerId: b.peerId, producerId, kind: 'audio' });
+    const consumer = await ok(a.socket, 'consume', { transportId: a.recvTransportId, producerId, rtpCapabilities: clientRtpCapabilities() });
+    expect(consumer.producerId).toBe(producerId);
+    expect(n1.server.sfu.stats()).toMatchObject({ producers: 1, consumers: 1, transports: 4 });
+    const consumerClosed = next(a.socket, 'consumerClosed');
+    await ok(b.socket, 'closeProducer', { producerId });
+    expect(await consumerClosed).toEqual({ consumerId: consumer.consumerId });
+
+    const intruder = await track(n2.server.url);
+    const refused = await request(intruder, 'join', { roomId, accessToken: newToken() });
+    expect(code(refused)).toBe('UNAUTHORIZED');
+    expect(n1.server.sfu.getRoom(roomId)?.peerCount).toBe(2);
+    expect(intruder.connected).toBe(true);
+  });
+
+  it('everything the home sends a member arrives in order: each relay to itself comes before its ack', async () => {
+    const roomId = newRoomId();
+    const token = newToken();
+    const home = await track(n1.server.url);
+    await ok(home, 'join', { roomId, accessToken: token });
+    const b = await track(n2.server.url);
+    const { peerId } = await ok(b, 'join', { roomId, accessToken: token });
+    const seen: string[] = [];
+    b.on('relay', ({ blob }) => seen.push(`event ${blob}`));
+    const acks = Array.from({ length: 50 }, (_, i) =>
+      request(b, 'relay', { to: peerId, blob: `m${i}` }).then((res) => {
+        expect(res.ok).toBe(true);
+        seen.push(`ack m${i}`);
+      }),
+    );
+    await Promise.all(acks);
+    expect(seen).toEqual(Array.from({ length: 50 }, (_, i) => [`event m${i}`, `ack m${i}`]).flat());
+  });
+
+  it("a member's socket closing on the edge frees its peer on the home", async () => {
+    const roomId = newRoomId();
+    const token = newToken();
+    const a = await track(n1.server.url);
+    await ok(a, 'join', { roomId, accessToken: token });
+    const b = await track(n2.server.url);
+    const { peerId } = await ok(b, 'join', { roomId, accessToken: token });
+    const left = next(a, 'peerLeft');
+    b.disconnect();
+    expect(await left).toEqual({ peerId });
+    expect(n1.server.sfu.getRoom(roomId)?.peerCount).toBe(1);
+  });
+});
+
+describe('node link', () => {
+  it('a home that emits 50 events then replies: the edge sees all 50 before the reply', async () => {
+    const logger = new Logger('error');
+    const seen: string[] = [];
+    let home: NodeLink | undefined;
+    const noop = { left: () => {}, gone: () => {} };
+    home = new NodeLink({
+      redis: redisClient(),
+      nodeId: 'home-x',
+      logger,
+      receiver: {
+        ...noop,
+        events: () => {},
+        request: async (from, socket, event, payload) => {
+          for (let i = 0; i < 50; i++) home!.emit(from, [socket], 'relay', { i });
+          return { ok: true, data: { event, payload } };
+        },
+      },
+    });
+    const edge = new NodeLink({
+      redis: redisClient(),
+      nodeId: 'edge-x',
+      logger,
+      receiver: { ...noop, events: (ids, event, payload) => seen.push(`${ids.join()} ${event} ${String(payload['i'])}`), request: async () => ({ ok: true, data: {} }) },
+    });
+    await Promise.all([home.ready, edge.ready]);
+    const res = await edge.request('home-x', 'sock1', 'leave', {});
+    expect(res).toEqual({ ok: true, data: { event: 'leave', payload: {} } });
+    expect(seen).toEqual(Array.from({ length: 50 }, (_, i) => `sock1 relay ${i}`));
+    home.close();
+    edge.close();
+  });
+
+  it('an unanswered request is UNAVAILABLE after the timeout, and at once when its node is declared lost', async () => {
+    const receiver = { events: () => {}, left: () => {}, gone: () => {}, request: async () => ({ ok: true as const, data: {} }) };
+    const edge = new NodeLink({ redis: redisClient(), nodeId: 'edge-y', logger: new Logger('error'), receiver, timeoutMs: 300 });
+    await edge.ready;
+    const started = Date.now();
+    expect(code(await edge.request('nobody', 's', 'leave', {}))).toBe('UNAVAILABLE');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    const pending = edge.request('nobody', 's', 'leave', {});
+    edge.failPending('nobody');
+    expect(code(await pending)).toBe('UNAVAILABLE');
+    edge.close();
+  });
+});
+
+describe('home node lost', () => {
+  it("the edge's members get rejoin (node-lost), and their rejoin makes the edge the home with the same token hash", async () => {
+    const world = new World();
+    const [n1, n2] = await Promise.all([startNode(world, 'h1'), startNode(world, 'h2')]);
+    try {
+      const roomId = newRoomId();
+      const token = newToken();
+      const a = await track(n1.server.url);
+      await ok(a, 'join', { roomId, accessToken: token });
+      const tokenHash = n1.server.sfu.getRoom(roomId)!.tokenHash;
+      const b = await track(n2.server.url);
+      await ok(b, 'join', { roomId, accessToken: token });
+      const c = await track(n2.server.url);
+      await ok(c, 'join', { roomId, accessToken: token });
+
+      const rejoinB = next(b, 'rejoin');
+      const rejoinC = next(c, 'rejoin');
+      await n1.server.close();
+      world.lose('h1');
+      expect(await rejoinB).toEqual({ reason: 'node-lost' });
+      expect(await rejoinC).toEqual({ reason: 'node-lost' });
+      // Until it joins again, a request is UNAVAILABLE (the client rejoins on that too).
+      expect(code(await request(b, 'createTransport', { direction: 'send' }))).toBe('UNAVAILABLE');
+
+      // The first join after the loss re-creates the room on h2 with the directory's token hash: a wrong token is refused
+      // (and leaves no room behind), the right one gets in.
+      const intruder = await track(n2.server.url);
+      expect(code(await request(intruder, 'join', { roomId, accessToken: newToken() }))).toBe('UNAUTHORIZED');
+      expect(n2.server.sfu.getRoom(roomId)).toBeUndefined();
+      const again = await ok(b, 'join', { roomId, accessToken: token });
+      expect(world.rooms.get(roomId)?.home).toBe('h2');
+      const room = n2.server.sfu.getRoom(roomId)!;
+      expect(room.tokenHash.equals(tokenHash)).toBe(true);
+      expect(again.peers).toEqual([]);
+      expect(code(await request(intruder, 'join', { roomId, accessToken: newToken() }))).toBe('UNAUTHORIZED');
+      const peerJoined = next(b, 'peerJoined');
+      const cAgain = await ok(c, 'join', { roomId, accessToken: token });
+      expect(await peerJoined).toEqual({ peerId: cAgain.peerId });
+      expect(room.peerCount).toBe(2);
+    } finally {
+      await Promise.all([n1.server.close(), n2.server.close()]);
+    }
+  });
+});
