@@ -16,7 +16,8 @@
 #                       key export) into .cache/client-test/ (test/client-build.ts)
 #   4. Test programs    --for-test only, from Debian's apt when missing: chromium (driven by
 #                       playwright-core), firefox-esr (puppeteer-core over WebDriver BiDi),
-#                       xvfb (a screen for Firefox), coturn (TURN tests), nginx (proxy test), systemd's
+#                       xvfb (a screen for Firefox), coturn (TURN tests), nginx (proxy test), redis-server
+#                       (cluster tests), systemd's
 #                       systemd-analyze (unit checks), openssl (test certs); the tests start
 #                       their own instances on loopback, none is enabled as a service
 #
@@ -82,13 +83,14 @@ if ((FOR_TEST)); then
   [[ -x /usr/bin/Xvfb ]] || missing+=(xvfb)                 # Firefox's screen to capture (test/e2e/firefox.ts)
   [[ -x /usr/bin/turnserver ]] || missing+=(coturn)
   [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+  [[ -x /usr/bin/redis-server ]] || missing+=(redis-server)  # cluster tests (test/infra/redis.ts)
   [[ -x /usr/bin/systemd-analyze ]] || missing+=(systemd)   # verify/security of infra/systemd/
   command -v openssl >/dev/null || missing+=(openssl)      # test certificates
   if ((${#missing[@]})); then
     SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
     log "installing from apt: ${missing[*]}"
     $SUDO apt-get update -qq
-    # policy-rc.d exit 101: apt must not start nginx/coturn as services (the tests run their own).
+    # policy-rc.d exit 101: apt must not start nginx/coturn/redis as services (the tests run their own).
     made_policy=0
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
       printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null

@@ -23,6 +23,7 @@ import ipaddr from 'ipaddr.js';
 import { ConfigError, loadConfig, localMediaWarning, type Config } from '../../sfu/src/config.ts';
 import { REPO_ROOT } from '../../sfu/src/paths.ts';
 import { chosenWorkerBin } from '../../sfu/src/workerBin.ts';
+import { checkRedis } from './cluster/doctor-redis.ts';
 import { probeIceServer, type ProbeOptions } from './stun-probe.ts';
 import { turnCredentials } from './turn.ts';
 
@@ -407,11 +408,12 @@ export async function runChecks(inputs: DoctorInputs): Promise<Finding[]> {
   if (!config) return [...base, checkClientBundle(inputs.env['CLIENT_DIR'] || path.join(REPO_ROOT, 'client', 'dist'))];
   const credentials = turnCredentialsOf(config);
   const lanWarning = localMediaWarning(config);
-  const [rtc, http, metrics, reach] = await Promise.all([
+  const [rtc, http, metrics, reach, cluster] = await Promise.all([
     checkRtcPorts(config),
     checkTcpPort('HTTP port', config.bindHost, config.port),
     config.metricsListen ? checkTcpPort('metrics port', config.metricsListen.host, config.metricsListen.port) : ok('metrics port', 'METRICS_LISTEN off: no /metrics'),
     checkTurnReachable(config.turnUrls, { ...(inputs.timeoutMs ? { timeoutMs: inputs.timeoutMs } : {}), ...(credentials ? { credentials } : {}) }),
+    checkRedis(config, inputs.env, inputs.timeoutMs),
   ]);
   return [
     ...base,
@@ -425,6 +427,7 @@ export async function runChecks(inputs: DoctorInputs): Promise<Finding[]> {
     checkTls(config, inputs.now),
     ...checkTurnSettings({ servesOthers: servesOthers(config), turnUrls: config.turnUrls }),
     ...reach,
+    ...cluster,
   ];
 }
 

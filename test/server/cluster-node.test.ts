@@ -6,7 +6,10 @@
 import { execFileSync } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolveConfig } from '../../sfu/src/config.ts';
 import { nodeKey } from '../../signaling/src/cluster/directory.ts';
+import { checkRedis } from '../../signaling/src/cluster/doctor-redis.ts';
+import { freePort } from '../infra/coturn.ts';
 import { startRedis, type TestRedis } from '../infra/redis.ts';
 import { REPO_ROOT } from '../e2e/harness.ts';
 import { startTestServer, waitFor, type TestServer } from './helpers.ts';
@@ -52,6 +55,17 @@ describe('cluster mode of one server (real redis-server)', () => {
     server = undefined;
     expect(await probe.exists(nodeKey('node-x'))).toBe(0);
     await probe.quit();
+  });
+
+  it('doctor: a reachable Redis is ok with its version; an unreachable one FAILs naming host:port, never the password', async () => {
+    expect(await checkRedis(resolveConfig({}), {})).toEqual([{ check: 'cluster (Redis)', level: 'ok', message: 'REDIS_URL unset: a single node, no Redis' }]);
+    const up = await checkRedis(resolveConfig({ redisUrl: redis.url }), { NODE_ID: 'n1' });
+    expect(up).toEqual([{ check: 'cluster (Redis)', level: 'ok', message: `127.0.0.1:${redis.port} answers PONG (Redis 7.0.15), node lease 5 s` }]);
+    const closed = await freePort();
+    const down = await checkRedis(resolveConfig({ redisUrl: `redis://:hunter2-secret@127.0.0.1:${closed}` }), {}, 1000);
+    expect(down).toHaveLength(1);
+    expect(down[0]).toMatchObject({ level: 'fail', message: expect.stringContaining(`127.0.0.1:${closed} (REDIS_URL) does not answer`) });
+    expect(JSON.stringify(down)).not.toContain('hunter2');
   });
 
   it('without REDIS_URL nothing of ioredis is loaded', () => {
