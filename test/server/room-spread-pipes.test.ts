@@ -197,6 +197,26 @@ describe('room routers across workers (real RTP through pipes)', () => {
     }
   });
 
+  it('measured CPU counts in the load: a busy worker gets no new router while others are idle', async () => {
+    const [busy] = pool.workers;
+    await pool.sampleLoad();
+    // Keep the worker busy answering dumps for 1.5 s.
+    const end = Date.now() + 1500;
+    const burn = async (): Promise<void> => {
+      while (Date.now() < end) await busy!.dump();
+    };
+    await Promise.all([burn(), burn(), burn(), burn()]);
+    await pool.sampleLoad();
+    expect(pool.workerCpu(busy!)).toBeGreaterThan(0.05);
+    expect(pool.workerLoad(busy!)).toBeGreaterThan(Math.max(...pool.workers.filter((w) => w !== busy).map((w) => pool.workerLoad(w))));
+    const created = await Promise.all([0, 1].map(() => pool.createRouter(newRoomId(), [])));
+    try {
+      expect(created.map((c) => c.worker)).not.toContain(busy);
+    } finally {
+      for (const c of created) c.router.close();
+    }
+  });
+
   it('a SIGKILLed worker takes only its router: its pipes close, RTP between the other routers keeps flowing', async () => {
     const routers = await RoomRouters.create({ roomId: newRoomId(), pool, maxConsumers: 1, audioLevel: undefined, logger: new Logger('silent') });
     const onLost = ({ routerId }: { routerId: string }): void => void routers.lost(routerId);
