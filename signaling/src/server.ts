@@ -263,7 +263,8 @@ export function createSignalingServer(
     };
     const goneAt = (home: string): void => (home === nodeId || !link ? host.gone(member) : link.gone(home, socket.id));
     const locate = async (roomId: string): Promise<string> => {
-      if (!cluster) return nodeId;
+      if (!cluster || !link) return nodeId;
+      if (!(await link.readyWithin())) throw new SfuError('UNAVAILABLE', 'the cluster link is not up; join again in a moment');
       try {
         return (await cluster.directory.locate(roomId)).home;
       } catch (error) {

@@ -1,27 +1,23 @@
 /**
  * Cluster routing (issue 10 "Several nodes behind one name"): two real nodes in this process (startServer, each with
- * its own Sfu and one worker, the streams adapter on its socket.io) over a real redis-server. A room lives on one
+ * its own Sfu and one worker) over a real redis-server (test/infra/redis.ts). A room lives on one
  * node (its home); members connected to the other node (their edge) get their requests run on the home over the node
  * link (cluster/link.ts), and everything the home sends them arrives in order.
  *
- * The room directory here is a small in-memory one shared by both nodes (the interface of cluster/directory.ts), so a
- * node loss is declared by the test at once instead of waiting for a lease to expire.
+ * Most tests share a small in-memory room directory between the nodes (the interface of cluster/directory.ts), so a
+ * node loss is declared by the test at once; the last one runs the whole stack as main.ts wires it (REDIS_URL, the
+ * real RoomDirectory with its leases).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createAdapter } from '@socket.io/redis-streams-adapter';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClusterDirectory, RoomLocation } from '../../signaling/src/cluster/link.ts';
 import { NodeLink } from '../../signaling/src/cluster/link.ts';
 import { Logger } from '../../sfu/src/Logger.ts';
+import { startRedis, type TestRedis } from '../infra/redis.ts';
 import {
   clientRtpCapabilities,
   code,
   connect,
-  freeConsecutivePorts,
   joinWithTransports,
   newRoomId,
   newToken,
@@ -34,29 +30,6 @@ import {
   type TestServer,
   type TestSocket,
 } from './helpers.ts';
-
-/** A redis-server of our own on a free loopback port, no persistence, in a temp dir. */
-async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
-  const port = await freeConsecutivePorts(1);
-  const dir = mkdtempSync(join(tmpdir(), 'sm-redis-'));
-  const proc: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
-    stdio: 'ignore',
-  });
-  const url = `redis://127.0.0.1:${port}`;
-  const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => 50 });
-  probe.on('error', () => {});
-  await waitFor(async () => (await probe.ping().catch(() => '')) === 'PONG', 10_000, 'redis-server up');
-  probe.disconnect();
-  return {
-    url,
-    async stop() {
-      const exited = new Promise((resolve) => proc.once('exit', resolve));
-      proc.kill('SIGTERM');
-      await exited;
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 /** The room directory of cluster/directory.ts, in memory, shared by the nodes of one test world. */
 class World {
@@ -98,7 +71,7 @@ interface Node {
   redis: Redis;
 }
 
-let redis: { url: string; stop(): Promise<void> };
+let redis: TestRedis;
 const clients: Redis[] = [];
 const sockets: TestSocket[] = [];
 
@@ -124,7 +97,6 @@ async function startNode(world: World, id: string, opts: { requestTimeoutMs?: nu
     {},
     { signaling: { cluster: { directory: world.directory(id), redis: client, ...opts } } },
   );
-  server.io.adapter(createAdapter(client) as never);
   return { id, server, redis: client };
 }
 
@@ -220,6 +192,21 @@ describe('two nodes, one room', () => {
     b.disconnect();
     expect(await left).toEqual({ peerId });
     expect(n1.server.sfu.getRoom(roomId)?.peerCount).toBe(1);
+    // The room closing empty on its home releases its directory entry.
+    await ok(a, 'leave', {});
+    expect(n1.server.sfu.getRoom(roomId)).toBeUndefined();
+    await waitFor(() => !world.rooms.has(roomId), 5000, 'room released');
+  });
+
+  it('a draining home refuses joins forwarded to it (DRAINING); the edge itself still forwards', async () => {
+    const roomId = newRoomId();
+    const token = newToken();
+    const a = await track(n1.server.url);
+    await ok(a, 'join', { roomId, accessToken: token });
+    void n1.server.drain(60_000);
+    const b = await track(n2.server.url);
+    expect(code(await request(b, 'join', { roomId, accessToken: token }))).toBe('DRAINING');
+    expect(n1.server.sfu.getRoom(roomId)?.peerCount).toBe(1);
   });
 });
 
@@ -270,7 +257,26 @@ describe('node link', () => {
   });
 });
 
-describe('home node lost', () => {
+describe('node lost', () => {
+  it('an edge node lost: the home drops its members (the others see peerLeft)', async () => {
+    const world = new World();
+    const [n1, n2] = await Promise.all([startNode(world, 'e1'), startNode(world, 'e2')]);
+    try {
+      const roomId = newRoomId();
+      const token = newToken();
+      const a = await track(n1.server.url);
+      await ok(a, 'join', { roomId, accessToken: token });
+      const b = await track(n2.server.url);
+      const { peerId } = await ok(b, 'join', { roomId, accessToken: token });
+      const left = next(a, 'peerLeft');
+      world.lose('e2');
+      expect(await left).toEqual({ peerId });
+      expect(n1.server.sfu.getRoom(roomId)?.peerCount).toBe(1);
+    } finally {
+      await Promise.all([n1.server.close(), n2.server.close()]);
+    }
+  });
+
   it("the edge's members get rejoin (node-lost), and their rejoin makes the edge the home with the same token hash", async () => {
     const world = new World();
     const [n1, n2] = await Promise.all([startNode(world, 'h1'), startNode(world, 'h2')]);
@@ -313,4 +319,41 @@ describe('home node lost', () => {
       await Promise.all([n1.server.close(), n2.server.close()]);
     }
   });
+});
+
+describe('the whole stack (REDIS_URL, the real RoomDirectory)', () => {
+  it('one room through two nodes; the home closing moves its members to the other node with the same token', async () => {
+    const start = (nodeId: string): Promise<TestServer> => startTestServer({ redisUrl: redis.url, nodeId, clusterLease: 2 });
+    const [n1, n2] = await Promise.all([start('real-1'), start('real-2')]);
+    try {
+      const roomId = newRoomId();
+      const token = newToken();
+      const a = await track(n1.url);
+      const joinedA = await ok(a, 'join', { roomId, accessToken: token });
+      const tokenHash = n1.sfu.getRoom(roomId)!.tokenHash;
+      const b = await track(n2.url);
+      const peerJoined = next(a, 'peerJoined');
+      const joinedB = await ok(b, 'join', { roomId, accessToken: token });
+      expect(joinedB.peers).toEqual([{ peerId: joinedA.peerId }]);
+      expect(await peerJoined).toEqual({ peerId: joinedB.peerId });
+      expect(n2.sfu.stats().rooms).toBe(0);
+      const relayed = next(a, 'relay');
+      await ok(b, 'relay', { blob: 'hello' });
+      expect(await relayed).toEqual({ from: joinedB.peerId, blob: 'hello' });
+      const intruder = await track(n2.url);
+      expect(code(await request(intruder, 'join', { roomId, accessToken: newToken() }))).toBe('UNAUTHORIZED');
+
+      // The home closes (its lease goes with it): b is told to rejoin, and its rejoin makes n2 the home.
+      const rejoin = next(b, 'rejoin', 15_000);
+      await n1.close();
+      expect(await rejoin).toEqual({ reason: 'node-lost' });
+      expect(code(await request(intruder, 'join', { roomId, accessToken: newToken() }))).toBe('UNAUTHORIZED');
+      expect(n2.sfu.getRoom(roomId)).toBeUndefined();
+      await ok(b, 'join', { roomId, accessToken: token });
+      expect(n2.sfu.getRoom(roomId)!.tokenHash.equals(tokenHash)).toBe(true);
+      expect(code(await request(intruder, 'join', { roomId, accessToken: newToken() }))).toBe('UNAUTHORIZED');
+    } finally {
+      await Promise.all([n1.close(), n2.close()]);
+    }
+  }, 30_000);
 });

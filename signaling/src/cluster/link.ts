@@ -98,6 +98,18 @@ export class NodeLink {
     this.ready = this.#read();
   }
 
+  /**
+   * Whether the reader knows where its stream ends, waiting up to the request timeout. A node becomes a room's home only
+   * through a join it serves, so joins wait for this: nothing sent to a home can land before its reader's start.
+   */
+  async readyWithin(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), this.#timeoutMs)));
+    const ready = await Promise.race([this.ready.then(() => !this.#closed), late]);
+    clearTimeout(timer);
+    return ready;
+  }
+
   /** Sends a request to `to` for socket `socket`; always resolves (UNAVAILABLE on timeout, loss or close). */
   request(to: string, socket: string, event: string, payload: unknown): Promise<AckResult<unknown>> {
     if (this.#closed) return Promise.resolve(UNAVAILABLE('this node is shutting down'));
