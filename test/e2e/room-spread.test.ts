@@ -79,7 +79,7 @@ describe('a room across workers (Chromium, E2EE, tap on)', () => {
 
   it('(b) SIGKILL of one member’s worker: only Carol rejoins, Alice and Bob never stop decoding each other', async () => {
     try {
-      const [a0, b0, c0] = await Promise.all([alice, bob, carol].map((p) => snapshot(p)));
+      const [a0, b0, c0] = await Promise.all([snapshot(alice), snapshot(bob), snapshot(carol)]);
       const camOf = (snap: typeof a0, from: string): string => snap.consumers.find((c) => c.peerId === from && c.source === 'camera')!.id;
       // Alice's consumer of Bob's camera and Bob's of Alice's: the same consumers all along.
       const watched: [Participant, string][] = [
