@@ -257,37 +257,38 @@ describe('node link', () => {
   });
 });
 
+/** A fresh world of nodes `<p>1` and `<p>2`, and a room homed on the first with member `a` there and `b` on the second. */
+async function withRoomOnTwoNodes(
+  p: string,
+  fn: (t: { world: World; n1: Node; n2: Node; roomId: string; token: string; a: TestSocket; b: TestSocket; bPeerId: string }) => Promise<void>,
+): Promise<void> {
+  const world = new World();
+  const [n1, n2] = await Promise.all([startNode(world, `${p}1`), startNode(world, `${p}2`)]);
+  try {
+    const roomId = newRoomId();
+    const token = newToken();
+    const a = await track(n1.server.url);
+    await ok(a, 'join', { roomId, accessToken: token });
+    const b = await track(n2.server.url);
+    const { peerId: bPeerId } = await ok(b, 'join', { roomId, accessToken: token });
+    await fn({ world, n1, n2, roomId, token, a, b, bPeerId });
+  } finally {
+    await Promise.all([n1.server.close(), n2.server.close()]);
+  }
+}
+
 describe('node lost', () => {
-  it('an edge node lost: the home drops its members (the others see peerLeft)', async () => {
-    const world = new World();
-    const [n1, n2] = await Promise.all([startNode(world, 'e1'), startNode(world, 'e2')]);
-    try {
-      const roomId = newRoomId();
-      const token = newToken();
-      const a = await track(n1.server.url);
-      await ok(a, 'join', { roomId, accessToken: token });
-      const b = await track(n2.server.url);
-      const { peerId } = await ok(b, 'join', { roomId, accessToken: token });
+  it('an edge node lost: the home drops its members (the others see peerLeft)', () =>
+    withRoomOnTwoNodes('e', async ({ world, n1, roomId, a, bPeerId }) => {
       const left = next(a, 'peerLeft');
       world.lose('e2');
-      expect(await left).toEqual({ peerId });
+      expect(await left).toEqual({ peerId: bPeerId });
       expect(n1.server.sfu.getRoom(roomId)?.peerCount).toBe(1);
-    } finally {
-      await Promise.all([n1.server.close(), n2.server.close()]);
-    }
-  });
+    }));
 
-  it("the edge's members get rejoin (node-lost), and their rejoin makes the edge the home with the same token hash", async () => {
-    const world = new World();
-    const [n1, n2] = await Promise.all([startNode(world, 'h1'), startNode(world, 'h2')]);
-    try {
-      const roomId = newRoomId();
-      const token = newToken();
-      const a = await track(n1.server.url);
-      await ok(a, 'join', { roomId, accessToken: token });
+  it("the edge's members get rejoin (node-lost), and their rejoin makes the edge the home with the same token hash", () =>
+    withRoomOnTwoNodes('h', async ({ world, n1, n2, roomId, token, b }) => {
       const tokenHash = n1.server.sfu.getRoom(roomId)!.tokenHash;
-      const b = await track(n2.server.url);
-      await ok(b, 'join', { roomId, accessToken: token });
       const c = await track(n2.server.url);
       await ok(c, 'join', { roomId, accessToken: token });
 
@@ -315,10 +316,7 @@ describe('node lost', () => {
       const cAgain = await ok(c, 'join', { roomId, accessToken: token });
       expect(await peerJoined).toEqual({ peerId: cAgain.peerId });
       expect(room.peerCount).toBe(2);
-    } finally {
-      await Promise.all([n1.server.close(), n2.server.close()]);
-    }
-  });
+    }));
 });
 
 describe('the whole stack (REDIS_URL, the real RoomDirectory)', () => {
