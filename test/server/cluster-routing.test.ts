@@ -35,12 +35,17 @@ import {
 class World {
   readonly rooms = new Map<string, { home: string; tokenHash: Buffer | undefined }>();
   readonly alive = new Set<string>();
+  /** A stale answer the next locate of a room gets once (what a read racing a move sees). */
+  readonly staleOnce = new Map<string, string>();
   readonly #lost = new Set<(node: string) => void>();
   directory(nodeId: string): ClusterDirectory {
     this.alive.add(nodeId);
     return {
       nodeId,
       locate: async (roomId): Promise<RoomLocation> => {
+        const stale = this.staleOnce.get(roomId);
+        this.staleOnce.delete(roomId);
+        if (stale !== undefined) return { home: stale, tokenHash: undefined };
         const entry = this.rooms.get(roomId);
         if (entry && this.alive.has(entry.home)) return { ...entry };
         const claimed = { home: nodeId, tokenHash: entry?.tokenHash };
@@ -196,6 +201,21 @@ describe('two nodes, one room', () => {
     await ok(a, 'leave', {});
     expect(n1.server.sfu.getRoom(roomId)).toBeUndefined();
     await waitFor(() => !world.rooms.has(roomId), 5000, 'room released');
+  });
+
+  it('a join forwarded to a node that is no longer home is UNAVAILABLE there, and the edge locates the room once more', async () => {
+    const roomId = newRoomId();
+    const token = newToken();
+    const a = await track(n2.server.url);
+    await ok(a, 'join', { roomId, accessToken: token });
+    expect(world.rooms.get(roomId)?.home).toBe('n2');
+    // The edge (n2) reads a stale "n1"; n1 has no such room and the directory names n2: n1 refuses, n2 serves it.
+    world.staleOnce.set(roomId, 'n1');
+    const b = await track(n2.server.url);
+    const joined = await ok(b, 'join', { roomId, accessToken: token });
+    expect(joined.peers).toHaveLength(1);
+    expect(n2.server.sfu.getRoom(roomId)?.peerCount).toBe(2);
+    expect(n1.server.sfu.getRoom(roomId)).toBeUndefined();
   });
 
   it('a draining home refuses joins forwarded to it (DRAINING); the edge itself still forwards', async () => {
