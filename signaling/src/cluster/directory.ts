@@ -41,7 +41,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../../../sfu/src/Logger.ts';
 import { SfuError } from '../../../sfu/src/SfuError.ts';
 import { isReady, whenReady } from './redis.ts';
-import { scriptsOn, type ScriptRunner } from './scripts.ts';
+import { queued, scriptsOn, type ScriptRunner } from './scripts.ts';
 
 export interface RoomLocation {
   home: string;
@@ -193,7 +193,8 @@ export class RoomDirectory {
     await this.#renewing;
     if (!isReady(this.#redis)) return;
     const pipe = this.#redis.pipeline();
-    for (const roomId of this.#hosted.keys()) (pipe as unknown as Record<string, (...a: (string | number)[]) => void>)['smRelease']!(roomKey(roomId), this.nodeId, this.#graceMs);
+    const run = queued(pipe);
+    for (const roomId of this.#hosted.keys()) run('smRelease', [roomKey(roomId)], [this.nodeId, this.#graceMs]);
     pipe.del(nodeKey(this.nodeId)).zrem(NODES_KEY, this.nodeId);
     await pipe.exec().catch(() => undefined);
     this.#hosted.clear();
@@ -227,9 +228,9 @@ export class RoomDirectory {
     this.#renewing = (async () => {
       const rooms = [...this.#hosted];
       const pipe = this.#redis.pipeline();
-      const cmd = pipe as unknown as Record<string, (...a: (string | number)[]) => void>;
-      cmd['smLease']!(nodeKey(this.nodeId), NODES_KEY, this.nodeId, this.#leaseMs);
-      for (const [roomId, hex] of rooms) cmd['smHost']!(roomKey(roomId), this.nodeId, NODE_PREFIX, this.#graceMs, hex);
+      const run = queued(pipe);
+      run('smLease', [nodeKey(this.nodeId), NODES_KEY], [this.nodeId, this.#leaseMs]);
+      for (const [roomId, hex] of rooms) run('smHost', [roomKey(roomId)], [this.nodeId, NODE_PREFIX, this.#graceMs, hex]);
       const results = (await pipe.exec().catch(() => null)) ?? [];
       rooms.forEach(([roomId], i) => {
         const [err, reply] = results[i + 1] ?? [null, null];

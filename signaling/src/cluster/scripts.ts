@@ -5,7 +5,7 @@
  *
  * Times come from Redis (`TIME`), never from a node's clock, so nodes with skewed clocks agree on the hold.
  */
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 
 /** Redis time in ms, in Lua. */
 const NOW = `local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
@@ -125,4 +125,10 @@ export function scriptsOn(redis: Redis): ScriptRunner {
   }
   const commands = redis as unknown as Record<ScriptName, (...args: (string | number)[]) => Promise<unknown>>;
   return (name, keys, args) => commands[name](...keys, ...args);
+}
+
+/** The scripts (defined on its client by `scriptsOn`) queued on a pipeline or MULTI. */
+export function queued(pipe: ChainableCommander): (name: ScriptName, keys: string[], args: (string | number)[]) => void {
+  const commands = pipe as unknown as Record<ScriptName, (...args: (string | number)[]) => unknown>;
+  return (name, keys, args) => void commands[name](...keys, ...args);
 }
