@@ -79,6 +79,17 @@ export class Metrics implements SignalingMetrics {
         this.set(readiness.draining() ? 1 : 0);
       },
     });
+    const redisReachable = readiness.redisReachable?.bind(readiness);
+    if (redisReachable) {
+      new Gauge({
+        name: 'sealed_meet_cluster_redis_up',
+        help: 'cluster mode only: 1 while this node reaches Redis (room directory, node link), else 0 (/readyz is 503 no-redis)',
+        registers,
+        collect() {
+          this.set(redisReachable() ? 1 : 0);
+        },
+      });
+    }
     type WorkerUsage = { worker: string; user: number; system: number; maxRss: number };
     const workerUsage = perScrape(async (): Promise<WorkerUsage[]> => {
       const all = await Promise.all(

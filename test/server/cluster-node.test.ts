@@ -19,6 +19,9 @@ const readyz = async (server: TestServer): Promise<[number, string]> => {
   return [res.status, await res.text()];
 };
 
+const redisUp = async (server: TestServer): Promise<string | undefined> =>
+  /^sealed_meet_cluster_redis_up (\d)$/m.exec(await (await fetch(`${server.metricsUrl}/metrics`)).text())?.[1];
+
 describe('cluster mode of one server (real redis-server)', () => {
   let redis: TestRedis;
   let server: TestServer | undefined;
@@ -31,13 +34,14 @@ describe('cluster mode of one server (real redis-server)', () => {
     await redis?.stop();
   });
 
-  it('starts with its node id, is not ready while Redis is gone, ready again after a restart; close drops its lease', async () => {
-    server = await startTestServer({ redisUrl: redis.url, nodeId: 'node-x', clusterLease: 2 });
+  it('starts with its node id, is not ready (and redis_up 0) while Redis is gone, ready again after a restart; close drops its lease', async () => {
+    server = await startTestServer({ redisUrl: redis.url, nodeId: 'node-x', clusterLease: 2, metricsListen: '127.0.0.1:0' });
     expect(server.cluster?.nodeId).toBe('node-x');
     const started = server.logs.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['msg'] === 'cluster mode on: node node-x');
     expect(started).toMatchObject({ level: 'info', ms: 2000 });
     expect(server.logs.join('\n')).not.toContain(redis.url);
     expect(await readyz(server)).toEqual([200, '{"status":"ready"}']);
+    expect(await redisUp(server)).toBe('1');
     const probe = new Redis(redis.url, { maxRetriesPerRequest: null });
     probe.on('error', () => undefined);
     expect(await probe.exists(nodeKey('node-x'))).toBe(1);
@@ -45,9 +49,11 @@ describe('cluster mode of one server (real redis-server)', () => {
     await redis.kill();
     await waitFor(async () => (await readyz(server!))[0] === 503, 3000, '/readyz 503');
     expect(await readyz(server)).toEqual([503, '{"status":"no-redis"}']);
+    expect(await redisUp(server)).toBe('0');
     expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
     await redis.restart();
     await waitFor(async () => (await readyz(server!))[0] === 200, 5000, '/readyz 200 again');
+    expect(await redisUp(server)).toBe('1');
     // Re-registered after the restart (empty data).
     await waitFor(async () => (await probe.exists(nodeKey('node-x'))) === 1, 3000, 'lease re-registered');
 
