@@ -217,7 +217,8 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.#joining.add(peerId);
     let entry: RoomRouter;
     try {
-      entry = await this.#routers.place(peerId, this.#peers.size);
+      // Everyone else in the room or joining it: what this peer will consume.
+      entry = await this.#routers.place(peerId, this.#peers.size + this.#joining.size - 1);
     } finally {
       this.#joining.delete(peerId);
     }
