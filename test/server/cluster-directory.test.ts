@@ -126,6 +126,21 @@ describe('RoomDirectory (real redis-server)', () => {
     expect(lost).toHaveLength(1);
   });
 
+  it('a node restarted under the same NODE_ID within its lease is reported lost (its rooms are gone), once', async () => {
+    const first = client();
+    await directory('node-a', first);
+    const b = await directory('node-b');
+    await sleep(LEASE / 2); // b's poll has seen node-a
+    const lost: string[] = [];
+    b.onNodeLost((id) => lost.push(id));
+    first.disconnect();
+    await directory('node-a'); // the new process, at once: node-a's lease never lapses
+    await waitFor(() => lost.length > 0, LEASE * 2, 'node-a reported as restarted');
+    expect(await b.isAlive('node-a')).toBe(true);
+    await sleep(LEASE);
+    expect(lost).toEqual(['node-a']);
+  });
+
   it('released: the token hash stays for the grace period (a re-created room keeps it), then the room is forgotten', async () => {
     const [a, b] = [await directory('node-a'), await directory('node-b')];
     await sleep(LEASE);

@@ -4,7 +4,7 @@
  * hash; per node, a lease. Key layout (prefix `sm:`, see docs/protocol.md):
  *
  *   sm:epoch                "<16 hex>:<Redis ms>"  the data epoch, made by the first node that finds it missing
- *   sm:node:<nodeId>        "1", PX lease          a node's lease, renewed every lease/3
+ *   sm:node:<nodeId>        <16 hex>, PX lease     a node's lease (value: its incarnation, random per process), renewed every lease/3
  *   sm:nodes                ZSET nodeId → Redis ms of its last renewal (a node unseen for the grace period is dropped)
  *   sm:room:<32 hex>        HASH {home, tok}        home = node id; tok = hex SHA-256 of the room's access token;
  *                                                   PEXPIRE grace, renewed by its home with its lease
@@ -30,7 +30,8 @@
  *   cannot slip through on reconnect. A fresh Redis holds the same way (the first room of a new cluster waits a
  *   lease).
  * - `onNodeLost` is polled every lease/3: a listed or seen node whose lease key is gone, reported once, never
- *   during the hold (after a Redis restart every lease is briefly missing).
+ *   during the hold (after a Redis restart every lease is briefly missing). A node restarted under the same NODE_ID
+ *   before its lease ran out is reported too: its lease holds another incarnation (the rooms it had are gone).
  * - A Redis outage: renewals are skipped while the client is not ready; `locate()` waits up to `locateTimeoutMs`
  *   and then fails UNAVAILABLE (clients retry the join). A node cut off from Redis for longer than a lease loses its
  *   lease: its rooms may be claimed elsewhere (its /readyz is 503 meanwhile, see main.ts); when it is back, its
@@ -90,8 +91,10 @@ export class RoomDirectory {
   readonly #hosted = new Map<string, string>();
   /** Rooms whose entry names another live home although hosted here (warned once). */
   readonly #conflicts = new Set<string>();
-  /** Nodes seen alive (in locate() answers or in the node list), not yet reported lost. */
-  readonly #seen = new Set<string>();
+  /** Nodes seen alive (in locate() answers or in the node list) → their incarnation ('' = not known yet). */
+  readonly #seen = new Map<string, string>();
+  /** This process's incarnation: the value of its lease key. */
+  readonly #incarnation = randomBytes(8).toString('hex');
   readonly #lostListeners = new Set<(nodeId: string) => void>();
   readonly #timers: NodeJS.Timeout[] = [];
   #epoch = '';
@@ -137,14 +140,14 @@ export class RoomDirectory {
       await whenReady(this.#redis, left).catch(() => {
         throw unavailable();
       });
-      const reply = (await this.#run('smClaim', [roomKey(roomId), EPOCH_KEY, NODES_KEY], [this.nodeId, NODE_PREFIX, this.#graceMs, this.#leaseMs, this.#epoch]).catch(
+      const reply = (await this.#run('smClaim', [roomKey(roomId), EPOCH_KEY, NODES_KEY], [this.nodeId, NODE_PREFIX, this.#graceMs, this.#leaseMs, this.#epoch, this.#incarnation]).catch(
         () => null,
       )) as string[] | null;
       if (reply === null) continue;
       const [kind, a, tok] = reply;
       if (kind === 'home' || kind === 'claimed') {
         if (kind === 'claimed') this.#log.debug('room claimed', { roomId });
-        if (a !== this.nodeId) this.#seen.add(a!);
+        if (a !== this.nodeId && !this.#seen.has(a!)) this.#seen.set(a!, '');
         return { home: a!, tokenHash: tokenOf(tok) };
       }
       if (kind === 'epoch') {
@@ -229,7 +232,7 @@ export class RoomDirectory {
       const rooms = [...this.#hosted];
       const pipe = this.#redis.pipeline();
       const run = queued(pipe);
-      run('smLease', [nodeKey(this.nodeId), NODES_KEY], [this.nodeId, this.#leaseMs]);
+      run('smLease', [nodeKey(this.nodeId), NODES_KEY], [this.nodeId, this.#leaseMs, this.#incarnation]);
       for (const [roomId, hex] of rooms) run('smHost', [roomKey(roomId)], [this.nodeId, NODE_PREFIX, this.#graceMs, hex]);
       const results = (await pipe.exec().catch(() => null)) ?? [];
       rooms.forEach(([roomId], i) => {
@@ -240,9 +243,20 @@ export class RoomDirectory {
     return this.#renewing;
   }
 
+  #reportLost(id: string): void {
+    this.#log.info('node lost (lease expired or node restarted)', { event: id });
+    for (const fn of [...this.#lostListeners]) {
+      try {
+        fn(id);
+      } catch (err) {
+        this.#log.error('node-lost listener threw', { error: String(err) });
+      }
+    }
+  }
+
   async #poll(): Promise<void> {
     if (this.#closed || !isReady(this.#redis)) return;
-    const reply = (await this.#run('smPoll', [EPOCH_KEY, NODES_KEY], [NODE_PREFIX, this.#leaseMs, this.#graceMs, this.nodeId, ...this.#seen]).catch(
+    const reply = (await this.#run('smPoll', [EPOCH_KEY, NODES_KEY], [NODE_PREFIX, this.#leaseMs, this.#graceMs, this.nodeId, ...this.#seen.keys()]).catch(
       () => null,
     )) as (string | number)[] | null;
     if (!reply || this.#closed) return;
@@ -255,18 +269,13 @@ export class RoomDirectory {
     if (Number(wait) > 0) return;
     for (let i = 0; i + 1 < pairs.length; i += 2) {
       const id = String(pairs[i]);
-      if (Number(pairs[i + 1]) === 1) {
-        this.#seen.add(id);
-      } else if (this.#seen.delete(id)) {
-        this.#log.info('node lost (lease expired)', { event: id });
-        for (const fn of [...this.#lostListeners]) {
-          try {
-            fn(id);
-          } catch (err) {
-            this.#log.error('node-lost listener threw', { error: String(err) });
-          }
-        }
-      }
+      const incarnation = String(pairs[i + 1]);
+      const known = this.#seen.get(id);
+      // Gone, or alive as another process than the one seen before (restarted under the same NODE_ID).
+      const lost = known !== undefined && (incarnation === '' || (known !== '' && known !== incarnation));
+      if (incarnation === '') this.#seen.delete(id);
+      else this.#seen.set(id, incarnation);
+      if (lost) this.#reportLost(id);
     }
   }
 }

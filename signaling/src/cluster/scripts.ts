@@ -26,7 +26,7 @@ if not e then e = ARGV[1] .. ':' .. now; redis.call('SET', KEYS[1], e) end
 return e`,
   },
   /**
-   * KEYS: room, epoch, nodes. ARGV: me, node key prefix, grace ms, lease ms, my epoch.
+   * KEYS: room, epoch, nodes. ARGV: me, node key prefix, grace ms, lease ms, my epoch, my incarnation.
    * {'home', home, tok}: a live node hosts the room. {'epoch'}: the epoch is not mine (Redis lost its data since I
    * last looked). {'hold', ms}: no live home, but the epoch is younger than a lease (homes may not have re-registered
    * yet). {'claimed', me, tok}: I am the home now (the token hash, if any, kept).
@@ -44,7 +44,7 @@ local wait = hold(e, tonumber(ARGV[4]))
 if wait > 0 then return {'hold', tostring(wait)} end
 redis.call('HSET', KEYS[1], 'home', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('SET', ARGV[2] .. ARGV[1], '1', 'PX', ARGV[4])
+redis.call('SET', ARGV[2] .. ARGV[1], ARGV[6], 'PX', ARGV[4])
 redis.call('ZADD', KEYS[3], now, ARGV[1])
 return {'claimed', ARGV[1], tok}`,
   },
@@ -72,18 +72,22 @@ return {ARGV[1], redis.call('HGET', KEYS[1], 'tok')}`,
 end
 return 1`,
   },
-  /** KEYS: node key, nodes. ARGV: me, lease ms. Renews my lease and my place in the node list (score: Redis time). */
+  /**
+   * KEYS: node key, nodes. ARGV: me, lease ms, my incarnation (random per process). Renews my lease (its value: the
+   * incarnation, so a node restarted under the same NODE_ID within a lease is told apart) and my place in the node
+   * list (score: Redis time).
+   */
   smLease: {
     numberOfKeys: 2,
     lua: `${NOW}
-redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 return 1`,
   },
   /**
    * KEYS: epoch, nodes. ARGV: node key prefix, lease ms, forget ms, me, other known ids...
-   * Drops nodes not renewed for `forget` ms from the list; returns {epoch, hold ms, id1, alive1, id2, alive2, ...}
-   * over the listed and the known nodes (me excluded).
+   * Drops nodes not renewed for `forget` ms from the list; returns {epoch, hold ms, id1, incarnation1, id2, ...} over
+   * the listed and the known nodes (me excluded); incarnation '' = no lease.
    */
   smPoll: {
     numberOfKeys: 2,
@@ -101,7 +105,7 @@ for _, id in ipairs(ids) do
   if id ~= ARGV[4] and not seen[id] then
     seen[id] = true
     out[#out + 1] = id
-    out[#out + 1] = redis.call('EXISTS', ARGV[1] .. id)
+    out[#out + 1] = redis.call('GET', ARGV[1] .. id) or ''
   end
 end
 return out`,
