@@ -11,7 +11,8 @@
  *
  * Pipes (`reach`): a producer lives on its peer's router. A consumer on another router needs the producer
  * there first: `router.pipeToRouter()` once per (producer, router), cached as a promise; the pipe producer
- * keeps the producer's id, and follows it (pause, resume, close) through the pipe consumer.
+ * keeps the producer's id, and follows it (pause, resume, close) through the pipe consumer. Pipes have NACK/RTX on
+ * (packets lost between workers are resent) and no SCTP.
  *
  * Active speaker: one AudioLevelObserver per router, fed by that router's own audio producers (not the
  * pipe producers, which are measured where they come from); the loudest of the routers' loudest is the
@@ -140,7 +141,9 @@ export class RoomRouters extends TypedEmitter<RoomRoutersEvents> {
       const forget = (): void => {
         if (this.#pipes.get(key) === entry) this.#pipes.delete(key);
       };
-      entry.done = from.router.pipeToRouter({ producerId, router: to.router, enableSctp: false }).then(
+      // NACK + RTX on the pipe: a packet lost between two workers (a loopback UDP socket buffer full under load) is
+      // sent again, as the browser's own NACKs cannot reach past the consumer's router.
+      entry.done = from.router.pipeToRouter({ producerId, router: to.router, enableSctp: false, enableRtx: true }).then(
         ({ pipeProducer }) => {
           if (!pipeProducer || pipeProducer.closed) {
             forget();

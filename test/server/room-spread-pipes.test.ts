@@ -115,12 +115,16 @@ describe('room routers across workers (real RTP through pipes)', () => {
       const sender = await audioSender(a, 'a', 0x11110001);
       senders.push(sender);
       sender.level = 20;
+      const pipes: ms.Transport[] = [];
+      b.router.observer.on('newtransport', (t: ms.Transport) => void pipes.push(t));
       // One pipe per (producer, router): concurrent and repeated reach() calls share it.
       await Promise.all([routers.reach(sender.producer.id, a, b), routers.reach(sender.producer.id, a, b)]);
       await routers.reach(sender.producer.id, a, b);
       await routers.reach(sender.producer.id, a, a); // same router: nothing to do
       const bDump = (await b.router.dump()) as { transportIds: string[]; mapProducerIdConsumerIds: { key: string }[] };
-      expect(bDump.transportIds).toHaveLength(1); // the pipe transport
+      expect(bDump.transportIds).toHaveLength(1); // the pipe transport, with NACK/RTX
+      expect(pipes.map((t) => t.type)).toEqual(['pipe']);
+      expect(((await pipes[0]!.dump()) as { rtx: boolean }).rtx).toBe(true);
       expect(bDump.mapProducerIdConsumerIds.map((e) => e.key)).toEqual([sender.producer.id]); // the pipe producer keeps the id
 
       const atB = await counter(b, sender.producer.id);
