@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../sfu/src/config.ts';
 import { nodeKey } from '../../signaling/src/cluster/directory.ts';
 import { checkRedis } from '../../signaling/src/cluster/doctor-redis.ts';
+import { backoffMs } from '../../signaling/src/cluster/redis.ts';
 import { freePort } from '../infra/coturn.ts';
 import { startRedis, type TestRedis } from '../infra/redis.ts';
 import { REPO_ROOT } from '../e2e/harness.ts';
@@ -72,6 +73,12 @@ describe('cluster mode of one server (real redis-server)', () => {
     expect(down).toHaveLength(1);
     expect(down[0]).toMatchObject({ level: 'fail', message: expect.stringContaining(`127.0.0.1:${closed} (REDIS_URL) does not answer`) });
     expect(JSON.stringify(down)).not.toContain('hunter2');
+  });
+
+  it('reconnect backoff: 50 ms doubling, capped at 1 s, a number for every attempt (never gives up)', () => {
+    expect([1, 2, 3, 4, 5, 6].map((t) => backoffMs(t))).toEqual([50, 100, 200, 400, 800, 1000]);
+    expect(backoffMs(10_000)).toBe(1000);
+    expect(backoffMs(3, 150)).toBe(150);
   });
 
   it('without REDIS_URL nothing of ioredis is loaded', () => {
