@@ -65,6 +65,8 @@ interface MemberState {
   detach?: () => void;
   /** Set when the room's worker died, until the next join: requests get UNAVAILABLE. */
   lost: boolean;
+  /** Set by `gone()`: a join still running for this member undoes itself. */
+  gone?: true;
 }
 
 type Handlers = { [K in EventName]: (s: MemberState, req: Requests[K]) => Promise<Responses[K]> };
@@ -118,6 +120,7 @@ export class RoomHost {
   gone(member: MemberRef): void {
     const state = this.#members.get(keyOf(member));
     if (!state) return;
+    state.gone = true;
     this.#leave(state);
     this.#members.delete(keyOf(member));
   }
@@ -212,7 +215,7 @@ export class RoomHost {
         if (this.#opts.draining()) throw new SfuError('DRAINING', 'the server is restarting; join again in a moment');
         const { room, peer } = await sfu.join(roomId, accessToken, await this.#creation(roomId));
         this.#hostedHere(room);
-        if (!out.connected(state.member)) {
+        if (state.gone || !out.connected(state.member)) {
           sfu.leave(room.id, peer.id);
           throw new SfuError('NOT_JOINED', 'disconnected');
         }

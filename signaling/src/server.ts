@@ -170,10 +170,13 @@ export function createSignalingServer(
 
   /** The edge side of each local socket: which node hosts its member, and its room place for its address. */
   const edges = new Map<string, EdgeSocket>();
-  /** The member of local socket `id` left its room: free the room place, clear the room fields. */
-  const leftRoom = (id: string): void => {
+  /**
+   * The member of local socket `id` left its room on node `from`: free the room place, clear the room fields. Ignored
+   * when the socket's member lives on another node by now (a late word from a former home); no `from`: in any case.
+   */
+  const leftRoom = (id: string, from?: string): void => {
     const edge = edges.get(id);
-    if (!edge) return;
+    if (!edge || (from !== undefined && edge.home !== from)) return;
     edge.leaveAddressRoom?.();
     edge.leaveAddressRoom = undefined;
     edge.socket.data.peerId = undefined;
@@ -204,7 +207,7 @@ export function createSignalingServer(
         }
         for (const [node, ids] of remote) link?.emit(node, ids, event, payload);
       },
-      left: (m) => (m.node === nodeId ? leftRoom(m.socket) : link?.left(m.node, m.socket)),
+      left: (m) => (m.node === nodeId ? leftRoom(m.socket, nodeId) : link?.left(m.node, m.socket)),
       connected: (m) => (m.node === nodeId ? (localSocket(m.socket)?.connected ?? false) : true),
     },
   });
@@ -221,7 +224,7 @@ export function createSignalingServer(
         events: (ids, event, payload) => {
           for (const id of ids) emitLocal(id, event, payload);
         },
-        left: leftRoom,
+        left: (from, socket) => leftRoom(socket, from),
         gone: (from, socket) => host.gone({ node: from, socket }),
       },
     });
@@ -256,6 +259,16 @@ export function createSignalingServer(
       const res = await link.request(home, socket.id, event, req);
       if (!res.ok) {
         const { code, message } = res.error;
+        if (code === 'UNAVAILABLE') {
+          // The client rejoins on UNAVAILABLE. Whatever the home still holds for this socket goes (a request that timed
+          // out here may yet run there: a late join would otherwise stay behind as a member nobody plays).
+          link.gone(home, socket.id);
+          if (edge.home === home) {
+            leftRoom(socket.id);
+            edge.home = undefined;
+            edge.lost = true;
+          }
+        }
         // The home's answer as is: the pipeline answers a plain Error as SFU_ERROR with its message (the home never sends TOO_LARGE).
         throw code === 'SFU_ERROR' || code === 'TOO_LARGE' ? new Error(message) : new SfuError(code, message);
       }

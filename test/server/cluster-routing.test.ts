@@ -24,6 +24,7 @@ import {
   next,
   ok,
   opusRtpParameters,
+  recorder,
   request,
   startTestServer,
   waitFor,
@@ -274,6 +275,31 @@ describe('node link', () => {
     edge.failPending('nobody');
     expect(code(await pending)).toBe('UNAVAILABLE');
     edge.close();
+  });
+});
+
+describe('a forwarded request that times out', () => {
+  it('is UNAVAILABLE at the edge, and a join that still ran on the home leaves no member behind', async () => {
+    const world = new World();
+    const [n1, n2] = await Promise.all([startNode(world, 't1'), startNode(world, 't2', { requestTimeoutMs: 1 })]);
+    try {
+      const roomId = newRoomId();
+      const token = newToken();
+      const a = await track(n1.server.url);
+      await ok(a, 'join', { roomId, accessToken: token });
+      const b = await track(n2.server.url);
+      const seen = recorder(a);
+      expect(code(await request(b, 'join', { roomId, accessToken: token }))).toBe('UNAVAILABLE');
+      // The home still ran each join sent to it (the first and the edge's one relocation), and the edge's `gone` after
+      // each timeout took that member away again.
+      const peerEvents = (): string[] => seen.events.map((e) => e.event).filter((e) => e.startsWith('peer'));
+      await waitFor(() => peerEvents().length >= 4, 5000, 'both joins undone');
+      expect(peerEvents()).toEqual(['peerJoined', 'peerLeft', 'peerJoined', 'peerLeft']);
+      expect(n1.server.sfu.getRoom(roomId)?.peerCount).toBe(1);
+      expect(code(await request(b, 'createTransport', { direction: 'send' }))).toBe('UNAVAILABLE');
+    } finally {
+      await Promise.all([n1.server.close(), n2.server.close()]);
+    }
   });
 });
 

@@ -55,7 +55,7 @@ export type LinkMessage =
 export interface LinkReceiver {
   request(from: string, socket: string, event: string, payload: unknown): Promise<AckResult<unknown>>;
   events(sockets: string[], event: string, payload: Record<string, unknown>): void;
-  left(socket: string): void;
+  left(from: string, socket: string): void;
   gone(from: string, socket: string): void;
 }
 
@@ -216,7 +216,7 @@ export class NodeLink {
         receiver.events(message.sockets, message.event, message.payload);
         return;
       case 'left':
-        receiver.left(message.socket);
+        receiver.left(from, message.socket);
         return;
       case 'gone':
         receiver.gone(from, message.socket);
