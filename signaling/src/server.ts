@@ -163,7 +163,7 @@ export function createSignalingServer(
     conn.once('close', release);
   });
 
-    const drainingNow = (): boolean => drainEndsAt !== undefined;
+  const drainingNow = (): boolean => drainEndsAt !== undefined;
   const cluster = opts.cluster;
   const nodeId = cluster?.directory.nodeId ?? 'local';
   const localSocket = (id: string): SignalingSocket | undefined => io.sockets.sockets.get(id);
@@ -187,8 +187,24 @@ export function createSignalingServer(
     if (socket) (socket.emit as (ev: string, p: unknown) => boolean)(event, payload);
   };
 
-  // eslint-disable-next-line prefer-const -- the host's port reads it; it is made after the host
-  let link: NodeLink | undefined;
+  // Cluster mode: requests from other nodes' sockets and what homes send to ours (the receiver runs only once the host exists).
+  const link = cluster
+    ? new NodeLink({
+        redis: cluster.redis,
+        nodeId,
+        logger,
+        ...(cluster.requestTimeoutMs !== undefined ? { timeoutMs: cluster.requestTimeoutMs } : {}),
+        receiver: {
+          request: (from, socket, event, payload) => host.serve({ node: from, socket }, event, payload),
+          events: (ids, event, payload) => {
+            for (const id of ids) emitLocal(id, event, payload);
+          },
+          left: (from, socket) => leftRoom(socket, from),
+          gone: (from, socket) => host.gone({ node: from, socket }),
+        },
+      })
+    : undefined;
+
   const host = new RoomHost({
     sfu,
     turn,
@@ -212,36 +228,19 @@ export function createSignalingServer(
     },
   });
 
-  let offNodeLost: (() => void) | undefined;
-  if (cluster) {
-    link = new NodeLink({
-      redis: cluster.redis,
-      nodeId,
-      logger,
-      ...(cluster.requestTimeoutMs !== undefined ? { timeoutMs: cluster.requestTimeoutMs } : {}),
-      receiver: {
-        request: (from, socket, event, payload) => host.serve({ node: from, socket }, event, payload),
-        events: (ids, event, payload) => {
-          for (const id of ids) emitLocal(id, event, payload);
-        },
-        left: (from, socket) => leftRoom(socket, from),
-        gone: (from, socket) => host.gone({ node: from, socket }),
-      },
-    });
-    offNodeLost = cluster.directory.onNodeLost((lost) => {
-      if (lost === nodeId) return;
-      logger.warn('node lost: members it held leave, members it hosted rejoin');
-      link?.failPending(lost);
-      host.dropNode(lost);
-      for (const edge of edges.values()) {
-        if (edge.home !== lost) continue;
-        edge.home = undefined;
-        edge.lost = true;
-        leftRoom(edge.socket.id);
-        edge.socket.emit('rejoin', { reason: 'node-lost' });
-      }
-    });
-  }
+  const offNodeLost = cluster?.directory.onNodeLost((lost) => {
+    if (lost === nodeId) return;
+    logger.warn('node lost: members it held leave, members it hosted rejoin');
+    link?.failPending(lost);
+    host.dropNode(lost);
+    for (const edge of edges.values()) {
+      if (edge.home !== lost) continue;
+      edge.home = undefined;
+      edge.lost = true;
+      leftRoom(edge.socket.id);
+      edge.socket.emit('rejoin', { reason: 'node-lost' });
+    }
+  });
 
   io.on('connection', (socket) => {
     const edge: EdgeSocket = { socket, lost: false };
