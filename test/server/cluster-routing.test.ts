@@ -90,18 +90,19 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-const redisClient = (): Redis => {
-  const c = new Redis(redis.url, { maxRetriesPerRequest: null });
+const redisClient = (url = redis.url): Redis => {
+  const c = new Redis(url, { maxRetriesPerRequest: null, retryStrategy: () => 100 });
   c.on('error', () => {});
   clients.push(c);
   return c;
 };
 
-async function startNode(world: World, id: string, opts: { requestTimeoutMs?: number } = {}): Promise<Node> {
-  const client = redisClient();
+async function startNode(world: World, id: string, opts: { requestTimeoutMs?: number; url?: string } = {}): Promise<Node> {
+  const { url, ...cluster } = opts;
+  const client = redisClient(url);
   const server = await startTestServer(
     {},
-    { signaling: { cluster: { directory: world.directory(id), redis: client, ...opts } } },
+    { signaling: { cluster: { directory: world.directory(id), redis: client, ...cluster } } },
   );
   return { id, server, redis: client };
 }
@@ -276,6 +277,33 @@ describe('node link', () => {
     expect(code(await pending)).toBe('UNAVAILABLE');
     edge.close();
   });
+});
+
+describe('Redis restarted empty', () => {
+  it('the node link reads on: relays and replies between the nodes flow again', async () => {
+    const own = await startRedis();
+    const world = new World();
+    const [n1, n2] = await Promise.all([startNode(world, 'r1', { url: own.url }), startNode(world, 'r2', { url: own.url })]);
+    try {
+      const roomId = newRoomId();
+      const token = newToken();
+      const a = await track(n1.server.url);
+      const { peerId: aPeerId } = await ok(a, 'join', { roomId, accessToken: token });
+      const b = await track(n2.server.url);
+      await ok(b, 'join', { roomId, accessToken: token });
+      await own.restart();
+      await waitFor(() => n1.redis.status === 'ready' && n2.redis.status === 'ready', 10_000, 'clients reconnected');
+      const got = next(a, 'relay', 15_000);
+      await ok(b, 'relay', { to: aPeerId, blob: 'after-restart' });
+      expect((await got).blob).toBe('after-restart');
+      const toB = next(b, 'relay', 15_000);
+      await ok(a, 'relay', { blob: 'back' });
+      expect((await toB).blob).toBe('back');
+    } finally {
+      await Promise.all([n1.server.close(), n2.server.close()]);
+      await own.stop();
+    }
+  }, 40_000);
 });
 
 describe('a forwarded request that times out', () => {
