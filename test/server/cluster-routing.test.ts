@@ -113,6 +113,17 @@ async function track(url: string): Promise<TestSocket> {
   return s;
 }
 
+/** A new room homed on `home`, with member `a` connected there and member `b` through `edge`. */
+async function roomAcross(home: Node, edge: Node) {
+  const roomId = newRoomId();
+  const token = newToken();
+  const a = await track(home.server.url);
+  const { peerId: aPeerId } = await ok(a, 'join', { roomId, accessToken: token });
+  const b = await track(edge.server.url);
+  const { peerId: bPeerId } = await ok(b, 'join', { roomId, accessToken: token });
+  return { roomId, token, a, b, aPeerId, bPeerId };
+}
+
 describe('two nodes, one room', () => {
   let world: World;
   let n1: Node;
@@ -170,12 +181,7 @@ describe('two nodes, one room', () => {
   });
 
   it('everything the home sends a member arrives in order: each relay to itself comes before its ack', async () => {
-    const roomId = newRoomId();
-    const token = newToken();
-    const home = await track(n1.server.url);
-    await ok(home, 'join', { roomId, accessToken: token });
-    const b = await track(n2.server.url);
-    const { peerId } = await ok(b, 'join', { roomId, accessToken: token });
+    const { b, bPeerId: peerId } = await roomAcross(n1, n2);
     const seen: string[] = [];
     b.on('relay', ({ blob }) => seen.push(`event ${blob}`));
     const acks = Array.from({ length: 50 }, (_, i) =>
@@ -189,12 +195,7 @@ describe('two nodes, one room', () => {
   });
 
   it("a member's socket closing on the edge frees its peer on the home", async () => {
-    const roomId = newRoomId();
-    const token = newToken();
-    const a = await track(n1.server.url);
-    await ok(a, 'join', { roomId, accessToken: token });
-    const b = await track(n2.server.url);
-    const { peerId } = await ok(b, 'join', { roomId, accessToken: token });
+    const { roomId, a, b, bPeerId: peerId } = await roomAcross(n1, n2);
     const left = next(a, 'peerLeft');
     b.disconnect();
     expect(await left).toEqual({ peerId });
@@ -285,12 +286,7 @@ describe('Redis restarted empty', () => {
     const world = new World();
     const [n1, n2] = await Promise.all([startNode(world, 'r1', { url: own.url }), startNode(world, 'r2', { url: own.url })]);
     try {
-      const roomId = newRoomId();
-      const token = newToken();
-      const a = await track(n1.server.url);
-      const { peerId: aPeerId } = await ok(a, 'join', { roomId, accessToken: token });
-      const b = await track(n2.server.url);
-      await ok(b, 'join', { roomId, accessToken: token });
+      const { a, b, aPeerId } = await roomAcross(n1, n2);
       await own.restart();
       await waitFor(() => n1.redis.status === 'ready' && n2.redis.status === 'ready', 10_000, 'clients reconnected');
       const got = next(a, 'relay', 15_000);
@@ -334,18 +330,12 @@ describe('a forwarded request that times out', () => {
 /** A fresh world of nodes `<p>1` and `<p>2`, and a room homed on the first with member `a` there and `b` on the second. */
 async function withRoomOnTwoNodes(
   p: string,
-  fn: (t: { world: World; n1: Node; n2: Node; roomId: string; token: string; a: TestSocket; b: TestSocket; bPeerId: string }) => Promise<void>,
+  fn: (t: { world: World; n1: Node; n2: Node } & Awaited<ReturnType<typeof roomAcross>>) => Promise<void>,
 ): Promise<void> {
   const world = new World();
   const [n1, n2] = await Promise.all([startNode(world, `${p}1`), startNode(world, `${p}2`)]);
   try {
-    const roomId = newRoomId();
-    const token = newToken();
-    const a = await track(n1.server.url);
-    await ok(a, 'join', { roomId, accessToken: token });
-    const b = await track(n2.server.url);
-    const { peerId: bPeerId } = await ok(b, 'join', { roomId, accessToken: token });
-    await fn({ world, n1, n2, roomId, token, a, b, bPeerId });
+    await fn({ world, n1, n2, ...(await roomAcross(n1, n2)) });
   } finally {
     await Promise.all([n1.server.close(), n2.server.close()]);
   }
