@@ -262,6 +262,10 @@ describe('node link', () => {
     const res = await edge.request('home-x', 'sock1', 'leave', {});
     expect(res).toEqual({ ok: true, data: { event: 'leave', payload: {} } });
     expect(seen).toEqual(Array.from({ length: 50 }, (_, i) => `sock1 relay ${i}`));
+    // Each stream expires some time after its last message (a node gone for good leaves nothing behind).
+    const ttl = await redisClient().pttl('sm:link:edge-x');
+    expect(ttl).toBeGreaterThan(60_000);
+    expect(ttl).toBeLessThanOrEqual(10 * 60_000);
     home.close();
     edge.close();
   });

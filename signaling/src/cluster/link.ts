@@ -11,7 +11,8 @@
  * through the sender's one Redis client, in call order; N reads its stream with XREAD in stream order. So what one
  * home sends one edge arrives in the order it was sent.
  *
- * Stream entry: fields `f` (sender node id) and `m` (JSON, one of `LinkMessage`). Streams are capped (MAXLEN ~).
+ * Stream entry: fields `f` (sender node id) and `m` (JSON, one of `LinkMessage`). Streams are capped (MAXLEN ~ 2000)
+ * and expire 10 min after their last message (a node gone for good leaves nothing behind).
  * A request not answered within `timeoutMs` (or whose node is declared lost) is answered UNAVAILABLE.
  */
 import type { Redis } from 'ioredis';
@@ -72,6 +73,8 @@ export interface NodeLinkOptions {
 }
 
 const streamOf = (nodeId: string): string => `sm:link:${nodeId}`;
+/** A node's stream with no message for this long is deleted by Redis. */
+const STREAM_TTL_MS = 10 * 60_000;
 const UNAVAILABLE = (message: string): AckResult<never> => ({ ok: false, error: { code: 'UNAVAILABLE', message } satisfies ProtocolError });
 
 interface Pending {
@@ -156,8 +159,18 @@ export class NodeLink {
 
   #send(to: string, message: LinkMessage): void {
     const { redis, nodeId, logger, maxLen } = this.#opts;
+    const stream = streamOf(to);
+    // One pipeline on the one connection: entries keep their call order. The TTL removes the stream of a node that is
+    // gone for good (a live node's stream is renewed by every message; an expired one is made again by the next).
     redis
-      .xadd(streamOf(to), 'MAXLEN', '~', String(maxLen ?? 2000), '*', 'f', nodeId, 'm', JSON.stringify(message))
+      .pipeline()
+      .xadd(stream, 'MAXLEN', '~', String(maxLen ?? 2000), '*', 'f', nodeId, 'm', JSON.stringify(message))
+      .pexpire(stream, STREAM_TTL_MS)
+      .exec()
+      .then((results) => {
+        const failed = results?.find(([error]) => error)?.[0];
+        if (failed) logger.warn('node link: send failed', { error: errorMessage(failed) });
+      })
       .catch((error: unknown) => logger.warn('node link: send failed', { error: errorMessage(error) }));
   }
 
