@@ -98,30 +98,35 @@ describe('a room across workers (Chromium, E2EE, tap on)', () => {
           await sleep(700);
         }
       })();
-      await sleep(3000);
-
       const deadPid = workerOf(c0.peerId!);
-      process.kill(deadPid, 'SIGKILL');
-      await waitUntil(
-        async () => {
-          const c = await snapshot(carol);
-          return c.status === 'joined' && c.joinCount >= 2 && c.peerId !== c0.peerId;
-        },
-        45_000,
-        'Carol rejoined',
-      );
-      const carolId = await peerIdOf(carol);
-      await waitUntil(
-        async () => {
-          const [a, b] = await Promise.all([snapshot(alice), snapshot(bob)]);
-          return a.peers.includes(carolId) && b.peers.includes(carolId) && !a.peers.includes(c0.peerId!) && !b.peers.includes(c0.peerId!);
-        },
-        30_000,
-        'Alice and Bob see the new Carol',
-      );
-      await expectWholeCall();
-      sampling = false;
-      await sampler;
+      let carolId = '';
+      try {
+        await sleep(3000);
+        process.kill(deadPid, 'SIGKILL');
+        await waitUntil(
+          async () => {
+            const c = await snapshot(carol);
+            return c.status === 'joined' && c.joinCount >= 2 && c.peerId !== c0.peerId;
+          },
+          45_000,
+          'Carol rejoined',
+        );
+        carolId = await peerIdOf(carol);
+        await waitUntil(
+          async () => {
+            const [a, b] = await Promise.all([snapshot(alice), snapshot(bob)]);
+            return a.peers.includes(carolId) && b.peers.includes(carolId) && !a.peers.includes(c0.peerId!) && !b.peers.includes(c0.peerId!);
+          },
+          30_000,
+          'Alice and Bob see the new Carol',
+        );
+        const [am, bm] = await Promise.all([snapshot(alice), snapshot(bob)]);
+        expect([am.peerId, am.joinCount, bm.peerId, bm.joinCount], 'Alice and Bob did not rejoin').toEqual([a0.peerId, a0.joinCount, b0.peerId, b0.joinCount]);
+        await expectWholeCall();
+      } finally {
+        sampling = false;
+        await sampler.catch(() => undefined);
+      }
 
       // Alice and Bob: same peers, same join, same consumers of each other, on their own workers.
       const [a1, b1] = await Promise.all([snapshot(alice), snapshot(bob)]);
