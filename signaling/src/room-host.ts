@@ -190,18 +190,19 @@ export class RoomHost {
     return location.tokenHash ? { tokenHash: location.tokenHash } : {};
   }
 
-  /** Cluster mode: tells the directory the room lives here, and when it closed empty. */
+  /** Cluster mode: tells the directory the room lives here, and when it closed. */
   #hostedHere(room: Room): void {
     const { directory, logger } = this.#opts;
     if (!directory || this.#hosted.has(room) || room.closed) return;
     this.#hosted.add(room);
     const failed = (what: string) => (error: unknown) => logger.warn(`room directory: ${what} failed`, { error: errorMessage(error) });
     directory.hosted(room.id, room.tokenHash).catch(failed('hosted'));
-    room.once('closed', ({ reason }) => {
+    room.once('closed', () => {
       this.#hosted.delete(room);
-      // Only a room that emptied is forgotten: one lost with its worker or closed by a shutdown keeps its entry (and
-      // token hash) for the members who rejoin (here, or on a live node once this one's lease expired).
-      if (reason === 'empty') directory.released(room.id).catch(failed('released'));
+      // Whatever closed it (empty, its worker lost, shutdown): the entry loses its home, so nobody renews a room that is
+      // gone, and the directory keeps the token hash for its grace period, so the members who rejoin (here or on
+      // another node) get the room back only with the original token.
+      directory.released(room.id).catch(failed('released'));
     });
   }
 

@@ -12,6 +12,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ClusterDirectory, RoomLocation } from '../../signaling/src/cluster/link.ts';
 import { NodeLink } from '../../signaling/src/cluster/link.ts';
+import { roomKey } from '../../signaling/src/cluster/directory.ts';
 import { Logger } from '../../sfu/src/Logger.ts';
 import { startRedis, type TestRedis } from '../infra/redis.ts';
 import {
@@ -54,8 +55,10 @@ class World {
         return { ...claimed };
       },
       hosted: async (roomId, tokenHash) => void this.rooms.set(roomId, { home: nodeId, tokenHash: Buffer.from(tokenHash) }),
+      // As the real directory does: the home goes, the token hash stays (its grace period is not modelled).
       released: async (roomId) => {
-        if (this.rooms.get(roomId)?.home === nodeId) this.rooms.delete(roomId);
+        const entry = this.rooms.get(roomId);
+        if (entry?.home === nodeId) this.rooms.set(roomId, { home: '', tokenHash: entry.tokenHash });
       },
       isAlive: async (node) => this.alive.has(node),
       onNodeLost: (fn) => {
@@ -203,7 +206,7 @@ describe('two nodes, one room', () => {
     // The room closing empty on its home releases its directory entry.
     await ok(a, 'leave', {});
     expect(n1.server.sfu.getRoom(roomId)).toBeUndefined();
-    await waitFor(() => !world.rooms.has(roomId), 5000, 'room released');
+    await waitFor(() => world.rooms.get(roomId)?.home === '', 5000, 'room released');
   });
 
   it('a join forwarded to a node that is no longer home is UNAVAILABLE there, and the edge locates the room once more', async () => {
@@ -420,6 +423,33 @@ describe('the whole stack (REDIS_URL, the real RoomDirectory)', () => {
       expect(code(await request(intruder, 'join', { roomId, accessToken: newToken() }))).toBe('UNAUTHORIZED');
     } finally {
       await Promise.all([n1.close(), n2.close()]);
+    }
+  }, 30_000);
+  it('a room lost with its worker is released (nobody renews a room that is gone) and keeps its token hash for the rejoin', async () => {
+    const server = await startTestServer({ redisUrl: redis.url, nodeId: 'real-w', clusterLease: 2 });
+    const data = redisClient();
+    try {
+      const roomId = newRoomId();
+      const token = newToken();
+      const a = await track(server.url);
+      await ok(a, 'join', { roomId, accessToken: token });
+      const room = server.sfu.getRoom(roomId)!;
+      const key = roomKey(roomId);
+      await waitFor(async () => (await data.hget(key, 'home')) === 'real-w', 5000, 'room hosted');
+      expect(await data.hget(key, 'tok')).toBe(room.tokenHash.toString('hex'));
+      const rejoin = next(a, 'rejoin', 15_000);
+      process.kill(room.workerPid, 'SIGKILL');
+      expect(await rejoin).toEqual({ reason: 'worker-died' });
+      // Released: the entry has no home any more, but the token hash stays for the grace period.
+      await waitFor(async () => (await data.hget(key, 'home')) === null, 5000, 'home released');
+      expect(await data.hget(key, 'tok')).toBe(room.tokenHash.toString('hex'));
+      await waitFor(() => server.sfu.pool.size === 1, 10_000, 'replacement worker');
+      const intruder = await track(server.url);
+      expect(code(await request(intruder, 'join', { roomId, accessToken: newToken() }))).toBe('UNAUTHORIZED');
+      await ok(a, 'join', { roomId, accessToken: token });
+      await waitFor(async () => (await data.hget(key, 'home')) === 'real-w', 5000, 'hosted again');
+    } finally {
+      await server.close();
     }
   }, 30_000);
 });
