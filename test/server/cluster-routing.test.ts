@@ -60,7 +60,6 @@ class World {
         const entry = this.rooms.get(roomId);
         if (entry?.home === nodeId) this.rooms.set(roomId, { home: '', tokenHash: entry.tokenHash });
       },
-      isAlive: async (node) => this.alive.has(node),
       onNodeLost: (fn) => {
         this.#lost.add(fn);
         return () => void this.#lost.delete(fn);

@@ -34,7 +34,6 @@ export interface ClusterDirectory {
   hosted(roomId: string, tokenHash: Buffer): Promise<void>;
   /** The room closed here. */
   released(roomId: string): Promise<void>;
-  isAlive(nodeId: string): Promise<boolean>;
   /** A node whose lease expired; returns the unsubscribe. */
   onNodeLost(fn: (nodeId: string) => void): () => void;
 }
